@@ -1,0 +1,61 @@
+"""ragkit: retrieval-augmented generation toolkit built from Haystack components.
+
+Importing ragkit does no heavy work: public names load on first access, and ragkit's modules
+are added to Haystack's deserialization allowlist (through the environment variable Haystack
+reads at load time, so that importing ragkit does not import Haystack and torch).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+__version__ = "0.1.0"
+
+_ALLOWLIST_ENV = "HAYSTACK_DESERIALIZATION_ALLOWLIST"
+
+
+def _register_allowlist() -> None:
+    current = [p.strip() for p in os.environ.get(_ALLOWLIST_ENV, "").split(",") if p.strip()]
+    if "ragkit" not in current:
+        os.environ[_ALLOWLIST_ENV] = ",".join([*current, "ragkit"])
+
+
+_register_allowlist()
+
+_EXPORTS: dict[str, str] = {
+    "BM25Index": "ragkit.stores.bm25",
+    "BM25Retriever": "ragkit.retrieval.components",
+    "DenseRetriever": "ragkit.retrieval.components",
+    "DocumentEmbedder": "ragkit.retrieval.embedders",
+    "FileLoader": "ragkit.indexing.loaders",
+    "Indexer": "ragkit.indexing.indexer",
+    "PipelineError": "ragkit.pipeline",
+    "Profile": "ragkit.config",
+    "RagkitStore": "ragkit.stores.store",
+    "StoreWriter": "ragkit.indexing.writer",
+    "TextEmbedder": "ragkit.retrieval.embedders",
+    "TextSplitter": "ragkit.indexing.splitter",
+    "load_pipeline": "ragkit.pipeline",
+    "load_profile": "ragkit.config",
+    "open_store": "ragkit.stores.store",
+    "release_store": "ragkit.stores.store",
+    "validate_pipeline_file": "ragkit.pipeline",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Load public names lazily (PEP 562) so ``import ragkit`` stays cheap."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ragkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

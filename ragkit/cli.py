@@ -1,0 +1,302 @@
+"""The ``ragkit`` command line: thin, parses options, loads config and pipelines, calls the library.
+
+Heavy imports (haystack, torch, models) happen inside commands so ``ragkit --help`` stays fast.
+Known failures print one ``error:`` line and exit non-zero (2 for invalid input files).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ragkit.config import ConfigError, Profile, load_profile, store_from_location
+
+app = typer.Typer(
+    help="ragkit: retrieval-augmented generation over long and messy corpora.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+pipelines_app = typer.Typer(help="List and validate pipeline YAML files.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks that print a table against a baseline measured in the same run.", no_args_is_help=True)
+app.add_typer(pipelines_app, name="pipelines")
+app.add_typer(bench_app, name="bench")
+
+StoreOpt = Annotated[
+    str | None,
+    typer.Option("--store", help="Store directory (embedded Qdrant), ':memory:', or a Qdrant URL. Default: the profile's, .ragkit/."),
+]
+ProfileOpt = Annotated[str | None, typer.Option("--profile", help="Profile name in configs/ or a YAML file.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+
+class CLIError(Exception):
+    """A failure to report as one line with an exit code."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def repo_root() -> Path:
+    """The project root holding pipelines/, indexers/ and configs/."""
+    return Path(__file__).resolve().parent.parent
+
+
+def find_yaml(name: str, folder: str, what: str) -> Path:
+    """Resolve a pipeline/indexer given as a path or as a bare name in ``folder``."""
+    path = Path(name)
+    if path.exists():
+        return path
+    for base in (Path.cwd() / folder, repo_root() / folder):
+        for cand in (base / name, base / f"{name}.yaml"):
+            if cand.exists():
+                return cand
+    known = sorted(p.stem for p in (repo_root() / folder).glob("*.yaml"))
+    raise CLIError(f"unknown {what} {name!r}: no such file; known: {', '.join(known)}")
+
+
+def _profile(profile: str | None) -> Profile:
+    try:
+        return load_profile(profile)
+    except ConfigError as exc:
+        raise CLIError(str(exc), 2) from None
+
+
+def _open(store: str | None, profile: Profile, must_exist: bool) -> Any:
+    from ragkit.config import EmbeddedStore
+    from ragkit.stores.store import open_store
+
+    cfg = store_from_location(store, profile)
+    if must_exist and isinstance(cfg, EmbeddedStore):
+        d = Path(cfg.path).expanduser()
+        if d.exists() and not d.is_dir():
+            raise CLIError(f"store path {d} is a file; give a directory for --store")
+        if not (d / "store.json").exists():
+            raise CLIError(f"no ragkit store at {d}; run `ragkit index PATH --store {d}` first")
+    return open_store(cfg, embedding_model=profile.embedding.model)
+
+
+def _run(fn: Any) -> None:
+    """Run a command body, turning known errors into one line and an exit code."""
+    from ragkit.errors import known_errors
+
+    try:
+        fn()
+    except CLIError as exc:
+        raise _fail(str(exc), exc.code) from None
+    except known_errors() as exc:
+        code = 2 if type(exc).__name__ in {"PipelineError", "ConfigError"} else 1
+        raise _fail(str(exc), code) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted; re-run the same command to finish (completed work is kept)", 130) from None
+
+
+@app.command()
+def index(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders to index.")] = None,
+    store: StoreOpt = None,
+    profile: ProfileOpt = None,
+    indexer: Annotated[str, typer.Option("--indexer", help="Indexing pipeline YAML (name in indexers/ or path).")] = "default",
+    delete: Annotated[list[Path] | None, typer.Option("--delete", help="Remove these files/folders from the index.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Index files incrementally: new files are added, changed ones replaced, removed ones deleted."""
+
+    def body() -> None:
+        from ragkit.indexing.indexer import Indexer
+        from ragkit.pipeline import bind_store, close_pipeline, load_pipeline
+        from ragkit.stores.store import release_store
+
+        if not paths and not delete:
+            raise CLIError("give PATH... to index or --delete PATH", 2)
+        prof = _profile(profile)
+        pipe_file = find_yaml(indexer, "indexers", "indexer")
+        pipe = load_pipeline(pipe_file)  # invalid YAML fails before the store is touched
+        st = _open(store, prof, must_exist=False)
+        try:
+            bind_store(pipe, st)
+            idx = Indexer(st, pipe, batch_bytes=prof.indexing.batch_bytes, progress=not quiet and not as_json)
+            removed = idx.delete(list(delete)) if delete else 0
+            report = idx.index(list(paths)) if paths else None
+            close_pipeline(pipe)
+        finally:
+            release_store(st)
+        out = report.as_dict() if report else {"chunks_total": None, "errors": []}
+        out["deleted_files"] = removed + (report.removed if report else 0)
+        if as_json:
+            typer.echo(json.dumps(out, indent=1))
+        else:
+            for line in out["errors"]:
+                typer.echo(f"warning: {line}", err=True)
+            if report:
+                rate = report.chunks_written / report.seconds if report.seconds else 0.0
+                typer.echo(
+                    f"indexed: {report.added} new, {report.updated} changed, {report.unchanged} unchanged, "
+                    f"{out['deleted_files']} removed files; {report.chunks_written} chunks written "
+                    f"({rate:.0f}/s); {report.chunks_total} chunks in store"
+                )
+            else:
+                typer.echo(f"removed {removed} files from the index")
+        if out["errors"]:
+            raise typer.Exit(1)
+
+    _run(body)
+
+
+@app.command()
+def query(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    pipeline: Annotated[str, typer.Option("--pipeline", help="Query pipeline YAML (name in pipelines/ or path).")] = "retrieve",
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="How many passages to return.")] = None,
+    store: StoreOpt = None,
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ask a question; prints ranked passages with source and score."""
+
+    def body() -> None:
+        import time
+
+        from ragkit.pipeline import bind_store, close_pipeline, load_pipeline, run_inputs
+        from ragkit.stores.store import release_store
+
+        if not question.strip():
+            raise CLIError("the question is empty", 2)
+        prof = _profile(profile)
+        pipe_file = find_yaml(pipeline, "pipelines", "--pipeline")
+        pipe = load_pipeline(pipe_file)
+        st = _open(store, prof, must_exist=True)
+        try:
+            bind_store(pipe, st)
+            pipe.warm_up()
+            t0 = time.perf_counter()
+            result = pipe.run(run_inputs(pipe, question, top_k))
+            seconds = time.perf_counter() - t0
+            close_pipeline(pipe)
+        finally:
+            release_store(st)
+        docs = next((v["documents"] for v in result.values() if "documents" in v), [])
+        if top_k is not None:
+            docs = docs[:top_k]
+        if as_json:
+            typer.echo(
+                json.dumps(
+                    {
+                        "question": question,
+                        "passages": [
+                            {"rank": i + 1, "score": d.score, "source": d.meta.get("source"), "id": d.id,
+                             "start": d.meta.get("start"), "end": d.meta.get("end"), "content": d.content}
+                            for i, d in enumerate(docs)
+                        ],
+                        "seconds": seconds,
+                    },
+                    indent=1,
+                )
+            )
+            return
+        if not docs:
+            typer.echo("no passages found")
+        for i, d in enumerate(docs, 1):
+            snippet = " ".join((d.content or "").split())
+            typer.echo(f"[{i}] {d.score:.4f}  {d.meta.get('source')}  (chars {d.meta.get('start')}-{d.meta.get('end')})")
+            typer.echo(f"    {snippet[:300]}{'...' if len(snippet) > 300 else ''}")
+
+    _run(body)
+
+
+@app.command()
+def stats(store: StoreOpt = None, profile: ProfileOpt = None, as_json: JsonOpt = False) -> None:
+    """Show what a store holds: chunks, files, BM25 index size."""
+
+    def body() -> None:
+        from ragkit.indexing.manifest import Manifest
+        from ragkit.stores.store import release_store
+
+        prof = _profile(profile)
+        st = _open(store, prof, must_exist=True)
+        try:
+            info = st.stats()
+            if st.directory is not None:
+                man = Manifest.load(st.directory / "manifest.json")
+                info["files"] = sum(1 for e in man.files.values() if e.status == "done")
+                info["pending_files"] = sum(1 for e in man.files.values() if e.status != "done")
+        finally:
+            release_store(st)
+        if as_json:
+            typer.echo(json.dumps(info, indent=1))
+            return
+        for key, value in info.items():
+            if isinstance(value, dict):
+                value = ", ".join(f"{k}={v}" for k, v in value.items())
+            typer.echo(f"{key:16} {value}")
+
+    _run(body)
+
+
+@pipelines_app.command("list")
+def pipelines_list() -> None:
+    """List the shipped query pipelines and indexers."""
+    for folder in ("pipelines", "indexers"):
+        for path in sorted((repo_root() / folder).glob("*.yaml")):
+            first = next((ln[1:].strip() for ln in path.read_text().splitlines() if ln.startswith("#")), "")
+            typer.echo(f"{folder}/{path.name:24} {first}")
+
+
+@pipelines_app.command("validate")
+def pipelines_validate(files: Annotated[list[Path], typer.Argument(help="Pipeline YAML files.")]) -> None:
+    """Check pipeline files without running them; one line per problem, exit code 2 if any."""
+    from ragkit.pipeline import validate_pipeline_file
+
+    bad = 0
+    for f in files:
+        problems = validate_pipeline_file(f)
+        for p in problems:
+            typer.echo(p, err=True)
+        if problems:
+            bad += 1
+        else:
+            typer.echo(f"{f}: ok")
+    if bad:
+        raise typer.Exit(2)
+
+
+@bench_app.command("retrieval")
+def bench_retrieval(
+    chunks: Annotated[int, typer.Option("--chunks", help="BM25 corpus size.")] = 100_000,
+    queries: Annotated[int, typer.Option("--queries", help="Queries for the throughput runs.")] = 200,
+    hybrid_chunks: Annotated[int, typer.Option("--hybrid-chunks", help="Store size for the hybrid latency run.")] = 10_000,
+    index_chunks: Annotated[int, typer.Option("--index-chunks", help="Chunks for the ragkit index vs raw embedder run.")] = 2_000,
+    as_json: JsonOpt = False,
+) -> None:
+    """BM25 vs rank-bm25 and bm25s, incremental add, hybrid latency, indexing vs raw embedder."""
+
+    def body() -> None:
+        from ragkit.bench.retrieval import format_report, run_retrieval_bench
+
+        result = run_retrieval_bench(chunks, queries, hybrid_chunks, index_chunks, progress=not as_json)
+        typer.echo(json.dumps(result, indent=1) if as_json else format_report(result))
+
+    _run(body)
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app()
+    except BrokenPipeError:  # `ragkit ... | head`
+        sys.stderr.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""Typed configuration: store and indexing profiles read from YAML with precise errors.
+
+Profiles live in ``configs/*.yaml``. Every model here forbids unknown keys, so a typo in a
+profile is reported with its YAML path instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+DEFAULT_STORE_DIR = ".ragkit"
+DEFAULT_COLLECTION = "ragkit"
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is invalid; the message names the file and the YAML path."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EmbeddedStore(_Strict):
+    """Qdrant local mode on disk: one process, no server, the default."""
+
+    kind: Literal["embedded"] = "embedded"
+    path: str = DEFAULT_STORE_DIR
+    collection: str = DEFAULT_COLLECTION
+
+
+class MemoryStore(_Strict):
+    """Qdrant ``:memory:`` mode: nothing persists; for tests and throwaway experiments."""
+
+    kind: Literal["memory"] = "memory"
+    collection: str = DEFAULT_COLLECTION
+
+
+class ServerStore(_Strict):
+    """A Qdrant server or cluster reached by URL; BM25 runs on Qdrant sparse vectors with IDF."""
+
+    kind: Literal["server"] = "server"
+    url: str
+    api_key_env: str | None = Field(
+        default="QDRANT_API_KEY", description="Environment variable holding the API key."
+    )
+    collection: str = DEFAULT_COLLECTION
+    shard_number: int | None = None
+    replication_factor: int | None = None
+    write_consistency_factor: int | None = None
+    prefer_grpc: bool = False
+    timeout: int | None = None
+    state_dir: str = Field(
+        default=DEFAULT_STORE_DIR,
+        description="Local directory for the indexing manifest of this server collection.",
+    )
+
+
+StoreConfig = Annotated[EmbeddedStore | MemoryStore | ServerStore, Field(discriminator="kind")]
+
+
+class EmbeddingConfig(_Strict):
+    """Which embedding model indexes and queries use; both must agree, so it is recorded."""
+
+    model: str = "minilm"
+    batch_size: int = Field(default=64, ge=1)
+    device: str = "auto"
+
+
+class SplitConfig(_Strict):
+    """How files are cut into chunks."""
+
+    split_by: Literal["word", "sentence", "token"] = "sentence"
+    split_length: int = Field(default=120, ge=1, description="Chunk size in split_by units.")
+    split_overlap: int = Field(default=20, ge=0)
+
+
+class IndexingConfig(_Strict):
+    """Indexing knobs that are not part of the pipeline graph."""
+
+    max_file_mb: float = Field(default=20.0, gt=0, description="Larger files are skipped.")
+    batch_bytes: int = Field(
+        default=400_000, ge=1, description="File bytes per durable write batch (less is redone after a crash)."
+    )
+    jsonl_text_field: str = "text"
+
+
+class Profile(_Strict):
+    """A named bundle of store, embedding and indexing settings (``configs/<name>.yaml``)."""
+
+    store: StoreConfig = Field(default_factory=EmbeddedStore)
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    indexing: IndexingConfig = Field(default_factory=IndexingConfig)
+    generator: dict[str, Any] | None = None
+
+
+def format_validation_error(source: str, err: ValidationError, prefix: str = "") -> str:
+    """Render the first pydantic error as ``file: yaml.path: message`` on one line."""
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+    if prefix:
+        loc = f"{prefix}.{loc}" if loc else prefix
+    got = first.get("input")
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key (remove it or check the spelling)"
+    elif got is not None and not isinstance(got, dict | list):
+        msg = f"{msg}, got {got!r}"
+    return f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}"
+
+
+def read_yaml(path: Path) -> Any:
+    """Read a YAML file, turning every failure into a one-line ConfigError naming the file."""
+    if not path.exists():
+        raise ConfigError(f"{path}: file not found")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, expected a YAML file")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}:{where}: malformed YAML: {problem}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+
+
+def configs_dir() -> Path:
+    """The directory of shipped profiles: ``configs/`` at the repository root."""
+    return Path(__file__).resolve().parent.parent / "configs"
+
+
+def load_profile(name_or_path: str | None) -> Profile:
+    """Load a profile by name (``configs/<name>.yaml``) or by file path; None gives defaults."""
+    if name_or_path is None:
+        return Profile()
+    path = Path(name_or_path)
+    if not path.suffix:
+        candidate = configs_dir() / f"{name_or_path}.yaml"
+        if not candidate.exists():
+            known = sorted(p.stem for p in configs_dir().glob("*.yaml"))
+            raise ConfigError(f"unknown profile {name_or_path!r}; known profiles: {', '.join(known)}")
+        path = candidate
+    data = read_yaml(path) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(str(path), exc)) from None
+
+
+def store_from_location(location: str | None, base: Profile | None = None) -> EmbeddedStore | MemoryStore | ServerStore:
+    """Turn a ``--store`` value into a store config: a directory, ``:memory:`` or a URL.
+
+    Without a location the profile's store is used, so ``--store`` always wins over the profile.
+    """
+    profile = base or Profile()
+    if location is None:
+        return profile.store
+    collection = profile.store.collection
+    if location == ":memory:":
+        return MemoryStore(collection=collection)
+    if location.startswith(("http://", "https://")):
+        if isinstance(profile.store, ServerStore):
+            return profile.store.model_copy(update={"url": location})
+        return ServerStore(url=location, collection=collection)
+    return EmbeddedStore(path=location, collection=collection)

@@ -1,0 +1,145 @@
+"""Resumable evaluation loop: answer each question, score it, append the record, summarize.
+
+Pure orchestration with no model or Haystack imports; the caller supplies `answer_fn`, which
+wraps whatever pipeline is being evaluated.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ragkit.evaluation.datasets import Dataset, QAExample
+from ragkit.evaluation.metrics import answer_metrics, recall_at_k
+from ragkit.evaluation.report import ResultsWriter, read_records, summarize, write_json_atomic
+
+__all__ = ["RESULTS_FILE", "SUMMARY_FILE", "AnswerResult", "run_eval", "score_example"]
+
+RESULTS_FILE = "results.jsonl"
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass
+class AnswerResult:
+    """What a pipeline returns for one question.
+
+    Attributes:
+        answer: The generated answer text.
+        retrieved_ids: Passage ids in rank order (for recall@k); empty if nothing was retrieved.
+        seconds: Time the pipeline spent; None lets the runner use its own wall-clock measure.
+        extra: Anything else worth keeping in the record (token counts, cost, notes).
+    """
+
+    answer: str
+    retrieved_ids: list[str] = field(default_factory=list)
+    seconds: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def score_example(
+    example: QAExample, answer: str, retrieved_ids: list[str], k_values: Iterable[int] = (1, 5, 10)
+) -> dict[str, float]:
+    """Metrics for one answered question: answer metrics if it has answers, recall@k if gold ids.
+
+    Args:
+        example: The question with its references.
+        answer: The predicted answer.
+        retrieved_ids: Retrieved passage ids in rank order.
+        k_values: Cut-offs for recall@k.
+
+    Returns:
+        A mapping such as {"em": 1.0, "f1": 1.0, ..., "recall@5": 0.5}.
+    """
+    metrics: dict[str, float] = {}
+    if example.answers:
+        metrics.update(answer_metrics(answer, example.answers))
+    if example.gold_passage_ids:
+        for k in k_values:
+            metrics[f"recall@{k}"] = recall_at_k(retrieved_ids, example.gold_passage_ids, k)
+    return metrics
+
+
+def run_eval(
+    dataset: Dataset,
+    answer_fn: Callable[[QAExample], AnswerResult],
+    out_dir: Path,
+    limit: int | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    k_values: Iterable[int] = (1, 5, 10),
+) -> dict[str, Any]:
+    """Evaluate `answer_fn` on a dataset, writing `results.jsonl` and `summary.json` in `out_dir`.
+
+    Each record is appended and flushed as soon as its question is scored, so an interrupted run
+    keeps its work; with `resume=True` questions already in results.jsonl are skipped (a truncated
+    last line is dropped and that question redone). Without `resume` the results file starts afresh.
+    The summary covers the selected questions (first `limit`, or all) present in the results file.
+
+    Args:
+        dataset: The loaded dataset.
+        answer_fn: Answers one example; exceptions propagate (records so far stay on disk).
+        out_dir: Output folder, created if needed.
+        limit: Evaluate only the first `limit` examples.
+        resume: Continue a previous run in the same folder.
+        progress: Show a tqdm progress bar on stderr.
+        k_values: Cut-offs for recall@k.
+
+    Returns:
+        The summary dict (also written to out_dir/summary.json).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results_path = out_dir / RESULTS_FILE
+    ks = sorted({int(k) for k in k_values})
+    if any(k < 1 for k in ks):
+        raise ValueError(f"k_values must all be >= 1, got {ks}")
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+
+    examples = dataset.examples if limit is None else dataset.examples[:limit]
+    done: set[str] = {str(r.get("id")) for r in read_records(results_path)} if resume else set()
+    todo = [ex for ex in examples if ex.id not in done]
+
+    bar: Any = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(examples), initial=len(examples) - len(todo), desc=dataset.name)
+    try:
+        with ResultsWriter(results_path, append=resume) as writer:
+            for example in todo:
+                start = time.perf_counter()
+                result = answer_fn(example)
+                elapsed = time.perf_counter() - start
+                writer.write(
+                    {
+                        "id": example.id,
+                        "question": example.question,
+                        "answers": example.answers,
+                        "prediction": result.answer,
+                        "retrieved_ids": list(result.retrieved_ids),
+                        "gold_passage_ids": example.gold_passage_ids,
+                        "metrics": score_example(example, result.answer, result.retrieved_ids, ks),
+                        "seconds": result.seconds if result.seconds is not None else elapsed,
+                        "extra": result.extra,
+                    }
+                )
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    wanted = {ex.id for ex in examples}
+    records: dict[str, dict[str, Any]] = {}
+    for record in read_records(results_path):
+        rid = str(record.get("id"))
+        if rid in wanted and rid not in records:
+            records[rid] = record
+    summary = summarize(list(records.values()))
+    summary = {"dataset": dataset.name, **summary, "k_values": ks, "limit": limit}
+    write_json_atomic(out_dir / SUMMARY_FILE, summary)
+    return summary

@@ -1,0 +1,53 @@
+"""The last indexing step: write embedded chunks to the store (dense vectors and BM25)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from haystack import Document, component
+
+from ragkit.stores.components import StoreBound
+
+
+@component
+class StoreWriter(StoreBound):
+    """Upserts chunks into a ragkit store: Qdrant for vectors and text, plus the BM25 index.
+
+    ### Usage example
+    ```python
+    writer = StoreWriter(store=".ragkit")
+    writer.run(documents=embedded_chunks)
+    ```
+    """
+
+    def __init__(
+        self, store: str | None = None, embedding_model: str = "minilm", replace_sources: bool = True
+    ) -> None:
+        """Create a writer.
+
+        Args:
+            store: store location (directory, ``:memory:`` or URL); ``ragkit index --store``
+                binds the open store instead.
+            embedding_model: recorded in the store so queries use the same model.
+            replace_sources: delete the earlier chunks of every source in the batch before
+                writing, so a changed file never keeps stale chunks. Files that failed to load
+                never reach the writer, so their earlier chunks stay.
+        """
+        self.store = store
+        self.embedding_model = embedding_model
+        self.replace_sources = replace_sources
+
+    def warm_up(self) -> None:
+        """Open the store early so a locked or broken store fails before any work."""
+        self.open_bound_store()
+
+    @component.output_types(documents_written=int, chunks_by_source=dict[str, int])
+    def run(self, documents: list[Document]) -> dict[str, object]:
+        """Write ``documents``; ids are deterministic, so re-writing replaces instead of duplicating."""
+        store = self.open_bound_store()
+        if self.replace_sources:
+            for source in dict.fromkeys(str(d.meta.get("source", "")) for d in documents):
+                store.delete_source(source)
+        written = store.write(documents)
+        counts = Counter(str(d.meta.get("source", "")) for d in documents)
+        return {"documents_written": written, "chunks_by_source": dict(counts)}

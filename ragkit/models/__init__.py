@@ -1,0 +1,84 @@
+"""The model layer: the one place ragkit touches torch/transformers/sentence-transformers.
+
+Names are imported lazily so ``import ragkit.models`` (and ``ragkit --help``) stays fast; torch,
+transformers and haystack load only when a class that needs them is first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ragkit.models.base import (
+        GenerationResult,
+        LanguageModel,
+        require_capability,
+        truncate_passages_to_fit,
+    )
+    from ragkit.models.causal_lm import CausalLM, PrefixCache
+    from ragkit.models.components import (
+        CrossEncoderScorer,
+        EmbeddingSimilarityScorer,
+        LLMRelevanceScorer,
+        LocalChatGenerator,
+    )
+    from ragkit.models.device import resolve_device
+    from ragkit.models.errors import (
+        CapabilityError,
+        ContextLengthError,
+        ModelLoadError,
+        PrefixCacheError,
+        UnknownModelError,
+    )
+    from ragkit.models.gguf_cache import default_cache_dir, ensure_converted
+    from ragkit.models.registry import (
+        PACKAGED_MODELS,
+        ModelSpec,
+        PackagedModel,
+        known_model_names,
+        register_packaged_model,
+        resolve_model,
+    )
+
+_EXPORTS = {
+    "GenerationResult": "base",
+    "LanguageModel": "base",
+    "require_capability": "base",
+    "truncate_passages_to_fit": "base",
+    "CausalLM": "causal_lm",
+    "PrefixCache": "causal_lm",
+    "CrossEncoderScorer": "components",
+    "EmbeddingSimilarityScorer": "components",
+    "LLMRelevanceScorer": "components",
+    "LocalChatGenerator": "components",
+    "resolve_device": "device",
+    "CapabilityError": "errors",
+    "ContextLengthError": "errors",
+    "ModelLoadError": "errors",
+    "PrefixCacheError": "errors",
+    "UnknownModelError": "errors",
+    "default_cache_dir": "gguf_cache",
+    "ensure_converted": "gguf_cache",
+    "PACKAGED_MODELS": "registry",
+    "ModelSpec": "registry",
+    "PackagedModel": "registry",
+    "known_model_names": "registry",
+    "register_packaged_model": "registry",
+    "resolve_model": "registry",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ragkit.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"ragkit.models.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

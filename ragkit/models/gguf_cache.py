@@ -1,0 +1,246 @@
+"""Convert a GGUF file once into a safetensors model directory and reuse it.
+
+Loading a GGUF through transformers dequantizes every tensor (~35 s for SmolLM2 on 2 cores);
+loading the converted safetensors takes about a second. The converted directory carries a
+``manifest.json`` (format version, source size/mtime/sha256, transformers version, sha256 of
+every written file) that is verified on reuse, so a corrupt or stale cache is rebuilt instead of
+silently loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from ragkit.models.errors import ModelLoadError
+
+__all__ = [
+    "MANIFEST_NAME",
+    "FORMAT_VERSION",
+    "converted_dir_for",
+    "default_cache_dir",
+    "ensure_converted",
+    "file_sha256",
+    "read_manifest",
+    "verify_converted",
+]
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+
+def default_cache_dir() -> Path:
+    """``$RAGKIT_CACHE``, else ``$XDG_CACHE_HOME/ragkit``, else ``~/.cache/ragkit``."""
+    env = os.environ.get("RAGKIT_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "ragkit"
+
+
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file, streamed so large weights do not need to fit in memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def converted_dir_for(gguf_path: Path, cache_dir: Path | str | None = None) -> Path:
+    """Cache directory for one GGUF file, keyed by its resolved path (content is in the manifest)."""
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    resolved = Path(gguf_path).resolve()
+    key = hashlib.sha256(str(resolved).encode()).hexdigest()[:16]
+    return root / "gguf" / f"{resolved.stem}-{key}"
+
+
+def read_manifest(directory: Path) -> dict[str, Any] | None:
+    """The manifest of a converted directory, or ``None`` when absent or unreadable."""
+    try:
+        data = json.loads((directory / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _source_info(gguf_path: Path, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """Size, mtime and sha256 of the source; reuses the stored hash when size and mtime match."""
+    stat = gguf_path.stat()
+    info = {"path": str(gguf_path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    if (
+        previous
+        and previous.get("size") == stat.st_size
+        and previous.get("mtime_ns") == stat.st_mtime_ns
+        and isinstance(previous.get("sha256"), str)
+    ):
+        info["sha256"] = previous["sha256"]
+    else:
+        info["sha256"] = file_sha256(gguf_path)
+    return info
+
+
+def verify_converted(directory: Path, gguf_path: Path, *, full: bool = True) -> str | None:
+    """Check a converted directory against its manifest and source.
+
+    Args:
+        directory: The converted model directory.
+        gguf_path: The GGUF it should have been converted from.
+        full: Also hash every written file (slower: ~0.5 s per GB); otherwise sizes only.
+
+    Returns:
+        ``None`` when valid, else a short reason (for the rebuild warning).
+    """
+    import transformers
+
+    if not directory.is_dir():
+        return "missing"
+    manifest = read_manifest(directory)
+    if manifest is None:
+        return "manifest missing or unreadable"
+    if manifest.get("format_version") != FORMAT_VERSION:
+        return f"format version {manifest.get('format_version')} != {FORMAT_VERSION}"
+    if manifest.get("transformers_version") != transformers.__version__:
+        return (
+            f"written by transformers {manifest.get('transformers_version')}, "
+            f"running {transformers.__version__}"
+        )
+    stored = manifest.get("source") or {}
+    source = _source_info(gguf_path, stored)
+    if stored.get("size") != source["size"] or stored.get("sha256") != source["sha256"]:
+        return "source GGUF changed"
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        return "manifest lists no files"
+    for name, meta in files.items():
+        path = directory / name
+        if not path.is_file():
+            return f"{name} missing"
+        if path.stat().st_size != meta.get("size"):
+            return f"{name} has the wrong size"
+        if full and file_sha256(path) != meta.get("sha256"):
+            return f"{name} checksum mismatch"
+    return None
+
+
+def _convert(gguf_path: Path, out: Path) -> None:
+    """Dequantize the GGUF with transformers and save model, tokenizer and config to ``out``.
+
+    ``save_pretrained`` refuses GGUF-loaded models, so the model is rebuilt from its config
+    (without the GGUF quantization entry) and the dequantized state dict, then saved once.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, filename = str(gguf_path.parent), gguf_path.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    config.name_or_path = ""
+    state = loaded.state_dict()
+    rebuilt = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = rebuilt.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ModelLoadError(
+            f"GGUF file {gguf_path} converted with missing tensors {list(missing)[:5]} "
+            f"or unexpected tensors {list(unexpected)[:5]}"
+        )
+    rebuilt.generation_config = loaded.generation_config
+    del loaded, state
+    rebuilt.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def _write_manifest(out: Path, source: dict[str, Any]) -> None:
+    import transformers
+
+    files = {
+        p.name: {"size": p.stat().st_size, "sha256": file_sha256(p)}
+        for p in sorted(out.iterdir())
+        if p.is_file() and p.name != MANIFEST_NAME
+    }
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "source": source,
+        "transformers_version": transformers.__version__,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "files": files,
+    }
+    (out / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+
+
+def _publish(tmp: Path, target: Path) -> None:
+    """Move a finished temp dir into place; an old (invalid) target is moved aside first."""
+    trash: Path | None = None
+    if target.exists():
+        trash = target.with_name(f".{target.name}.old-{os.getpid()}-{time.time_ns()}")
+        os.replace(target, trash)
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        # Another process published first: keep theirs, drop ours.
+        shutil.rmtree(tmp, ignore_errors=True)
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def ensure_converted(
+    gguf_path: Path | str,
+    cache_dir: Path | str | None = None,
+    *,
+    verify: bool = True,
+) -> Path:
+    """Return a verified safetensors directory for ``gguf_path``, converting it if needed.
+
+    Args:
+        gguf_path: The GGUF file.
+        cache_dir: Cache root (default :func:`default_cache_dir`); tests pass a tmp dir.
+        verify: Hash every cached file on reuse (detects corruption); ``False`` checks sizes.
+
+    Returns:
+        The directory to pass to ``from_pretrained``.
+
+    Raises:
+        ModelLoadError: The GGUF is missing or fails to convert; the message names the file.
+    """
+    gguf_path = Path(gguf_path).resolve()
+    if not gguf_path.is_file():
+        raise ModelLoadError(f"GGUF file not found: {gguf_path}")
+    target = converted_dir_for(gguf_path, cache_dir)
+    if target.exists():
+        reason = verify_converted(target, gguf_path, full=verify)
+        if reason is None:
+            return target
+        message = f"converted model cache {target} is invalid ({reason}); rebuilding"
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+        logger.warning(message)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    previous = (read_manifest(target) or {}).get("source") if target.exists() else None
+    source = _source_info(gguf_path, previous)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    started = time.perf_counter()
+    try:
+        _convert(gguf_path, tmp)
+        _write_manifest(tmp, source)
+    except ModelLoadError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    except Exception as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ModelLoadError(f"failed to convert GGUF file {gguf_path}: {exc}") from exc
+    _publish(tmp, target)
+    logger.info("converted %s in %.1f s into %s", gguf_path, time.perf_counter() - started, target)
+    return target
