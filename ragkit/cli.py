@@ -22,15 +22,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 pipelines_app = typer.Typer(help="List and validate pipeline YAML files.", no_args_is_help=True)
-bench_app = typer.Typer(help="Benchmarks that print a table against a baseline measured in the same run.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks that print a table against a baseline measured in the same run.",
+    no_args_is_help=True,
+)
 app.add_typer(pipelines_app, name="pipelines")
 app.add_typer(bench_app, name="bench")
 
 StoreOpt = Annotated[
     str | None,
-    typer.Option("--store", help="Store directory (embedded Qdrant), ':memory:', or a Qdrant URL. Default: the profile's, .ragkit/."),
+    typer.Option(
+        "--store",
+        help="Store directory (embedded Qdrant), ':memory:', or a Qdrant URL. Default: the profile's, .ragkit/.",
+    ),
 ]
-ProfileOpt = Annotated[str | None, typer.Option("--profile", help="Profile name in configs/ or a YAML file.")]
+ProfileOpt = Annotated[
+    str | None, typer.Option("--profile", help="Profile name in configs/ or a YAML file.")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
 
@@ -98,7 +106,9 @@ def _run(fn: Any) -> None:
         code = 2 if type(exc).__name__ in {"PipelineError", "ConfigError"} else 1
         raise _fail(str(exc), code) from None
     except KeyboardInterrupt:
-        raise _fail("interrupted; re-run the same command to finish (completed work is kept)", 130) from None
+        raise _fail(
+            "interrupted; re-run the same command to finish (completed work is kept)", 130
+        ) from None
 
 
 @app.command()
@@ -106,8 +116,13 @@ def index(
     paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders to index.")] = None,
     store: StoreOpt = None,
     profile: ProfileOpt = None,
-    indexer: Annotated[str, typer.Option("--indexer", help="Indexing pipeline YAML (name in indexers/ or path).")] = "default",
-    delete: Annotated[list[Path] | None, typer.Option("--delete", help="Remove these files/folders from the index.")] = None,
+    indexer: Annotated[
+        str, typer.Option("--indexer", help="Indexing pipeline YAML (name in indexers/ or path).")
+    ] = "default",
+    delete: Annotated[
+        list[Path] | None,
+        typer.Option("--delete", help="Remove these files/folders from the index."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -126,7 +141,9 @@ def index(
         st = _open(store, prof, must_exist=False)
         try:
             bind_store(pipe, st)
-            idx = Indexer(st, pipe, batch_bytes=prof.indexing.batch_bytes, progress=not quiet and not as_json)
+            idx = Indexer(
+                st, pipe, batch_bytes=prof.indexing.batch_bytes, progress=not quiet and not as_json
+            )
             removed = idx.delete(list(delete)) if delete else 0
             report = idx.index(list(paths)) if paths else None
             close_pipeline(pipe)
@@ -157,8 +174,12 @@ def index(
 @app.command()
 def query(
     question: Annotated[str, typer.Argument(help="The question.")],
-    pipeline: Annotated[str, typer.Option("--pipeline", help="Query pipeline YAML (name in pipelines/ or path).")] = "retrieve",
-    top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="How many passages to return.")] = None,
+    pipeline: Annotated[
+        str, typer.Option("--pipeline", help="Query pipeline YAML (name in pipelines/ or path).")
+    ] = "retrieve",
+    top_k: Annotated[
+        int | None, typer.Option("--top-k", min=1, help="How many passages to return.")
+    ] = None,
     store: StoreOpt = None,
     profile: ProfileOpt = None,
     as_json: JsonOpt = False,
@@ -195,8 +216,15 @@ def query(
                     {
                         "question": question,
                         "passages": [
-                            {"rank": i + 1, "score": d.score, "source": d.meta.get("source"), "id": d.id,
-                             "start": d.meta.get("start"), "end": d.meta.get("end"), "content": d.content}
+                            {
+                                "rank": i + 1,
+                                "score": d.score,
+                                "source": d.meta.get("source"),
+                                "id": d.id,
+                                "start": d.meta.get("start"),
+                                "end": d.meta.get("end"),
+                                "content": d.content,
+                            }
                             for i, d in enumerate(docs)
                         ],
                         "seconds": seconds,
@@ -209,7 +237,9 @@ def query(
             typer.echo("no passages found")
         for i, d in enumerate(docs, 1):
             snippet = " ".join((d.content or "").split())
-            typer.echo(f"[{i}] {d.score:.4f}  {d.meta.get('source')}  (chars {d.meta.get('start')}-{d.meta.get('end')})")
+            typer.echo(
+                f"[{i}] {d.score:.4f}  {d.meta.get('source')}  (chars {d.meta.get('start')}-{d.meta.get('end')})"
+            )
             typer.echo(f"    {snippet[:300]}{'...' if len(snippet) > 300 else ''}")
 
     _run(body)
@@ -249,12 +279,16 @@ def pipelines_list() -> None:
     """List the shipped query pipelines and indexers."""
     for folder in ("pipelines", "indexers"):
         for path in sorted((repo_root() / folder).glob("*.yaml")):
-            first = next((ln[1:].strip() for ln in path.read_text().splitlines() if ln.startswith("#")), "")
+            first = next(
+                (ln[1:].strip() for ln in path.read_text().splitlines() if ln.startswith("#")), ""
+            )
             typer.echo(f"{folder}/{path.name:24} {first}")
 
 
 @pipelines_app.command("validate")
-def pipelines_validate(files: Annotated[list[Path], typer.Argument(help="Pipeline YAML files.")]) -> None:
+def pipelines_validate(
+    files: Annotated[list[Path], typer.Argument(help="Pipeline YAML files.")],
+) -> None:
     """Check pipeline files without running them; one line per problem, exit code 2 if any."""
     from ragkit.pipeline import validate_pipeline_file
 
@@ -274,9 +308,15 @@ def pipelines_validate(files: Annotated[list[Path], typer.Argument(help="Pipelin
 @bench_app.command("retrieval")
 def bench_retrieval(
     chunks: Annotated[int, typer.Option("--chunks", help="BM25 corpus size.")] = 100_000,
-    queries: Annotated[int, typer.Option("--queries", help="Queries for the throughput runs.")] = 200,
-    hybrid_chunks: Annotated[int, typer.Option("--hybrid-chunks", help="Store size for the hybrid latency run.")] = 10_000,
-    index_chunks: Annotated[int, typer.Option("--index-chunks", help="Chunks for the ragkit index vs raw embedder run.")] = 2_000,
+    queries: Annotated[
+        int, typer.Option("--queries", help="Queries for the throughput runs.")
+    ] = 200,
+    hybrid_chunks: Annotated[
+        int,
+        typer.Option(
+            "--hybrid-chunks", help="Chunks indexed for the indexing-speed and hybrid-latency runs."
+        ),
+    ] = 10_000,
     as_json: JsonOpt = False,
 ) -> None:
     """BM25 vs rank-bm25 and bm25s, incremental add, hybrid latency, indexing vs raw embedder."""
@@ -284,7 +324,7 @@ def bench_retrieval(
     def body() -> None:
         from ragkit.bench.retrieval import format_report, run_retrieval_bench
 
-        result = run_retrieval_bench(chunks, queries, hybrid_chunks, index_chunks, progress=not as_json)
+        result = run_retrieval_bench(chunks, queries, hybrid_chunks, progress=not as_json)
         typer.echo(json.dumps(result, indent=1) if as_json else format_report(result))
 
     _run(body)

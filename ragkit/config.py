@@ -37,6 +37,10 @@ class MemoryStore(_Strict):
 
     kind: Literal["memory"] = "memory"
     collection: str = DEFAULT_COLLECTION
+    bm25: Literal["local", "sparse"] = Field(
+        default="local",
+        description="'sparse' runs BM25 on Qdrant sparse vectors, exactly as server stores do.",
+    )
 
 
 class ServerStore(_Strict):
@@ -83,7 +87,9 @@ class IndexingConfig(_Strict):
 
     max_file_mb: float = Field(default=20.0, gt=0, description="Larger files are skipped.")
     batch_bytes: int = Field(
-        default=400_000, ge=1, description="File bytes per durable write batch (less is redone after a crash)."
+        default=400_000,
+        ge=1,
+        description="File bytes per durable write batch (less is redone after a crash).",
     )
     jsonl_text_field: str = "text"
 
@@ -144,7 +150,9 @@ def load_profile(name_or_path: str | None) -> Profile:
         candidate = configs_dir() / f"{name_or_path}.yaml"
         if not candidate.exists():
             known = sorted(p.stem for p in configs_dir().glob("*.yaml"))
-            raise ConfigError(f"unknown profile {name_or_path!r}; known profiles: {', '.join(known)}")
+            raise ConfigError(
+                f"unknown profile {name_or_path!r}; known profiles: {', '.join(known)}"
+            )
         path = candidate
     data = read_yaml(path) or {}
     if not isinstance(data, dict):
@@ -155,7 +163,9 @@ def load_profile(name_or_path: str | None) -> Profile:
         raise ConfigError(format_validation_error(str(path), exc)) from None
 
 
-def store_from_location(location: str | None, base: Profile | None = None) -> EmbeddedStore | MemoryStore | ServerStore:
+def store_from_location(
+    location: str | None, base: Profile | None = None
+) -> EmbeddedStore | MemoryStore | ServerStore:
     """Turn a ``--store`` value into a store config: a directory, ``:memory:`` or a URL.
 
     Without a location the profile's store is used, so ``--store`` always wins over the profile.

@@ -11,7 +11,13 @@ def known_errors() -> tuple[type[BaseException], ...]:
     from ragkit.stores.lock import StoreInUseError
     from ragkit.stores.store import StoreError
 
-    errors: list[type[BaseException]] = [ConfigError, ManifestError, PipelineError, StoreInUseError, StoreError]
+    errors: list[type[BaseException]] = [
+        ConfigError,
+        ManifestError,
+        PipelineError,
+        StoreInUseError,
+        StoreError,
+    ]
     try:
         from ragkit.stores.bm25 import BM25IndexError
 

@@ -24,7 +24,13 @@ if TYPE_CHECKING:
     from ragkit.stores.store import RagkitStore
 
 ALLOWED_MODULES = ("ragkit", "haystack", "haystack_integrations")
-TOP_LEVEL_KEYS = {"components", "connections", "metadata", "max_runs_per_component", "connection_type_validation"}
+TOP_LEVEL_KEYS = {
+    "components",
+    "connections",
+    "metadata",
+    "max_runs_per_component",
+    "connection_type_validation",
+}
 # pipeline inputs that ragkit fills at run time (the question, the files to index, ...)
 QUERY_INPUTS = frozenset({"query", "text", "question"})
 RUNTIME_INPUTS = QUERY_INPUTS | {"sources", "top_k", "filters", "streaming_callback"}
@@ -52,7 +58,9 @@ def _module_allowed(module: str) -> bool:
 def _resolve_type(type_name: str, where: str, problems: list[str]) -> type | None:
     module_name, _, cls_name = type_name.rpartition(".")
     if not module_name:
-        problems.append(f"{where}: {type_name!r} is not a dotted class path (e.g. ragkit.BM25Retriever)")
+        problems.append(
+            f"{where}: {type_name!r} is not a dotted class path (e.g. ragkit.BM25Retriever)"
+        )
         return None
     if not _module_allowed(module_name):
         problems.append(
@@ -63,7 +71,9 @@ def _resolve_type(type_name: str, where: str, problems: list[str]) -> type | Non
     try:
         module = importlib.import_module(module_name)
     except ImportError:
-        problems.append(f"{where}: unknown component type {type_name!r} (module {module_name!r} not found)")
+        problems.append(
+            f"{where}: unknown component type {type_name!r} (module {module_name!r} not found)"
+        )
         return None
     from haystack.core.component import Component
 
@@ -117,14 +127,22 @@ def _check_init(spec: _Spec, where: str, problems: list[str]) -> None:
         hints = typing.get_type_hints(spec.cls.__init__)
     except Exception:  # noqa: BLE001 - unresolvable forward refs: skip type checks, keep name checks
         hints = {}
-    accepted = {n: p for n, p in sig.parameters.items() if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    accepted = {
+        n: p
+        for n, p in sig.parameters.items()
+        if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
     takes_kwargs = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
     for key, value in params.items():
         path = f"{where}.init_parameters.{key}"
         if key not in accepted:
             if not takes_kwargs:
                 close = difflib.get_close_matches(key, list(accepted), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else f"; accepted: {', '.join(accepted)}"
+                hint = (
+                    f"; did you mean {close[0]!r}?"
+                    if close
+                    else f"; accepted: {', '.join(accepted)}"
+                )
                 problems.append(f"{path}: unknown parameter{hint}")
             continue
         tp = hints.get(key)
@@ -153,19 +171,29 @@ def validate_data(data: Any, source: str) -> tuple[list[_Spec], list[dict[str, A
         return [], [], [f"{source}: expected a mapping with 'components' and 'connections'"]
     for key in data:
         if key not in TOP_LEVEL_KEYS:
-            problems.append(f"{source}: {key}: unknown top-level key; expected {', '.join(sorted(TOP_LEVEL_KEYS))}")
+            problems.append(
+                f"{source}: {key}: unknown top-level key; expected {', '.join(sorted(TOP_LEVEL_KEYS))}"
+            )
     comps = data.get("components")
     if not isinstance(comps, dict) or not comps:
-        return [], [], [*problems, f"{source}: components: expected a non-empty mapping of name -> component"]
+        return (
+            [],
+            [],
+            [*problems, f"{source}: components: expected a non-empty mapping of name -> component"],
+        )
     specs: list[_Spec] = []
     for name, body in comps.items():
         where = f"components.{name}"
         if not isinstance(body, dict):
-            problems.append(f"{source}: {where}: expected a mapping with 'type' and 'init_parameters'")
+            problems.append(
+                f"{source}: {where}: expected a mapping with 'type' and 'init_parameters'"
+            )
             continue
         unknown = set(body) - {"type", "init_parameters"}
         if unknown:
-            problems.append(f"{source}: {where}.{sorted(unknown)[0]}: unknown key; expected type, init_parameters")
+            problems.append(
+                f"{source}: {where}.{sorted(unknown)[0]}: unknown key; expected type, init_parameters"
+            )
         if not isinstance(body.get("type"), str):
             problems.append(f"{source}: {where}.type: missing component type")
             continue
@@ -188,13 +216,17 @@ def validate_data(data: Any, source: str) -> tuple[list[_Spec], list[dict[str, A
         for end in ("sender", "receiver"):
             ref = _split_socket(conn[end])
             if ref is None:
-                problems.append(f"{source}: {where}.{end}: expected 'component.socket', got {conn[end]!r}")
+                problems.append(
+                    f"{source}: {where}.{end}: expected 'component.socket', got {conn[end]!r}"
+                )
             elif ref[0] not in comps:
                 problems.append(f"{source}: {where}.{end}: no component named {ref[0]!r}")
     return specs, [c for c in conns if isinstance(c, dict)], problems
 
 
-def _build(specs: list[_Spec], conns: list[dict[str, Any]], data: dict[str, Any], source: str) -> tuple[Pipeline, list[str]]:
+def _build(
+    specs: list[_Spec], conns: list[dict[str, Any]], data: dict[str, Any], source: str
+) -> tuple[Pipeline, list[str]]:
     from haystack import Pipeline
     from haystack.core.serialization import component_from_dict
 
@@ -204,11 +236,16 @@ def _build(specs: list[_Spec], conns: list[dict[str, Any]], data: dict[str, Any]
         max_runs_per_component=data.get("max_runs_per_component", 100),
     )
     for spec in specs:
-        payload = {"type": spec.data["type"], "init_parameters": dict(spec.data.get("init_parameters") or {})}
+        payload = {
+            "type": spec.data["type"],
+            "init_parameters": dict(spec.data.get("init_parameters") or {}),
+        }
         try:
             instance = component_from_dict(spec.cls, payload, spec.name)
         except Exception as exc:  # noqa: BLE001 - a component's own validation error, reported per node
-            problems.append(f"{source}: components.{spec.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            problems.append(
+                f"{source}: components.{spec.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            )
             continue
         pipe.add_component(spec.name, instance)
     built = set(pipe.graph.nodes)
@@ -285,7 +322,9 @@ def bind_store(pipe: Pipeline, store: RagkitStore) -> None:
             comp.bind_store(store)
 
 
-def run_inputs(pipe: Pipeline, question: str, top_k: int | None = None) -> dict[str, dict[str, Any]]:
+def run_inputs(
+    pipe: Pipeline, question: str, top_k: int | None = None
+) -> dict[str, dict[str, Any]]:
     """Map a CLI question (and ``--top-k``) onto the pipeline's open inputs by socket name."""
     inputs: dict[str, dict[str, Any]] = {}
     open_inputs = pipe.inputs()
@@ -300,7 +339,9 @@ def run_inputs(pipe: Pipeline, question: str, top_k: int | None = None) -> dict[
             elif socket == "top_k" and top_k is not None and comp in final:
                 inputs.setdefault(comp, {})[socket] = top_k
     if not inputs:
-        raise PipelineError(["pipeline has no open 'query', 'text' or 'question' input to take the question"])
+        raise PipelineError(
+            ["pipeline has no open 'query', 'text' or 'question' input to take the question"]
+        )
     return inputs
 
 

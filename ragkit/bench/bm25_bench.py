@@ -21,7 +21,7 @@ from ragkit.bench.corpus import bench_queries, build_bench_corpus
 from ragkit.stores.bm25 import BM25Index
 from ragkit.stores.tokenize import tokenize_many
 
-__all__ = ["format_table", "run_bm25_bench", "top_k_agrees"]
+__all__ = ["fmt_value", "format_table", "make_row", "run_bm25_bench", "top_k_agrees"]
 
 _UPDATE_DOCS = 1_000
 
@@ -72,11 +72,11 @@ def _time(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, out
 
 
-def _row(metric: str, ragkit: float, baseline: float | None, name: str, unit: str) -> dict:
+def make_row(metric: str, ragkit: float, baseline: float | None, name: str, unit: str) -> dict:
     """One table row; ratio is always a speedup (> 1 means ragkit is better)."""
     ratio = None
     if baseline is not None and ragkit > 0 and baseline > 0:
-        ratio = ragkit / baseline if unit == "q/s" else baseline / ragkit
+        ratio = ragkit / baseline if unit.endswith("/s") else baseline / ragkit
     return {"metric": metric, "ragkit": ragkit, "baseline": baseline, "baseline_name": name,
             "unit": unit, "ratio": ratio}  # fmt: skip
 
@@ -157,11 +157,13 @@ def run_bm25_bench(
         agree += top_k_agrees(res, scores, shares, row_of)
     del oracle
 
-    rows.append(_row("build (s)", t_build, t_bm_build, "bm25s", "s"))
-    rows.append(_row("build (s)", t_build, t_rb_build, "rank-bm25", "s"))
-    rows.append(_row("single-query throughput (q/s)", ragkit_qps, bm_qps, "bm25s", "q/s"))
-    rows.append(_row("single-query throughput (q/s)", ragkit_qps, rb_qps, "rank-bm25", "q/s"))
-    rows.append(_row("top-10 agreement with rank-bm25", agree / max(1, n_oracle), None, "", "frac"))
+    rows.append(make_row("build (s)", t_build, t_bm_build, "bm25s", "s"))
+    rows.append(make_row("build (s)", t_build, t_rb_build, "rank-bm25", "s"))
+    rows.append(make_row("single-query throughput (q/s)", ragkit_qps, bm_qps, "bm25s", "q/s"))
+    rows.append(make_row("single-query throughput (q/s)", ragkit_qps, rb_qps, "rank-bm25", "q/s"))
+    rows.append(
+        make_row("top-10 agreement with rank-bm25", agree / max(1, n_oracle), None, "", "frac")
+    )
 
     say("ragkit: updates")
     tmp = Path(tempfile.mkdtemp(prefix="ragkit-bm25-bench-"))
@@ -178,14 +180,16 @@ def run_bm25_bench(
         t_delete, _ = _time(lambda: index.delete(base_ids[:_UPDATE_DOCS]))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    rows.append(_row(f"add {_UPDATE_DOCS} chunks (s)", t_add, t_rebuild, "full rebuild", "s"))
-    rows.append(_row(f"delete {_UPDATE_DOCS} chunks (s)", t_delete, t_rebuild, "full rebuild", "s"))
-    rows.append(_row("first query after update (s)", t_first, None, "", "s"))
-    rows.append(_row("save (s)", t_save, None, "", "s"))
+    rows.append(make_row(f"add {_UPDATE_DOCS} chunks (s)", t_add, t_rebuild, "full rebuild", "s"))
     rows.append(
-        _row(f"save after {_UPDATE_DOCS}-chunk add (s)", t_save_inc, t_save, "full save", "s")
+        make_row(f"delete {_UPDATE_DOCS} chunks (s)", t_delete, t_rebuild, "full rebuild", "s")
     )
-    rows.append(_row("load (s)", t_load, None, "", "s"))
+    rows.append(make_row("first query after update (s)", t_first, None, "", "s"))
+    rows.append(make_row("save (s)", t_save, None, "", "s"))
+    rows.append(
+        make_row(f"save after {_UPDATE_DOCS}-chunk add (s)", t_save_inc, t_save, "full save", "s")
+    )
+    rows.append(make_row("load (s)", t_load, None, "", "s"))
     say("done")
     return {
         "n_chunks": n_chunks,
@@ -200,13 +204,13 @@ def run_bm25_bench(
     }
 
 
-def _fmt(value: float | None, unit: str) -> str:
+def fmt_value(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
     if unit == "frac":
         return f"{value:.0%}"
-    if unit == "q/s":
-        return f"{value:,.1f} q/s"
+    if unit.endswith("/s"):
+        return f"{value:,.1f} {unit}"
     return f"{value * 1000:,.1f} ms" if value < 1 else f"{value:,.2f} s"
 
 
@@ -222,12 +226,12 @@ def format_table(result: Mapping[str, Any]) -> str:
     header = ("metric", "ragkit", "baseline", "ratio")
     lines = [header]
     for row in result["rows"]:
-        base = _fmt(row["baseline"], row["unit"])
+        base = fmt_value(row["baseline"], row["unit"])
         if row["baseline"] is not None:
             base = f"{base} ({row['baseline_name']})"
         ratio = "-" if row["ratio"] is None else f"{row['ratio']:,.1f}x"
-        metric = row["metric"].replace(" (s)", "").replace(" (q/s)", "")
-        lines.append((metric, _fmt(row["ragkit"], row["unit"]), base, ratio))
+        metric = row["metric"].rsplit(" (", 1)[0]
+        lines.append((metric, fmt_value(row["ragkit"], row["unit"]), base, ratio))
     widths = [max(len(line[i]) for line in lines) for i in range(4)]
     out = [
         "  ".join(

@@ -63,7 +63,9 @@ def discover(paths: list[Path], errors: list[str]) -> tuple[list[Path], list[Pat
         found = sorted(
             p
             for p in path.rglob("*")
-            if p.is_file() and is_supported(p) and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            if p.is_file()
+            and is_supported(p)
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
         )
         if not found:
             errors.append(f"{raw}: no supported files (txt, md, html, jsonl, pdf) in this folder")
@@ -125,7 +127,12 @@ class Indexer:
 
         # files that were indexed under these roots but are gone now
         present = {str(f) for f in files}
-        gone = [s for r in roots for s in self.manifest.under(r) if s not in present and not Path(s).exists()]
+        gone = [
+            s
+            for r in roots
+            for s in self.manifest.under(r)
+            if s not in present and not Path(s).exists()
+        ]
         if gone:
             report.removed = self.delete([Path(s) for s in gone])
 

@@ -21,7 +21,10 @@ class StoreWriter(StoreBound):
     """
 
     def __init__(
-        self, store: str | None = None, embedding_model: str = "minilm", replace_sources: bool = True
+        self,
+        store: str | None = None,
+        embedding_model: str = "minilm",
+        replace_sources: bool = True,
     ) -> None:
         """Create a writer.
 

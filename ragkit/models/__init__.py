@@ -68,7 +68,32 @@ _EXPORTS = {
     "resolve_model": "registry",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "CapabilityError",
+    "CausalLM",
+    "ContextLengthError",
+    "CrossEncoderScorer",
+    "EmbeddingSimilarityScorer",
+    "GenerationResult",
+    "LLMRelevanceScorer",
+    "LanguageModel",
+    "LocalChatGenerator",
+    "ModelLoadError",
+    "ModelSpec",
+    "PACKAGED_MODELS",
+    "PackagedModel",
+    "PrefixCache",
+    "PrefixCacheError",
+    "UnknownModelError",
+    "default_cache_dir",
+    "ensure_converted",
+    "known_model_names",
+    "register_packaged_model",
+    "require_capability",
+    "resolve_device",
+    "resolve_model",
+    "truncate_passages_to_fit",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -318,7 +318,10 @@ class CausalLM:
         self.spec = spec
         self.fingerprint = fingerprint or self._config_fingerprint(name, None)
         eos: set[int] = set()
-        for source in (getattr(model.generation_config, "eos_token_id", None), tokenizer.eos_token_id):
+        for source in (
+            getattr(model.generation_config, "eos_token_id", None),
+            tokenizer.eos_token_id,
+        ):
             if isinstance(source, int):
                 eos.add(source)
             elif isinstance(source, list | tuple):
@@ -372,7 +375,9 @@ class CausalLM:
             tokenizer = AutoTokenizer.from_pretrained(location)
             model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype)
         except Exception as exc:
-            raise ModelLoadError(f"cannot load causal model {name!r} from {location}: {exc}") from exc
+            raise ModelLoadError(
+                f"cannot load causal model {name!r} from {location}: {exc}"
+            ) from exc
         model.to(dev)
         model.eval()
         fingerprint = cls._config_fingerprint(source_sha or spec.location, model.config)
@@ -382,7 +387,13 @@ class CausalLM:
     def _config_fingerprint(source: str, config: Any) -> str:
         """Identify weights + architecture, independent of where the cache dir lives."""
         data = config.to_dict() if config is not None else {}
-        for key in ("_name_or_path", "name_or_path", "transformers_version", "dtype", "torch_dtype"):
+        for key in (
+            "_name_or_path",
+            "name_or_path",
+            "transformers_version",
+            "dtype",
+            "torch_dtype",
+        ):
             data.pop(key, None)
         blob = json.dumps({"source": source, "config": data}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
@@ -529,6 +540,17 @@ class CausalLM:
             return self._new_cache(), 0
         use = n if len(ids) > n else n - 1  # at least one token must be fed to get logits
         return prefix.to_dynamic_cache(self.model.config, use), use
+
+    @staticmethod
+    def crop_cache(cache: DynamicCache, length: int) -> None:
+        """Roll a live cache back to its first ``length`` tokens (rejected draft tokens).
+
+        transformers 5.x ``crop`` only accepts a negative count of tokens to remove (a positive
+        argument raises); a negative count also worked in 4.x, so this is portable.
+        """
+        remove = cache.get_seq_length() - length
+        if remove > 0:
+            cache.crop(-remove)
 
     def prefill(self, prefix_ids: list[int]) -> PrefixCache:
         """Compute the KV cache of a prompt prefix (e.g. a system prompt plus a document).
@@ -750,7 +772,9 @@ class CausalLM:
             return []
         ids = torch.tensor([list(prompt_ids) + list(continuation_ids)], device=self.device)
         with torch.inference_mode():
-            out = self.model(input_ids=ids, use_cache=False, logits_to_keep=len(continuation_ids) + 1)
+            out = self.model(
+                input_ids=ids, use_cache=False, logits_to_keep=len(continuation_ids) + 1
+            )
             logp = torch.log_softmax(out.logits[0, :-1, :].float(), dim=-1)
             target = torch.tensor(continuation_ids, device=self.device).view(-1, 1)
             return logp.gather(-1, target).squeeze(-1).tolist()
@@ -765,7 +789,7 @@ class CausalLM:
             cache: ``None`` (compute from scratch); a :class:`PrefixCache` that ``ids`` starts
                 with (reused, not modified); or a live ``DynamicCache`` holding the first
                 ``cache.get_seq_length()`` tokens of ``ids``, extended in place (for speculative
-                decoding; roll back with ``cache.crop(n)``).
+                decoding; roll back with :meth:`crop_cache`).
         """
         import torch
         from transformers import DynamicCache

@@ -295,14 +295,20 @@ class LLMRelevanceScorer:
         """Score and sort documents by ``meta["relevance"]`` (P("yes"))."""
         if not documents:
             return {"documents": []}
-        return {"documents": _with_scores(documents, self.score(query, [d.content or "" for d in documents]))}
+        return {
+            "documents": _with_scores(
+                documents, self.score(query, [d.content or "" for d in documents])
+            )
+        }
 
 
 @component
 class EmbeddingSimilarityScorer:
     """Relevance = cosine similarity of sentence embeddings (packaged MiniLM by default)."""
 
-    def __init__(self, model: str = DEFAULT_EMBEDDING_MODEL, device: str = "auto", batch_size: int = 32) -> None:
+    def __init__(
+        self, model: str = DEFAULT_EMBEDDING_MODEL, device: str = "auto", batch_size: int = 32
+    ) -> None:
         """Store settings; the model loads in :meth:`warm_up`.
 
         Args:
@@ -341,7 +347,10 @@ class EmbeddingSimilarityScorer:
             return []
         q = self._st.encode([query], normalize_embeddings=True, convert_to_tensor=True)
         d = self._st.encode(
-            list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_tensor=True
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_tensor=True,
         )
         return (d @ q[0]).tolist()
 
@@ -350,7 +359,11 @@ class EmbeddingSimilarityScorer:
         """Score and sort documents by ``meta["relevance"]`` (cosine similarity)."""
         if not documents:
             return {"documents": []}
-        return {"documents": _with_scores(documents, self.score(query, [d.content or "" for d in documents]))}
+        return {
+            "documents": _with_scores(
+                documents, self.score(query, [d.content or "" for d in documents])
+            )
+        }
 
 
 @component
@@ -408,4 +421,8 @@ class CrossEncoderScorer:
         """Score and sort documents by ``meta["relevance"]``."""
         if not documents:
             return {"documents": []}
-        return {"documents": _with_scores(documents, self.score(query, [d.content or "" for d in documents]))}
+        return {
+            "documents": _with_scores(
+                documents, self.score(query, [d.content or "" for d in documents])
+            )
+        }

@@ -95,7 +95,9 @@ def _package_dir(module: str, pip_name: str, pip_flags: str = "") -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         flags = f"{pip_flags} " if pip_flags else ""
-        raise ModelLoadError(f"package {pip_name!r} is not installed; run: pip install {flags}{pip_name}")
+        raise ModelLoadError(
+            f"package {pip_name!r} is not installed; run: pip install {flags}{pip_name}"
+        )
     return Path(next(iter(spec.submodule_search_locations)))
 
 

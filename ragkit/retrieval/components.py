@@ -24,7 +24,9 @@ class BM25Retriever(StoreBound):
     ```
     """
 
-    def __init__(self, store: str | None = None, top_k: int = 10, embedding_model: str = "minilm") -> None:
+    def __init__(
+        self, store: str | None = None, top_k: int = 10, embedding_model: str = "minilm"
+    ) -> None:
         """Create a BM25 retriever.
 
         Args:
@@ -60,7 +62,9 @@ class DenseRetriever(StoreBound):
     ```
     """
 
-    def __init__(self, store: str | None = None, top_k: int = 10, embedding_model: str = "minilm") -> None:
+    def __init__(
+        self, store: str | None = None, top_k: int = 10, embedding_model: str = "minilm"
+    ) -> None:
         """Create a dense retriever (same arguments as :class:`BM25Retriever`)."""
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
@@ -81,4 +85,8 @@ class DenseRetriever(StoreBound):
     ) -> dict[str, list[Document]]:
         """Nearest ``top_k`` chunks to ``query_embedding``, optionally filtered by metadata."""
         store = self.open_bound_store()
-        return {"documents": store.dense_search(query_embedding, top_k=top_k or self.top_k, filters=filters)}
+        return {
+            "documents": store.dense_search(
+                query_embedding, top_k=top_k or self.top_k, filters=filters
+            )
+        }

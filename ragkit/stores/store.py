@@ -82,10 +82,16 @@ class RagkitStore:
                 self._lock.release()
                 raise
         elif isinstance(cfg, MemoryStore):
-            self.qdrant = QdrantDocumentStore(location=":memory:", **common)
-            from ragkit.stores.bm25 import BM25Index
+            sparse = cfg.bm25 == "sparse"
+            self.qdrant = QdrantDocumentStore(
+                location=":memory:", use_sparse_embeddings=sparse, sparse_idf=sparse, **common
+            )
+            if sparse:
+                self._sparse = SparseBM25Encoder()
+            else:
+                from ragkit.stores.bm25 import BM25Index
 
-            self._bm25 = BM25Index()
+                self._bm25 = BM25Index()
         else:
             from haystack.utils import Secret
 
@@ -200,8 +206,12 @@ class RagkitStore:
             return 0
         docs = list(documents)
         if self._sparse is not None:
-            for doc in docs:
-                doc.sparse_embedding = self._sparse.encode_document(doc.content or "")
+            docs = [
+                dataclasses.replace(
+                    d, sparse_embedding=self._sparse.encode_document(d.content or "")
+                )
+                for d in docs
+            ]
         written = self.qdrant.write_documents(docs, policy=DuplicatePolicy.OVERWRITE)
         if self._bm25 is not None:
             self._bm25.add(

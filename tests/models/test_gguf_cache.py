@@ -1,0 +1,70 @@
+"""GGUF conversion cache: reuse without reconversion, corrupt-cache rebuild, clear failures."""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+from ragkit.models.errors import ModelLoadError
+from ragkit.models.gguf_cache import (
+    MANIFEST_NAME,
+    converted_dir_for,
+    ensure_converted,
+    read_manifest,
+    verify_converted,
+)
+from ragkit.models.registry import resolve_model
+
+
+@pytest.fixture(scope="module")
+def gguf() -> Path:
+    path = resolve_model("smollm2-135m-instruct").path
+    assert path is not None
+    return path
+
+
+def test_manifest_describes_source_and_files(lm, gguf: Path, model_cache_dir: Path) -> None:
+    target = converted_dir_for(gguf, model_cache_dir)
+    manifest = read_manifest(target)
+    assert manifest is not None
+    assert manifest["source"]["size"] == gguf.stat().st_size
+    assert len(manifest["source"]["sha256"]) == 64
+    assert {"model.safetensors", "config.json", "tokenizer.json"} <= set(manifest["files"])
+    assert "quantization_config" not in json.loads((target / "config.json").read_text())
+    assert verify_converted(target, gguf) is None
+
+
+def test_reuse_does_not_reconvert(lm, gguf: Path, model_cache_dir: Path) -> None:
+    target = converted_dir_for(gguf, model_cache_dir)
+    before = (target / MANIFEST_NAME).stat().st_mtime_ns
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ensure_converted(gguf, model_cache_dir) == target
+    assert time.perf_counter() - started < 10  # a conversion takes ~20-35 s
+    assert (target / MANIFEST_NAME).stat().st_mtime_ns == before
+
+
+def test_corrupt_cache_is_detected_and_rebuilt(lm, gguf: Path, model_cache_dir: Path) -> None:
+    target = converted_dir_for(gguf, model_cache_dir)
+    weights = target / "model.safetensors"
+    with open(weights, "r+b") as fh:  # same size, different bytes: only the hash can tell
+        fh.seek(weights.stat().st_size // 2)
+        fh.write(b"\x00corrupt\x00")
+    assert verify_converted(target, gguf) == "model.safetensors checksum mismatch"
+    with pytest.warns(RuntimeWarning, match="invalid .*checksum mismatch.*rebuilding"):
+        assert ensure_converted(gguf, model_cache_dir) == target
+    assert verify_converted(target, gguf) is None
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no temp leftovers
+
+
+def test_bad_gguf_raises_model_load_error_naming_file(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"this is not a gguf file" * 10)
+    with pytest.raises(ModelLoadError, match="broken.gguf"):
+        ensure_converted(bad, tmp_path / "cache")
+    assert not list((tmp_path / "cache" / "gguf").iterdir())  # temp dir cleaned up

@@ -1,0 +1,50 @@
+"""Profiles: YAML with precise errors, and --store overriding the profile's store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ragkit.config import (
+    ConfigError,
+    EmbeddedStore,
+    MemoryStore,
+    ServerStore,
+    load_profile,
+    store_from_location,
+)
+
+
+def test_shipped_profiles_load() -> None:
+    assert isinstance(load_profile("default").store, EmbeddedStore)
+    server = load_profile("server").store
+    assert (
+        isinstance(server, ServerStore)
+        and server.shard_number == 2
+        and server.replication_factor == 2
+    )
+    assert isinstance(load_profile("memory").store, MemoryStore)
+
+
+def test_unknown_key_and_bad_value_name_the_yaml_path(tmp_path: Path) -> None:
+    bad = tmp_path / "p.yaml"
+    bad.write_text("store:\n  kind: embedded\n  pth: x\n")
+    with pytest.raises(ConfigError, match=r"p\.yaml: store\.embedded\.pth: unknown key"):
+        load_profile(str(bad))
+    bad.write_text("indexing:\n  max_file_mb: lots\n")
+    with pytest.raises(ConfigError, match=r"indexing\.max_file_mb: .*got 'lots'"):
+        load_profile(str(bad))
+    with pytest.raises(ConfigError, match="unknown profile 'nope'; known profiles: .*default"):
+        load_profile("nope")
+
+
+def test_store_location_overrides_profile() -> None:
+    assert store_from_location(":memory:").kind == "memory"
+    srv = store_from_location("http://qdrant:6333", load_profile("server"))
+    assert (
+        isinstance(srv, ServerStore) and srv.url == "http://qdrant:6333" and srv.shard_number == 2
+    )
+    emb = store_from_location("/tmp/x")
+    assert isinstance(emb, EmbeddedStore) and emb.path == "/tmp/x"
+    assert store_from_location(None, load_profile("server")).kind == "server"
