@@ -174,75 +174,81 @@ def index(
 @app.command()
 def query(
     question: Annotated[str, typer.Argument(help="The question.")],
-    pipeline: Annotated[
-        str, typer.Option("--pipeline", help="Query pipeline YAML (name in pipelines/ or path).")
-    ] = "retrieve",
-    top_k: Annotated[
-        int | None, typer.Option("--top-k", min=1, help="How many passages to return.")
-    ] = None,
+    pipeline: Annotated[str, typer.Option("--pipeline", help="Query pipeline YAML (name in pipelines/ or path).")] = "rag",
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="How many passages retrieval hands on.")] = None,
     store: StoreOpt = None,
     profile: ProfileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Ask a question; prints ranked passages with source and score."""
+    """Ask a question: streams the answer, then lists the cited sources (or ranked passages)."""
 
     def body() -> None:
-        import time
-
-        from ragkit.pipeline import bind_store, close_pipeline, load_pipeline, run_inputs
+        from ragkit.answering.run import answer_question
         from ragkit.stores.store import release_store
 
         if not question.strip():
             raise CLIError("the question is empty", 2)
         prof = _profile(profile)
-        pipe_file = find_yaml(pipeline, "pipelines", "--pipeline")
-        pipe = load_pipeline(pipe_file)
+        pipe = _load_query_pipeline(pipeline, prof)
         st = _open(store, prof, must_exist=True)
+        streamed: list[str] = []
+
+        def on_chunk(chunk: Any) -> None:
+            if chunk.content:
+                if not streamed:
+                    typer.echo("answer: ", nl=False)
+                streamed.append(chunk.content)
+                typer.echo(chunk.content, nl=False)
+                sys.stdout.flush()
+
         try:
-            bind_store(pipe, st)
-            pipe.warm_up()
-            t0 = time.perf_counter()
-            result = pipe.run(run_inputs(pipe, question, top_k))
-            seconds = time.perf_counter() - t0
-            close_pipeline(pipe)
+            _bind_and_warm(pipe, st)
+            result = answer_question(pipe, question, top_k, None if as_json else on_chunk)
         finally:
+            _close(pipe)
             release_store(st)
-        docs = next((v["documents"] for v in result.values() if "documents" in v), [])
-        if top_k is not None:
-            docs = docs[:top_k]
         if as_json:
-            typer.echo(
-                json.dumps(
-                    {
-                        "question": question,
-                        "passages": [
-                            {
-                                "rank": i + 1,
-                                "score": d.score,
-                                "source": d.meta.get("source"),
-                                "id": d.id,
-                                "start": d.meta.get("start"),
-                                "end": d.meta.get("end"),
-                                "content": d.content,
-                            }
-                            for i, d in enumerate(docs)
-                        ],
-                        "seconds": seconds,
-                    },
-                    indent=1,
-                )
-            )
+            typer.echo(json.dumps({"question": question, **result.as_dict()}, indent=1))
             return
+        if result.answer is not None:
+            if not streamed:
+                typer.echo(f"answer: {result.answer}")
+            else:
+                typer.echo("")
+            typer.echo("sources:")
+            docs = result.sources
+        else:
+            docs = result.ranked
         if not docs:
             typer.echo("no passages found")
         for i, d in enumerate(docs, 1):
             snippet = " ".join((d.content or "").split())
-            typer.echo(
-                f"[{i}] {d.score:.4f}  {d.meta.get('source')}  (chars {d.meta.get('start')}-{d.meta.get('end')})"
-            )
+            where = d.meta.get("title") or d.meta.get("source")
+            score = f"{d.score:.4f}" if d.score is not None else "-"
+            typer.echo(f"[{i}] {score}  {where}  (chars {d.meta.get('start')}-{d.meta.get('end')})")
             typer.echo(f"    {snippet[:300]}{'...' if len(snippet) > 300 else ''}")
 
     _run(body)
+
+
+def _load_query_pipeline(name: str, prof: Profile) -> Any:
+    """Load a query pipeline, with the profile's generator swapped in when it names one."""
+    from ragkit.pipeline import load_pipeline
+
+    return load_pipeline(find_yaml(name, "pipelines", "--pipeline"), overrides=prof.component_overrides())
+
+
+def _bind_and_warm(pipe: Any, store: Any) -> None:
+    from ragkit.pipeline import bind_store
+
+    bind_store(pipe, store)
+    pipe.warm_up()
+
+
+def _close(pipe: Any) -> None:
+    from ragkit.pipeline import close_pipeline
+
+    close_pipeline(pipe)
 
 
 @app.command()
@@ -270,6 +276,87 @@ def stats(store: StoreOpt = None, profile: ProfileOpt = None, as_json: JsonOpt =
             if isinstance(value, dict):
                 value = ", ".join(f"{k}={v}" for k, v in value.items())
             typer.echo(f"{key:16} {value}")
+
+    _run(body)
+
+
+@app.command("eval")
+def eval_(
+    dataset: Annotated[str, typer.Argument(help="Dataset file/dir or short name: hotpotqa, hotpotqa-dev100, hotpotqa-fullwiki, 2wiki, nq-open.")],
+    pipeline: Annotated[str, typer.Option("--pipeline", help="Query pipeline YAML (name in pipelines/ or path).")] = "rag",
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N questions.")] = None,
+    mode: Annotated[str, typer.Option("--mode", help="pooled (all passages in one store) or per-question.")] = "pooled",
+    out: Annotated[Path | None, typer.Option("--out", help="Output directory (default runs/eval-<dataset>-<pipeline>-<mode>).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Skip questions already in the output's results.jsonl.")] = False,
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="Passages handed to the reader.")] = None,
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate a pipeline on a QA dataset: EM, F1, accuracy, ROUGE-L, recall@k; per-question jsonl + summary."""
+
+    def body() -> None:
+        from ragkit.evaluation.datasets import load_dataset
+        from ragkit.evaluation.report import format_summary_table
+        from ragkit.evaluation.runner import AnswerResult, run_eval
+        from ragkit.evaluation.stores import pooled_store, question_store
+        from ragkit.pipeline import bind_store
+        from ragkit.answering.run import answer_question
+        from ragkit.retrieval.embedders import DocumentEmbedder
+        from ragkit.stores.store import release_store
+
+        if mode not in ("pooled", "per-question"):
+            raise CLIError(f"--mode must be pooled or per-question, not {mode!r}", 2)
+        prof = _profile(profile)
+        data = load_dataset(dataset)
+        if not data.examples:
+            raise CLIError(f"dataset {dataset} has no usable questions", 2)
+        pipe = _load_query_pipeline(pipeline, prof)
+        out_dir = out or Path("runs") / f"eval-{data.name}-{Path(pipeline).stem}-{mode}"
+        model = prof.embedding.model
+        embedder = DocumentEmbedder(model=model, batch_size=prof.embedding.batch_size)
+        embedder.warm_up()
+        passages = {p.id: p for ex in data.examples for p in ex.passages}
+        pooled = None
+        if mode == "pooled":
+            pooled = pooled_store(data, embedder, model, progress=not as_json)
+            bind_store(pipe, pooled)
+        pipe.warm_up()
+
+        def answer_fn(example: Any) -> Any:
+            store = pooled
+            if store is None:
+                store = question_store(example.passages, data.name, embedder, model)
+                bind_store(pipe, store)
+            try:
+                res = answer_question(pipe, example.question, top_k)
+            finally:
+                if pooled is None:
+                    release_store(store)
+            ids = [d.meta.get("passage_id", d.id) for d in res.ranked]
+            return AnswerResult(
+                answer=res.answer,
+                retrieved_ids=ids,
+                seconds=res.seconds,
+                extra={"usage": res.usage, "sources": [d.meta.get("title") for d in res.sources]},
+            )
+
+        try:
+            summary = run_eval(
+                data, answer_fn, out_dir, limit=limit, resume=resume, progress=not as_json, k_values=(1, 2, 5, 10)
+            )
+        finally:
+            _close(pipe)
+            if pooled is not None:
+                release_store(pooled)
+        summary["pipeline"] = str(pipeline)
+        summary["mode"] = mode
+        summary["out_dir"] = str(out_dir)
+        del passages
+        if as_json:
+            typer.echo(json.dumps(summary, indent=1))
+        else:
+            typer.echo(format_summary_table(summary))
+            typer.echo(f"per-question results: {out_dir / 'results.jsonl'}")
 
     _run(body)
 

@@ -94,6 +94,13 @@ class IndexingConfig(_Strict):
     jsonl_text_field: str = "text"
 
 
+class ComponentOverride(_Strict):
+    """Replace (with ``type``) or adjust (``init_parameters`` only) a named pipeline component."""
+
+    type: str | None = None
+    init_parameters: dict[str, Any] = Field(default_factory=dict)
+
+
 class Profile(_Strict):
     """A named bundle of store, embedding and indexing settings (``configs/<name>.yaml``)."""
 
@@ -101,7 +108,14 @@ class Profile(_Strict):
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     indexing: IndexingConfig = Field(default_factory=IndexingConfig)
-    generator: dict[str, Any] | None = None
+    components: dict[str, ComponentOverride] = Field(
+        default_factory=dict,
+        description="Per component name, applied to every pipeline that has a component of that name.",
+    )
+
+    def component_overrides(self) -> dict[str, dict[str, Any]]:
+        """Overrides as plain dicts for :func:`ragkit.pipeline.load_pipeline`."""
+        return {name: o.model_dump(exclude_none=True) for name, o in self.components.items()}
 
 
 def format_validation_error(source: str, err: ValidationError, prefix: str = "") -> str:

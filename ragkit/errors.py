@@ -10,6 +10,7 @@ def known_errors() -> tuple[type[BaseException], ...]:
     from ragkit.pipeline import PipelineError
     from ragkit.stores.lock import StoreInUseError
     from ragkit.stores.store import StoreError
+    from ragkit.evaluation.datasets import DatasetError
 
     errors: list[type[BaseException]] = [
         ConfigError,

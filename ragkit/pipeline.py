@@ -290,12 +290,38 @@ def validate_pipeline_file(path: str | Path) -> list[str]:
     return build_problems
 
 
-def load_pipeline(path: str | Path, store: RagkitStore | None = None) -> Pipeline:
+def apply_overrides(data: Any, overrides: dict[str, dict[str, Any]] | None) -> Any:
+    """Apply profile overrides to components present in the pipeline (others are ignored).
+
+    An override with ``type`` replaces the component (type and init parameters); one with only
+    ``init_parameters`` updates the existing parameters.
+    """
+    if not overrides or not isinstance(data, dict) or not isinstance(data.get("components"), dict):
+        return data
+    comps = dict(data["components"])
+    for name, override in overrides.items():
+        current = comps.get(name)
+        if not isinstance(current, dict):
+            continue
+        if override.get("type"):
+            comps[name] = {"type": override["type"], "init_parameters": dict(override.get("init_parameters") or {})}
+        else:
+            params = {**(current.get("init_parameters") or {}), **(override.get("init_parameters") or {})}
+            comps[name] = {**current, "init_parameters": params}
+    return {**data, "components": comps}
+
+
+def load_pipeline(
+    path: str | Path,
+    store: RagkitStore | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> Pipeline:
     """Validate and build a pipeline from YAML; bind ``store`` to every store-using component.
 
     Args:
         path: pipeline YAML file.
         store: an open store shared by all components that read or write one.
+        overrides: per component name, a replacement ``type``/``init_parameters`` (profiles).
 
     Returns:
         The Haystack pipeline, not yet warmed up.
@@ -304,6 +330,7 @@ def load_pipeline(path: str | Path, store: RagkitStore | None = None) -> Pipelin
         PipelineError: the file is invalid; ``problems`` lists each issue on one line.
     """
     data, source = read_pipeline_yaml(path)
+    data = apply_overrides(data, overrides)
     specs, conns, problems = validate_data(data, source)
     if problems:
         raise PipelineError(problems)
@@ -323,25 +350,33 @@ def bind_store(pipe: Pipeline, store: RagkitStore) -> None:
 
 
 def run_inputs(
-    pipe: Pipeline, question: str, top_k: int | None = None
+    pipe: Pipeline,
+    question: str,
+    top_k: int | None = None,
+    streaming_callback: Any | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Map a CLI question (and ``--top-k``) onto the pipeline's open inputs by socket name."""
+    """Map a CLI question (and ``--top-k``, a streaming callback) onto open inputs by socket name.
+
+    ``--top-k`` caps what retrieval hands on: it goes to the ranking stage, the components taking
+    ``top_k`` that also receive documents from others (e.g. the fusion joiner), so upstream
+    retrievers keep their wider candidate lists. Without such a stage every ``top_k`` gets it.
+    """
     inputs: dict[str, dict[str, Any]] = {}
     open_inputs = pipe.inputs()
-    # --top-k caps what the pipeline returns: give it to the final components that take it
-    # (e.g. the fusion joiner), so upstream retrievers still fetch their wider candidate lists
     with_top_k = [c for c, socks in open_inputs.items() if "top_k" in socks]
-    final = [c for c in with_top_k if c in pipe.outputs()] or with_top_k
+    receivers = {r for _, r, d in pipe.graph.edges(data=True) if d["to_socket"].name == "documents"}
+    ranking = [c for c in with_top_k if c in receivers]
+    targets = ranking or with_top_k
     for comp, sockets in open_inputs.items():
         for socket in sockets:
             if socket in QUERY_INPUTS:
                 inputs.setdefault(comp, {})[socket] = question
-            elif socket == "top_k" and top_k is not None and comp in final:
+            elif socket == "top_k" and top_k is not None and comp in targets:
                 inputs.setdefault(comp, {})[socket] = top_k
-    if not inputs:
-        raise PipelineError(
-            ["pipeline has no open 'query', 'text' or 'question' input to take the question"]
-        )
+            elif socket == "streaming_callback" and streaming_callback is not None:
+                inputs.setdefault(comp, {})[socket] = streaming_callback
+    if not any(s in QUERY_INPUTS for socks in inputs.values() for s in socks):
+        raise PipelineError(["pipeline has no open 'query', 'text' or 'question' input to take the question"])
     return inputs
 
 

@@ -33,20 +33,23 @@ class AnswerResult:
         extra: Anything else worth keeping in the record (token counts, cost, notes).
     """
 
-    answer: str
+    answer: str | None
     retrieved_ids: list[str] = field(default_factory=list)
     seconds: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 def score_example(
-    example: QAExample, answer: str, retrieved_ids: list[str], k_values: Iterable[int] = (1, 5, 10)
+    example: QAExample,
+    answer: str | None,
+    retrieved_ids: list[str],
+    k_values: Iterable[int] = (1, 5, 10),
 ) -> dict[str, float]:
     """Metrics for one answered question: answer metrics if it has answers, recall@k if gold ids.
 
     Args:
         example: The question with its references.
-        answer: The predicted answer.
+        answer: The predicted answer; None for retrieval-only pipelines (no answer metrics).
         retrieved_ids: Retrieved passage ids in rank order.
         k_values: Cut-offs for recall@k.
 
@@ -54,7 +57,7 @@ def score_example(
         A mapping such as {"em": 1.0, "f1": 1.0, ..., "recall@5": 0.5}.
     """
     metrics: dict[str, float] = {}
-    if example.answers:
+    if example.answers and answer is not None:
         metrics.update(answer_metrics(answer, example.answers))
     if example.gold_passage_ids:
         for k in k_values:

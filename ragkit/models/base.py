@@ -208,8 +208,8 @@ def truncate_passages_to_fit(
     dropped = len(passages) - len(kept)
     if dropped or trimmed:
         message = (
-            f"prompt exceeds the {budget}-token budget: kept {len(kept)} of {len(passages)} "
-            f"passages{' (last one trimmed)' if trimmed else ''}"
+            f"prompt exceeds the {budget}-token budget: of {len(passages)} passages kept "
+            f"{len(kept) - trimmed} whole, trimmed {int(trimmed)}, dropped {dropped}"
         )
         warnings.warn(message, RuntimeWarning, stacklevel=2)
         logger.warning(message)

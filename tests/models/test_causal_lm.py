@@ -186,7 +186,9 @@ def test_logprobs_and_next_token_logits(lm: CausalLM, chat_ids: list[int]) -> No
 
 
 def test_batch_generate_equals_single(lm: CausalLM, chat_ids: list[int]) -> None:
-    other = lm.apply_chat_template([{"role": "user", "content": "Name a fruit that is yellow."}])
+    other = lm.apply_chat_template(
+        [{"role": "user", "content": "Name a fruit that is yellow and sweet, please."}]
+    )
     assert len(other) != len(chat_ids)  # exercises left padding
     batch = lm.generate_batch([chat_ids, other], max_new_tokens=N)
     assert [r.token_ids for r in batch] == [
@@ -201,6 +203,6 @@ def test_context_length_and_truncation(lm: CausalLM) -> None:
     with pytest.raises(ContextLengthError, match="8192-token context"):
         lm.generate([1] * 8192, max_new_tokens=1)
     passages = ["word " * 300, "word " * 300]
-    with pytest.warns(RuntimeWarning, match="kept 1 of 2"):
+    with pytest.warns(RuntimeWarning, match="kept 1 whole, trimmed 1, dropped 0"):
         kept = lm.truncate_passages_to_fit("What?", passages, budget=400, overhead=0)
     assert kept[0] == passages[0] and lm.count_tokens(kept[-1]) <= 100

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from haystack import Document, Pipeline
+from haystack.core.serialization import component_to_dict
 from haystack.dataclasses import ChatMessage, StreamingChunk
 
 from ragkit.models.components import (
@@ -71,7 +72,9 @@ def test_llm_relevance_scorer_ranks_relevant_first(lm) -> None:
     assert docs[0].content == RELEVANT
     assert docs[0].meta["relevance"] > docs[1].meta["relevance"]
     assert all(0.0 <= d.meta["relevance"] <= 1.0 for d in docs)
-    assert scorer.to_dict()["init_parameters"]["model"] == "smollm2-135m-instruct"
+    assert (
+        component_to_dict(scorer, "scorer")["init_parameters"]["model"] == "smollm2-135m-instruct"
+    )
 
 
 def test_embedding_scorer_ranks_relevant_first() -> None:
@@ -118,7 +121,7 @@ def test_cross_encoder_with_tiny_local_model(tmp_path: Path) -> None:
     docs = scorer.run(query=QUESTION, documents=_docs())["documents"]
     scores = [d.meta["relevance"] for d in docs]
     assert scores == sorted(scores, reverse=True) and len(scores) == 2
-    assert scorer.to_dict()["init_parameters"] == {
+    assert component_to_dict(scorer, "scorer")["init_parameters"] == {
         "model": str(model_dir),
         "device": "cpu",
         "batch_size": 2,

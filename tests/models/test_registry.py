@@ -103,7 +103,7 @@ def _words(text: str) -> int:
 def test_truncate_passages_drops_and_trims_never_the_question() -> None:
     passages = ["a " * 10, "b " * 10, "c " * 10]
     assert truncate_passages_to_fit("q q", passages, 100, count_tokens=_words) == passages
-    with pytest.warns(RuntimeWarning, match="kept 2 of 3"):
+    with pytest.warns(RuntimeWarning, match="of 3 passages kept 1 whole, trimmed 1, dropped 1"):
         kept = truncate_passages_to_fit(
             "q q",
             passages,

