@@ -94,6 +94,15 @@ def _open(store: str | None, profile: Profile, must_exist: bool) -> Any:
     return open_store(cfg, embedding_model=profile.embedding.model)
 
 
+def _root_cause(exc: BaseException) -> BaseException:
+    """Unwrap Haystack's PipelineRuntimeError (and similar wrappers) to the component's own error."""
+    seen = {id(exc)}
+    while type(exc).__name__ == "PipelineRuntimeError" and exc.__cause__ is not None and id(exc.__cause__) not in seen:
+        exc = exc.__cause__
+        seen.add(id(exc))
+    return exc
+
+
 def _run(fn: Any) -> None:
     """Run a command body, turning known errors into one line and an exit code."""
     from ragkit.errors import known_errors
@@ -102,13 +111,18 @@ def _run(fn: Any) -> None:
         fn()
     except CLIError as exc:
         raise _fail(str(exc), exc.code) from None
-    except known_errors() as exc:
-        code = 2 if type(exc).__name__ in {"PipelineError", "ConfigError"} else 1
-        raise _fail(str(exc), code) from None
     except KeyboardInterrupt:
-        raise _fail(
-            "interrupted; re-run the same command to finish (completed work is kept)", 130
-        ) from None
+        raise _fail("interrupted; re-run the same command to finish (completed work is kept)", 130) from None
+    except Exception as raised:
+        exc = _root_cause(raised)
+        if isinstance(exc, known_errors()):
+            code = 2 if type(exc).__name__ in {"PipelineError", "ConfigError", "DatasetError"} else 1
+            raise _fail(str(exc), code) from None
+        # the OpenAI client (Haystack's OpenAIChatGenerator) cannot reach its server
+        if type(exc).__module__.startswith("openai") and type(exc).__name__ in {"APIConnectionError", "APITimeoutError"}:
+            url = getattr(getattr(exc, "request", None), "url", "the configured api_base_url")
+            raise _fail(f"cannot reach the OpenAI-compatible server at {url} ({exc}); is it running?") from None
+        raise
 
 
 @app.command()

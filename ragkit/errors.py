@@ -6,26 +6,22 @@ from __future__ import annotations
 def known_errors() -> tuple[type[BaseException], ...]:
     """Exception classes whose message is already a complete, actionable one-line report."""
     from ragkit.config import ConfigError
+    from ragkit.evaluation.datasets import DatasetError
     from ragkit.indexing.manifest import ManifestError
+    from ragkit.models import errors as model_errors
     from ragkit.pipeline import PipelineError
+    from ragkit.stores.bm25 import BM25IndexError
     from ragkit.stores.lock import StoreInUseError
     from ragkit.stores.store import StoreError
-    from ragkit.evaluation.datasets import DatasetError
 
     errors: list[type[BaseException]] = [
+        BM25IndexError,
         ConfigError,
+        DatasetError,
         ManifestError,
         PipelineError,
-        StoreInUseError,
         StoreError,
+        StoreInUseError,
     ]
-    try:
-        from ragkit.stores.bm25 import BM25IndexError
-
-        errors.append(BM25IndexError)
-    except ImportError:
-        pass
-    from ragkit.models import errors as model_errors
-
     errors.extend(getattr(model_errors, n) for n in model_errors.__all__)
     return tuple(errors)

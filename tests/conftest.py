@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# one model/eval-store cache per test session: SmolLM2 is converted from GGUF once, not per test
+os.environ.setdefault("RAGKIT_CACHE", tempfile.mkdtemp(prefix="ragkit-test-cache-"))
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "ragkit" / "data" / "sample"

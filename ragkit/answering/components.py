@@ -49,7 +49,7 @@ class ContextFitter:
 
     def __init__(
         self,
-        tokenizer: str = "smollm2-135m-instruct",
+        tokenizer: str | None = "smollm2-135m-instruct",
         context_tokens: int = 8192,
         reserve_tokens: int = 512,
         max_passage_tokens: int | None = None,
@@ -57,7 +57,8 @@ class ContextFitter:
         """Create a fitter.
 
         Args:
-            tokenizer: the reader model (name, hub id, directory or GGUF) whose tokens count.
+            tokenizer: the reader model (name, hub id, directory or GGUF) whose tokens count;
+                None (for remote readers) estimates conservatively at 3 characters per token.
             context_tokens: the reader's context window.
             reserve_tokens: room kept for the prompt template and the answer.
             max_passage_tokens: optional cap on passages in total, below the context limit
@@ -73,13 +74,17 @@ class ContextFitter:
 
     def warm_up(self) -> None:
         """Load the tokenizer once."""
-        if self._tok is None:
+        if self._tok is None and self.tokenizer is not None:
             self._tok = load_tokenizer(self.tokenizer)
 
     def _count(self, text: str) -> int:
+        if self._tok is None:
+            return -(-len(text) // 3)
         return len(self._tok.encode(text, add_special_tokens=False))
 
     def _trim(self, text: str, n: int) -> str:
+        if self._tok is None:
+            return text[: n * 3]
         ids = self._tok.encode(text, add_special_tokens=False)[:n]
         return self._tok.decode(ids)
 

@@ -13,6 +13,7 @@ seeded sampling, the GGUF's own chat template, prefix KV state reuse (``llama_st
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import logging
@@ -277,7 +278,7 @@ class LlamaCppLM:
         self._vocab = llm._model.vocab
         self._n_vocab = int(llm.n_vocab())
         self._pieces: dict[int, bytes] = {}
-        self._piece_buf = (self._llama_cpp.ctypes.c_char * 64)()
+        self._piece_buf = (ctypes.c_char * 64)()
         self._eog = frozenset(
             t for t in range(self._n_vocab) if llama_cpp.llama_vocab_is_eog(self._vocab, t)
         )
@@ -399,7 +400,7 @@ class LlamaCppLM:
             buf = self._piece_buf
             n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
             if n < 0:
-                buf = (llama_cpp.ctypes.c_char * -n)()
+                buf = (ctypes.c_char * -n)()
                 n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
             piece = bytes(buf[:n])
             self._pieces[token] = piece
@@ -536,7 +537,7 @@ class LlamaCppLM:
         llama_cpp = self._llama_cpp
         ctx = self._require().ctx
         size = int(llama_cpp.llama_state_get_size(ctx))
-        buf = (llama_cpp.ctypes.c_uint8 * size)()
+        buf = (ctypes.c_uint8 * size)()
         written = int(llama_cpp.llama_state_get_data(ctx, buf, size))
         if written > size:
             raise PrefixCacheError("llama.cpp failed to copy its state")

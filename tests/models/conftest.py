@@ -17,8 +17,8 @@ MODEL = "smollm2-135m-instruct"
 
 @pytest.fixture(scope="session")
 def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Cache root for converted GGUFs, private to this test session."""
-    return tmp_path_factory.mktemp("ragkit-cache")
+    """Cache root for converted GGUFs: the session's RAGKIT_CACHE, shared with the CLI tests."""
+    return Path(os.environ["RAGKIT_CACHE"])
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,9 @@ def llm() -> LlamaCppLM:
 
 @pytest.fixture(scope="module")
 def ids(llm: LlamaCppLM) -> list[int]:
-    return llm.apply_chat_template([{"role": "user", "content": "List three colors of the rainbow."}])
+    return llm.apply_chat_template(
+        [{"role": "user", "content": "List three colors of the rainbow."}]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +195,7 @@ def test_truncation_keeps_the_question(llm: LlamaCppLM) -> None:
 def test_chat_generator_in_haystack_pipeline(llm: LlamaCppLM, reference) -> None:
     from haystack import Pipeline
     from haystack.components.builders import ChatPromptBuilder
+    from haystack.core.serialization import component_from_dict, component_to_dict
     from haystack.dataclasses import ChatMessage
 
     from ragkit.models.llamacpp_components import LlamaCppChatGenerator
@@ -200,13 +203,17 @@ def test_chat_generator_in_haystack_pipeline(llm: LlamaCppLM, reference) -> None
     gen = LlamaCppChatGenerator.from_model(llm, generation_kwargs={"max_new_tokens": N_NEW})
     pipe = Pipeline()
     pipe.add_component(
-        "prompt", ChatPromptBuilder(template=[ChatMessage.from_user("{{ q }}")], required_variables="*")
+        "prompt",
+        ChatPromptBuilder(template=[ChatMessage.from_user("{{ q }}")], required_variables="*"),
     )
     pipe.add_component("llm", gen)
     pipe.connect("prompt.prompt", "llm.messages")
     chunks = []
     out = pipe.run(
-        {"prompt": {"q": "List three colors of the rainbow."}, "llm": {"streaming_callback": chunks.append}}
+        {
+            "prompt": {"q": "List three colors of the rainbow."},
+            "llm": {"streaming_callback": chunks.append},
+        }
     )
     reply = out["llm"]["replies"][0]
     assert reply.text == reference.text
@@ -215,14 +222,16 @@ def test_chat_generator_in_haystack_pipeline(llm: LlamaCppLM, reference) -> None
     assert "".join(c.content for c in chunks) == reply.text
     assert chunks[-1].finish_reason is not None
     # The component serializes like any Haystack component (YAML pipelines).
-    data = LlamaCppChatGenerator(n_ctx=1024, generation_kwargs={"max_tokens": 8}).to_dict()
+    data = component_to_dict(
+        LlamaCppChatGenerator(n_ctx=1024, generation_kwargs={"max_tokens": 8}), "llm"
+    )
     assert data["init_parameters"] == {
         "model": MODEL,
         "n_ctx": 1024,
         "n_threads": None,
         "generation_kwargs": {"max_tokens": 8},
     }
-    restored = LlamaCppChatGenerator.from_dict(data)
+    restored = component_from_dict(LlamaCppChatGenerator, data, "llm")
     assert restored.n_ctx == 1024
     with pytest.raises(ValueError, match="unknown generation kwarg"):
         LlamaCppChatGenerator(generation_kwargs={"beam_width": 4})
