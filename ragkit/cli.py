@@ -97,7 +97,11 @@ def _open(store: str | None, profile: Profile, must_exist: bool) -> Any:
 def _root_cause(exc: BaseException) -> BaseException:
     """Unwrap Haystack's PipelineRuntimeError (and similar wrappers) to the component's own error."""
     seen = {id(exc)}
-    while type(exc).__name__ == "PipelineRuntimeError" and exc.__cause__ is not None and id(exc.__cause__) not in seen:
+    while (
+        type(exc).__name__ == "PipelineRuntimeError"
+        and exc.__cause__ is not None
+        and id(exc.__cause__) not in seen
+    ):
         exc = exc.__cause__
         seen.add(id(exc))
     return exc
@@ -112,16 +116,25 @@ def _run(fn: Any) -> None:
     except CLIError as exc:
         raise _fail(str(exc), exc.code) from None
     except KeyboardInterrupt:
-        raise _fail("interrupted; re-run the same command to finish (completed work is kept)", 130) from None
+        raise _fail(
+            "interrupted; re-run the same command to finish (completed work is kept)", 130
+        ) from None
     except Exception as raised:
         exc = _root_cause(raised)
         if isinstance(exc, known_errors()):
-            code = 2 if type(exc).__name__ in {"PipelineError", "ConfigError", "DatasetError"} else 1
+            code = (
+                2 if type(exc).__name__ in {"PipelineError", "ConfigError", "DatasetError"} else 1
+            )
             raise _fail(str(exc), code) from None
         # the OpenAI client (Haystack's OpenAIChatGenerator) cannot reach its server
-        if type(exc).__module__.startswith("openai") and type(exc).__name__ in {"APIConnectionError", "APITimeoutError"}:
+        if type(exc).__module__.startswith("openai") and type(exc).__name__ in {
+            "APIConnectionError",
+            "APITimeoutError",
+        }:
             url = getattr(getattr(exc, "request", None), "url", "the configured api_base_url")
-            raise _fail(f"cannot reach the OpenAI-compatible server at {url} ({exc}); is it running?") from None
+            raise _fail(
+                f"cannot reach the OpenAI-compatible server at {url} ({exc}); is it running?"
+            ) from None
         raise
 
 
@@ -188,8 +201,12 @@ def index(
 @app.command()
 def query(
     question: Annotated[str, typer.Argument(help="The question.")],
-    pipeline: Annotated[str, typer.Option("--pipeline", help="Query pipeline YAML (name in pipelines/ or path).")] = "rag",
-    top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="How many passages retrieval hands on.")] = None,
+    pipeline: Annotated[
+        str, typer.Option("--pipeline", help="Query pipeline YAML (name in pipelines/ or path).")
+    ] = "rag",
+    top_k: Annotated[
+        int | None, typer.Option("--top-k", min=1, help="How many passages retrieval hands on.")
+    ] = None,
     store: StoreOpt = None,
     profile: ProfileOpt = None,
     as_json: JsonOpt = False,
@@ -249,7 +266,9 @@ def _load_query_pipeline(name: str, prof: Profile) -> Any:
     """Load a query pipeline, with the profile's generator swapped in when it names one."""
     from ragkit.pipeline import load_pipeline
 
-    return load_pipeline(find_yaml(name, "pipelines", "--pipeline"), overrides=prof.component_overrides())
+    return load_pipeline(
+        find_yaml(name, "pipelines", "--pipeline"), overrides=prof.component_overrides()
+    )
 
 
 def _bind_and_warm(pipe: Any, store: Any) -> None:
@@ -296,25 +315,45 @@ def stats(store: StoreOpt = None, profile: ProfileOpt = None, as_json: JsonOpt =
 
 @app.command("eval")
 def eval_(
-    dataset: Annotated[str, typer.Argument(help="Dataset file/dir or short name: hotpotqa, hotpotqa-dev100, hotpotqa-fullwiki, 2wiki, nq-open.")],
-    pipeline: Annotated[str, typer.Option("--pipeline", help="Query pipeline YAML (name in pipelines/ or path).")] = "rag",
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N questions.")] = None,
-    mode: Annotated[str, typer.Option("--mode", help="pooled (all passages in one store) or per-question.")] = "pooled",
-    out: Annotated[Path | None, typer.Option("--out", help="Output directory (default runs/eval-<dataset>-<pipeline>-<mode>).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Skip questions already in the output's results.jsonl.")] = False,
-    top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="Passages handed to the reader.")] = None,
+    dataset: Annotated[
+        str,
+        typer.Argument(
+            help="Dataset file/dir or short name: hotpotqa, hotpotqa-dev100, hotpotqa-fullwiki, 2wiki, nq-open."
+        ),
+    ],
+    pipeline: Annotated[
+        str, typer.Option("--pipeline", help="Query pipeline YAML (name in pipelines/ or path).")
+    ] = "rag",
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Only the first N questions.")
+    ] = None,
+    mode: Annotated[
+        str, typer.Option("--mode", help="pooled (all passages in one store) or per-question.")
+    ] = "pooled",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Output directory (default runs/eval-<dataset>-<pipeline>-<mode>)."
+        ),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Skip questions already in the output's results.jsonl.")
+    ] = False,
+    top_k: Annotated[
+        int | None, typer.Option("--top-k", min=1, help="Passages handed to the reader.")
+    ] = None,
     profile: ProfileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Evaluate a pipeline on a QA dataset: EM, F1, accuracy, ROUGE-L, recall@k; per-question jsonl + summary."""
 
     def body() -> None:
+        from ragkit.answering.run import answer_question
         from ragkit.evaluation.datasets import load_dataset
         from ragkit.evaluation.report import format_summary_table
         from ragkit.evaluation.runner import AnswerResult, run_eval
         from ragkit.evaluation.stores import pooled_store, question_store
         from ragkit.pipeline import bind_store
-        from ragkit.answering.run import answer_question
         from ragkit.retrieval.embedders import DocumentEmbedder
         from ragkit.stores.store import release_store
 
@@ -356,7 +395,13 @@ def eval_(
 
         try:
             summary = run_eval(
-                data, answer_fn, out_dir, limit=limit, resume=resume, progress=not as_json, k_values=(1, 2, 5, 10)
+                data,
+                answer_fn,
+                out_dir,
+                limit=limit,
+                resume=resume,
+                progress=not as_json,
+                k_values=(1, 2, 5, 10),
             )
         finally:
             _close(pipe)
@@ -427,6 +472,65 @@ def bench_retrieval(
 
         result = run_retrieval_bench(chunks, queries, hybrid_chunks, progress=not as_json)
         typer.echo(json.dumps(result, indent=1) if as_json else format_report(result))
+
+    _run(body)
+
+
+@bench_app.command("generate")
+def bench_generate(
+    model: Annotated[
+        str, typer.Option("--model", help="Causal model (transformers backend).")
+    ] = "smollm2-135m-instruct",
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", help="Tokens per throughput run.")
+    ] = 64,
+    answer_tokens: Annotated[
+        int, typer.Option("--answer-tokens", help="Answer length for the cached-prefix question.")
+    ] = 16,
+    doc_tokens: Annotated[
+        int, typer.Option("--doc-tokens", help="Length of the shared document.")
+    ] = 2000,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="torch threads (default: torch's choice).")
+    ] = None,
+    llamacpp: Annotated[
+        bool,
+        typer.Option(
+            "--llamacpp/--no-llamacpp",
+            help="Add the llama.cpp rows when llama-cpp-python is installed.",
+        ),
+    ] = True,
+    llamacpp_model: Annotated[
+        str, typer.Option("--llamacpp-model", help="GGUF model for the llama.cpp rows.")
+    ] = "smollm2-135m-instruct",
+    as_json: JsonOpt = False,
+) -> None:
+    """Generation: ragkit vs transformers generate, first-token latency, cached-prefix speedup (+ llama.cpp)."""
+
+    def body() -> None:
+        import importlib.util
+
+        from ragkit.bench.generate_bench import format_table, run_generate_bench
+
+        result: dict[str, Any] = {
+            "transformers": run_generate_bench(
+                model,
+                max_new_tokens,
+                doc_tokens,
+                progress=not as_json,
+                threads=threads,
+                answer_tokens=answer_tokens,
+            )
+        }
+        text = format_table(result["transformers"])
+        if llamacpp and importlib.util.find_spec("llama_cpp") is not None:
+            from ragkit.bench import llamacpp_bench
+
+            result["llamacpp"] = llamacpp_bench.run_llamacpp_bench(
+                model=llamacpp_model, progress=not as_json
+            )
+            text += "\n\n" + llamacpp_bench.format_table(result["llamacpp"])
+        typer.echo(json.dumps(result, indent=1, default=str) if as_json else text)
 
     _run(body)
 

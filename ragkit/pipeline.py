@@ -304,9 +304,15 @@ def apply_overrides(data: Any, overrides: dict[str, dict[str, Any]] | None) -> A
         if not isinstance(current, dict):
             continue
         if override.get("type"):
-            comps[name] = {"type": override["type"], "init_parameters": dict(override.get("init_parameters") or {})}
+            comps[name] = {
+                "type": override["type"],
+                "init_parameters": dict(override.get("init_parameters") or {}),
+            }
         else:
-            params = {**(current.get("init_parameters") or {}), **(override.get("init_parameters") or {})}
+            params = {
+                **(current.get("init_parameters") or {}),
+                **(override.get("init_parameters") or {}),
+            }
             comps[name] = {**current, "init_parameters": params}
     return {**data, "components": comps}
 
@@ -376,7 +382,9 @@ def run_inputs(
             elif socket == "streaming_callback" and streaming_callback is not None:
                 inputs.setdefault(comp, {})[socket] = streaming_callback
     if not any(s in QUERY_INPUTS for socks in inputs.values() for s in socks):
-        raise PipelineError(["pipeline has no open 'query', 'text' or 'question' input to take the question"])
+        raise PipelineError(
+            ["pipeline has no open 'query', 'text' or 'question' input to take the question"]
+        )
     return inputs
 
 

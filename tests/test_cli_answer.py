@@ -37,7 +37,11 @@ def server_profile(tmp_path: Path, base_url: str) -> Path:
                 "init_parameters": {
                     "api_base_url": base_url,
                     "model": "test",
-                    "api_key": {"type": "env_var", "env_vars": ["RAGKIT_TEST_KEY"], "strict": False},
+                    "api_key": {
+                        "type": "env_var",
+                        "env_vars": ["RAGKIT_TEST_KEY"],
+                        "strict": False,
+                    },
                     "max_retries": 0,
                     "timeout": 10,
                 },
@@ -51,14 +55,23 @@ def server_profile(tmp_path: Path, base_url: str) -> Path:
 
 
 def test_local_model_answer_streams_then_sources(sample_store: Path) -> None:
-    code, out, err = ragkit("query", "Which planet has the strongest winds?", "--store", str(sample_store), "--top-k", "3")
+    code, out, err = ragkit(
+        "query",
+        "Which planet has the strongest winds?",
+        "--store",
+        str(sample_store),
+        "--top-k",
+        "3",
+    )
     assert code == 0, err
     assert out.startswith("answer: ")
     answer_part, sources_part = out.split("\nsources:\n", 1)
     assert len(answer_part) > len("answer: ") + 2
     assert "solar_system.md" in sources_part
 
-    code, out, err = ragkit("query", "Which planet has the strongest winds?", "--store", str(sample_store), "--json")
+    code, out, err = ragkit(
+        "query", "Which planet has the strongest winds?", "--store", str(sample_store), "--json"
+    )
     assert code == 0, err
     data = json.loads(out)
     assert data["answer"]
@@ -68,17 +81,34 @@ def test_local_model_answer_streams_then_sources(sample_store: Path) -> None:
     assert data["sources"]
 
 
-def test_openai_compatible_server_route_with_streaming(sample_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_openai_compatible_server_route_with_streaming(
+    sample_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RAGKIT_TEST_KEY", "sk-local")
     with OpenAICompatServer(lambda messages: "Neptune has the strongest winds [1]") as server:
         profile = server_profile(tmp_path, server.base_url)
-        code, out, err = ragkit("query", "Which planet has the strongest winds?", "--store", str(sample_store), "--profile", str(profile))
+        code, out, err = ragkit(
+            "query",
+            "Which planet has the strongest winds?",
+            "--store",
+            str(sample_store),
+            "--profile",
+            str(profile),
+        )
         assert code == 0, err
         assert out.startswith("answer: Neptune has the strongest winds [1]\nsources:\n[1]")
         assert server.requests[-1]["stream"] is True  # the CLI streams
         prompt = json.dumps(server.requests[-1]["messages"])
         assert "Neptune" in prompt and "Which planet has the strongest winds?" in prompt
-        code, out, err = ragkit("query", "Which planet?", "--store", str(sample_store), "--profile", str(profile), "--json")
+        code, out, err = ragkit(
+            "query",
+            "Which planet?",
+            "--store",
+            str(sample_store),
+            "--profile",
+            str(profile),
+            "--json",
+        )
         assert code == 0, err
         data = json.loads(out)
         assert data["answer"] == "Neptune has the strongest winds [1]"
@@ -86,21 +116,52 @@ def test_openai_compatible_server_route_with_streaming(sample_store: Path, tmp_p
         assert not server.requests[-1].get("stream")
 
 
-def test_unreachable_server_is_one_line(sample_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_server_is_one_line(
+    sample_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RAGKIT_TEST_KEY", "sk-local")
     profile = server_profile(tmp_path, "http://127.0.0.1:9/v1")
-    code, _, err = ragkit("query", "Which planet?", "--store", str(sample_store), "--profile", str(profile))
+    code, _, err = ragkit(
+        "query", "Which planet?", "--store", str(sample_store), "--profile", str(profile)
+    )
     assert code == 1
     assert err.strip().count("\n") == 0
-    assert "cannot reach the OpenAI-compatible server at http://127.0.0.1:9/v1/chat/completions" in err
+    assert (
+        "cannot reach the OpenAI-compatible server at http://127.0.0.1:9/v1/chat/completions" in err
+    )
 
 
 QA = [
-    ("Who wrote Hamlet?", "William Shakespeare", "Hamlet", "Hamlet is a tragedy written by William Shakespeare around 1600."),
-    ("What is the capital of Peru?", "Lima", "Peru", "Lima is the capital and largest city of Peru."),
-    ("Which gas do plants absorb?", "carbon dioxide", "Photosynthesis", "Plants absorb carbon dioxide during photosynthesis."),
-    ("Who painted the Mona Lisa?", "Leonardo da Vinci", "Mona Lisa", "The Mona Lisa was painted by Leonardo da Vinci."),
-    ("How many legs does a spider have?", "eight", "Spider", "Spiders have eight legs and two body segments."),
+    (
+        "Who wrote Hamlet?",
+        "William Shakespeare",
+        "Hamlet",
+        "Hamlet is a tragedy written by William Shakespeare around 1600.",
+    ),
+    (
+        "What is the capital of Peru?",
+        "Lima",
+        "Peru",
+        "Lima is the capital and largest city of Peru.",
+    ),
+    (
+        "Which gas do plants absorb?",
+        "carbon dioxide",
+        "Photosynthesis",
+        "Plants absorb carbon dioxide during photosynthesis.",
+    ),
+    (
+        "Who painted the Mona Lisa?",
+        "Leonardo da Vinci",
+        "Mona Lisa",
+        "The Mona Lisa was painted by Leonardo da Vinci.",
+    ),
+    (
+        "How many legs does a spider have?",
+        "eight",
+        "Spider",
+        "Spiders have eight legs and two body segments.",
+    ),
 ]
 
 
@@ -108,7 +169,13 @@ def make_dataset(tmp_path: Path) -> Path:
     rows = []
     for q, a, title, text in QA:
         distractors = [{"title": t, "text": x} for _, _, t, x in QA if t != title][:2]
-        rows.append({"question": q, "answers": [a], "passages": [{"title": title, "text": text, "isgold": True}, *distractors]})
+        rows.append(
+            {
+                "question": q,
+                "answers": [a],
+                "passages": [{"title": title, "text": text, "isgold": True}, *distractors],
+            }
+        )
     path = tmp_path / "mini.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return path
@@ -127,7 +194,17 @@ def test_eval_metrics_resume_and_modes(tmp_path: Path, monkeypatch: pytest.Monke
     with OpenAICompatServer(responder) as server:
         profile = server_profile(tmp_path, server.base_url)
         out_dir = tmp_path / "run"
-        common = ["eval", str(dataset), "--pipeline", "rag", "--profile", str(profile), "--out", str(out_dir), "--json"]
+        common = [
+            "eval",
+            str(dataset),
+            "--pipeline",
+            "rag",
+            "--profile",
+            str(profile),
+            "--out",
+            str(out_dir),
+            "--json",
+        ]
         code, out, err = ragkit(*common, "--limit", "2")
         assert code == 0, err
         assert json.loads(out)["count"] == 2
@@ -138,8 +215,12 @@ def test_eval_metrics_resume_and_modes(tmp_path: Path, monkeypatch: pytest.Monke
         summary = json.loads(out)
         assert summary["count"] == 5
         assert summary["metrics"]["em"] == pytest.approx(0.6)
-        assert summary["metrics"]["recall@1"] == pytest.approx(1.0)  # pooled: 5 distinct passages, easy
-        records = [json.loads(line) for line in (out_dir / "results.jsonl").read_text().splitlines()]
+        assert summary["metrics"]["recall@1"] == pytest.approx(
+            1.0
+        )  # pooled: 5 distinct passages, easy
+        records = [
+            json.loads(line) for line in (out_dir / "results.jsonl").read_text().splitlines()
+        ]
         assert len(records) == 5 and len({r["id"] for r in records}) == 5
         assert (out_dir / "summary.json").exists()
 

@@ -23,9 +23,8 @@ def load_tokenizer(model: str) -> Any:
     """
     from transformers import AutoTokenizer
 
-    from ragkit.models.registry import resolve_model
-
     from ragkit.models.gguf_cache import converted_dir_for, read_manifest
+    from ragkit.models.registry import resolve_model
 
     spec = resolve_model(model)
     if spec.path is not None and str(spec.path).endswith(".gguf"):
@@ -105,6 +104,8 @@ class ContextFitter:
         out = []
         for doc, text in zip(documents, texts, strict=False):
             if text != doc.content:
-                doc = Document(id=doc.id, content=text, meta={**doc.meta, "trimmed": True}, score=doc.score)
+                doc = Document(
+                    id=doc.id, content=text, meta={**doc.meta, "trimmed": True}, score=doc.score
+                )
             out.append(doc)
         return {"documents": out}

@@ -53,7 +53,9 @@ class QueryResult:
 
 def ranking_components(pipe: Pipeline) -> list[str]:
     """Components whose ``documents`` output is the retrieval ranking (last stage before reading)."""
-    producers = [name for name, comp in pipe.walk() if "documents" in comp.__haystack_output__._sockets_dict]
+    producers = [
+        name for name, comp in pipe.walk() if "documents" in comp.__haystack_output__._sockets_dict
+    ]
     consumers = {r for _, r, d in pipe.graph.edges(data=True) if d["to_socket"].name == "documents"}
     fused = [c for c in producers if c in consumers and "top_k" in pipe.inputs(True).get(c, {})]
     return fused or [p for p in producers if p not in consumers][:1] or producers[-1:]

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
+
+from ragkit.atomic import write_json_atomic
 
 __all__ = [
     "ResultsWriter",
@@ -190,20 +191,3 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
             raise ValueError(f"{path}:{i + 1}: expected a JSON object per line")
         records.append(record)
     return records
-
-
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write JSON via a temp file and rename, so readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, ensure_ascii=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

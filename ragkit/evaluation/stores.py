@@ -57,7 +57,9 @@ def pooled_store(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(docs), unit="passage", desc=f"indexing {dataset.name}", file=sys.stderr)
+        bar = tqdm(
+            total=len(docs), unit="passage", desc=f"indexing {dataset.name}", file=sys.stderr
+        )
     for i in range(0, len(docs), 256):
         batch = embedder.run(documents=docs[i : i + 256])["documents"]
         store.write(batch)

@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ragkit.stores.atomic import write_json_atomic
+from ragkit.atomic import write_json_atomic
 
 MANIFEST_FORMAT = 1
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ragkit.atomic import publish_dir
 from ragkit.models.base import (
     ChatMessageDict,
     GenerationResult,
@@ -125,13 +125,7 @@ class PrefixCache:
                 },
             }
             (tmp / _PREFIX_MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-            trash = None
-            if target.exists():
-                trash = target.with_name(f".{target.name}.old-{os.getpid()}-{time.time_ns()}")
-                os.replace(target, trash)
-            os.replace(tmp, target)
-            if trash is not None:
-                shutil.rmtree(trash, ignore_errors=True)
+            publish_dir(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

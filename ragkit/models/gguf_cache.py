@@ -20,6 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ragkit.atomic import publish_dir
 from ragkit.models.errors import ModelLoadError
 
 __all__ = [
@@ -183,18 +184,8 @@ def _write_manifest(out: Path, source: dict[str, Any]) -> None:
 
 
 def _publish(tmp: Path, target: Path) -> None:
-    """Move a finished temp dir into place; an old (invalid) target is moved aside first."""
-    trash: Path | None = None
-    if target.exists():
-        trash = target.with_name(f".{target.name}.old-{os.getpid()}-{time.time_ns()}")
-        os.replace(target, trash)
-    try:
-        os.replace(tmp, target)
-    except OSError:
-        # Another process published first: keep theirs, drop ours.
-        shutil.rmtree(tmp, ignore_errors=True)
-    if trash is not None:
-        shutil.rmtree(trash, ignore_errors=True)
+    """Move a finished temp dir into place (see :func:`ragkit.atomic.publish_dir`)."""
+    publish_dir(tmp, target)
 
 
 def ensure_converted(

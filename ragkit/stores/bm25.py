@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from ragkit.atomic import atomic_file, write_bytes_atomic
 from ragkit.stores.tokenize import tokenize, tokenize_many
 
 __all__ = ["BM25Index", "BM25IndexError"]
@@ -832,28 +833,18 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, data)
     _fsync_dir(path.parent)
 
 
 def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_file(path) as fh:
         np.save(fh, array, allow_pickle=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _atomic_savez(path: Path, seg: _Segment) -> None:
     meta = json.dumps({"ids": seg.ids, "sources": seg.sources}).encode("utf-8")
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_file(path) as fh:
         np.savez(
             fh,
             doc_len=seg.doc_len,
@@ -863,9 +854,6 @@ def _atomic_savez(path: Path, seg: _Segment) -> None:
             tfs=seg.tfs,
             meta=np.frombuffer(meta, dtype=np.uint8),
         )
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _load_segment(directory: Path, entry: dict[str, Any], n_terms: int) -> _Segment:

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ragkit.atomic import write_json_atomic
 from ragkit.config import EmbeddedStore, MemoryStore, ServerStore
-from ragkit.stores.atomic import write_json_atomic
 from ragkit.stores.lock import StoreLock
 from ragkit.stores.sparse import SparseBM25Encoder
 

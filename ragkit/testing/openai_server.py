@@ -71,7 +71,9 @@ class OpenAICompatServer:
 
             def do_GET(self) -> None:  # noqa: N802 - http.server naming
                 if self.path.rstrip("/") == "/v1/models":
-                    self._json(200, {"object": "list", "data": [{"id": server.model, "object": "model"}]})
+                    self._json(
+                        200, {"object": "list", "data": [{"id": server.model, "object": "model"}]}
+                    )
                 else:
                     self._json(404, {"error": {"message": f"no route {self.path}"}})
 
@@ -87,7 +89,9 @@ class OpenAICompatServer:
                     return
                 server.requests.append(req)
                 text = server.responder(req.get("messages", []))
-                prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in req.get("messages", []))
+                prompt_tokens = sum(
+                    len(str(m.get("content", "")).split()) for m in req.get("messages", [])
+                )
                 usage = {
                     "prompt_tokens": prompt_tokens,
                     "completion_tokens": len(text.split()),
@@ -109,7 +113,9 @@ class OpenAICompatServer:
                 self.send_header("Connection", "close")
                 self.end_headers()
 
-                def event(delta: dict[str, Any], finish: str | None, extra: dict[str, Any] | None = None) -> None:
+                def event(
+                    delta: dict[str, Any], finish: str | None, extra: dict[str, Any] | None = None
+                ) -> None:
                     chunk = {
                         "id": cid, "object": "chat.completion.chunk", "created": created, "model": server.model,
                         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],

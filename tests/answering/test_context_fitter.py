@@ -12,9 +12,13 @@ from ragkit.answering.components import ContextFitter
 
 
 @pytest.mark.parametrize("tokenizer", ["smollm2-135m-instruct", None])
-def test_overflow_drops_and_trims_passages_with_warning(tokenizer: str | None, caplog: pytest.LogCaptureFixture) -> None:
+def test_overflow_drops_and_trims_passages_with_warning(
+    tokenizer: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
     question = "Which river is the longest? " * 3
-    docs = [Document(id=f"d{i}", content=f"Passage {i}. " + "The Nile is long. " * 60) for i in range(6)]
+    docs = [
+        Document(id=f"d{i}", content=f"Passage {i}. " + "The Nile is long. " * 60) for i in range(6)
+    ]
     fitter = ContextFitter(tokenizer=tokenizer, context_tokens=1024, reserve_tokens=256)
     with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
         warnings.simplefilter("always")
@@ -28,5 +32,7 @@ def test_overflow_drops_and_trims_passages_with_warning(tokenizer: str | None, c
 
 def test_everything_fits_untouched() -> None:
     docs = [Document(id="a", content="short passage")]
-    out = ContextFitter(tokenizer=None, context_tokens=4096).run(question="q?", documents=docs)["documents"]
+    out = ContextFitter(tokenizer=None, context_tokens=4096).run(question="q?", documents=docs)[
+        "documents"
+    ]
     assert out == docs
