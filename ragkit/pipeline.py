@@ -236,8 +236,9 @@ def _build(
         max_runs_per_component=data.get("max_runs_per_component", 100),
     )
     for spec in specs:
+        # the class's own path, so re-exported names (e.g. ragkit.BM25Retriever) load too
         payload = {
-            "type": spec.data["type"],
+            "type": f"{spec.cls.__module__}.{spec.cls.__qualname__}",
             "init_parameters": dict(spec.data.get("init_parameters") or {}),
         }
         try:
@@ -258,6 +259,8 @@ def _build(
         except Exception as exc:  # noqa: BLE001 - haystack raises PipelineConnectError and others
             msg = " ".join(str(exc).split())
             problems.append(f"{source}: connections[{i}]: {msg[:300]}")
+    if problems:
+        return pipe, problems  # missing inputs would only echo the failures above
     for comp, sockets in pipe.inputs().items():
         for socket, info in sockets.items():
             if info.get("is_mandatory") and socket not in RUNTIME_INPUTS:

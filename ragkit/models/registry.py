@@ -210,3 +210,10 @@ def resolve_model(name: str, kind: ModelKind | None = None) -> ModelSpec:
     if _HUB_ID.match(name):
         return ModelSpec(name, kind or "causal", "hub", None, name)
     raise _unknown(name, "not a packaged name, existing path or hub id")
+
+
+# The chunked Qwen2.5-Coder GGUFs (benchmarks and the cpu-quality profile); their entries live in
+# qwen.py with the wheel pins and checksums. Imported last: qwen.py builds on the names above.
+from ragkit.models.qwen import register_qwen_models  # noqa: E402
+
+register_qwen_models()

@@ -43,7 +43,7 @@ def test_assemble_concatenates_in_order_and_reuses(tmp_path: Path) -> None:
     # Reuse: no parts needed the second time, the file is not rewritten.
     assert assemble(NAME, tmp_path / "cache", parts=[], expected_sha256=sha) == out
     assert out.stat().st_mtime_ns == mtime
-    assert not [p for p in out.parent.iterdir() if ".tmp-" in p.name]
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted([out.name, manifest.name])
 
 
 def test_checksum_mismatch_is_refused(tmp_path: Path) -> None:
