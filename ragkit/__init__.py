@@ -25,6 +25,16 @@ def _register_allowlist() -> None:
 _register_allowlist()
 
 _EXPORTS: dict[str, str] = {
+    "CausalLM": "ragkit.models.causal_lm",
+    "ContextFitter": "ragkit.answering.components",
+    "EmbeddingSimilarityScorer": "ragkit.models.components",
+    "LLMRelevanceScorer": "ragkit.models.components",
+    "LlamaCppChatGenerator": "ragkit.models.llamacpp_components",
+    "LocalChatGenerator": "ragkit.models.components",
+    "answer_question": "ragkit.answering.run",
+    "load_dataset": "ragkit.evaluation.datasets",
+    "resolve_model": "ragkit.models.registry",
+    "run_eval": "ragkit.evaluation.runner",
     "BM25Index": "ragkit.stores.bm25",
     "BM25Retriever": "ragkit.retrieval.components",
     "DenseRetriever": "ragkit.retrieval.components",

@@ -31,7 +31,7 @@ class QueryResult:
 
         def doc(d: Document, rank: int) -> dict[str, Any]:
             return {
-                "rank": rank,
+                "rank": d.meta.get("source_index", rank),
                 "id": d.id,
                 "score": d.score,
                 "source": d.meta.get("source"),

@@ -214,3 +214,67 @@ def truncate_passages_to_fit(
         warnings.warn(message, RuntimeWarning, stacklevel=2)
         logger.warning(message)
     return kept
+
+
+class PromptHelpers:
+    """Prompt plumbing shared by the backends (transformers, llama.cpp).
+
+    A backend provides ``name``, ``context_length``, ``encode``, ``decode``, ``count_tokens``,
+    ``apply_chat_template`` and ``_encode_text`` (raw text -> ids, with the backend's BOS rule).
+    """
+
+    name: str
+    _context_hint = "use fewer or shorter passages (see truncate_passages_to_fit)"
+
+    def _prompt_ids(self, prompt: Any) -> list[int]:
+        """Token ids for a string, chat messages or ids."""
+        if isinstance(prompt, str):
+            return self._encode_text(prompt)  # type: ignore[attr-defined]
+        if prompt and isinstance(prompt[0], dict):
+            return self.apply_chat_template(prompt)  # type: ignore[attr-defined]
+        return [int(t) for t in prompt]
+
+    def _max_new(self, prompt_len: int, max_new_tokens: int) -> int:
+        """New-token budget left by the context; refuses a prompt that does not fit at all."""
+        room = self.context_length - prompt_len  # type: ignore[attr-defined]
+        if room <= 0:
+            raise ContextLengthError(
+                f"prompt has {prompt_len} tokens but {self.name} has a "
+                f"{self.context_length}-token context; {self._context_hint}"  # type: ignore[attr-defined]
+            )
+        if max_new_tokens > room:
+            logger.info("max_new_tokens %d capped to %d by the context", max_new_tokens, room)
+        return max(0, min(max_new_tokens, room))
+
+    def truncate_passages_to_fit(
+        self,
+        question: str,
+        passages: Sequence[str],
+        budget: int | None = None,
+        *,
+        reserve_new_tokens: int = 256,
+        overhead: int = 64,
+    ) -> list[str]:
+        """Drop/trim passages (never the question) so the prompt fits; warns when it cuts.
+
+        Args:
+            question: Kept whole.
+            passages: Best first.
+            budget: Token budget; default ``context_length - reserve_new_tokens``.
+            reserve_new_tokens: Room kept for the answer when ``budget`` is not given.
+            overhead: Tokens for the chat template and instructions.
+        """
+        if budget is None:
+            budget = self.context_length - reserve_new_tokens  # type: ignore[attr-defined]
+
+        def trim(text: str, n: int) -> str:
+            return self.decode(self.encode(text)[:n])  # type: ignore[attr-defined]
+
+        return truncate_passages_to_fit(
+            question,
+            passages,
+            budget,
+            count_tokens=self.count_tokens,  # type: ignore[attr-defined]
+            trim=trim,
+            overhead=overhead,
+        )

@@ -24,10 +24,10 @@ from ragkit.atomic import publish_dir
 from ragkit.models.base import (
     ChatMessageDict,
     GenerationResult,
+    PromptHelpers,
     StopReason,
-    truncate_passages_to_fit,
 )
-from ragkit.models.errors import ContextLengthError, ModelLoadError, PrefixCacheError
+from ragkit.models.errors import ModelLoadError, PrefixCacheError
 from ragkit.models.registry import DEFAULT_CAUSAL_MODEL, ModelSpec, resolve_model
 
 if TYPE_CHECKING:
@@ -286,7 +286,7 @@ class _TextStream:
         return text
 
 
-class CausalLM:
+class CausalLM(PromptHelpers):
     """A causal LM (transformers backend) implementing :class:`ragkit.models.LanguageModel`.
 
     Load with :meth:`load`; the constructor takes already-loaded objects (tests, custom setups).
@@ -294,6 +294,9 @@ class CausalLM:
 
     supports_logits = True
     supports_prefix_cache = True
+
+    def _encode_text(self, text: str) -> list[int]:
+        return list(self.tokenizer(text)["input_ids"])
 
     def __init__(
         self,
@@ -448,52 +451,6 @@ class CausalLM:
         """Prompt token ids for a chat, ending with the assistant header."""
         text = self.chat_template_text(messages)
         return self.encode(text)
-
-    def _prompt_ids(self, prompt: Prompt) -> list[int]:
-        if isinstance(prompt, str):
-            return list(self.tokenizer(prompt)["input_ids"])
-        if prompt and isinstance(prompt[0], dict):
-            return self.apply_chat_template(prompt)  # type: ignore[arg-type]
-        return [int(t) for t in prompt]  # type: ignore[union-attr]
-
-    def _max_new(self, prompt_len: int, max_new_tokens: int) -> int:
-        room = self.context_length - prompt_len
-        if room <= 0:
-            raise ContextLengthError(
-                f"prompt has {prompt_len} tokens but {self.name} has a {self.context_length}-token "
-                "context; use fewer or shorter passages (see truncate_passages_to_fit)"
-            )
-        if max_new_tokens > room:
-            logger.info("max_new_tokens %d capped to %d by the context", max_new_tokens, room)
-        return max(0, min(max_new_tokens, room))
-
-    def truncate_passages_to_fit(
-        self,
-        question: str,
-        passages: Sequence[str],
-        budget: int | None = None,
-        *,
-        reserve_new_tokens: int = 256,
-        overhead: int = 64,
-    ) -> list[str]:
-        """Drop/trim passages (never the question) so the prompt fits; warns when it cuts.
-
-        Args:
-            question: Kept whole.
-            passages: Best first.
-            budget: Token budget; default ``context_length - reserve_new_tokens``.
-            reserve_new_tokens: Room kept for the answer when ``budget`` is not given.
-            overhead: Tokens for the chat template and instructions.
-        """
-        if budget is None:
-            budget = self.context_length - reserve_new_tokens
-
-        def trim(text: str, n: int) -> str:
-            return self.decode(self.encode(text)[:n])
-
-        return truncate_passages_to_fit(
-            question, passages, budget, count_tokens=self.count_tokens, trim=trim, overhead=overhead
-        )
 
     # ------------------------------------------------------------------ caches
 

@@ -50,6 +50,70 @@ def _generation_kwargs(*layers: dict[str, Any] | None) -> dict[str, Any]:
     return merged
 
 
+def chat_reply(
+    component: Any,
+    lm: Any,
+    messages: list[ChatMessage],
+    init_kwargs: dict[str, Any] | None,
+    call_kwargs: dict[str, Any] | None,
+    streaming_callback: SyncStreamingCallbackT | None,
+) -> dict[str, list[ChatMessage]]:
+    """One assistant reply from any ragkit backend, with Haystack streaming chunks and usage meta.
+
+    Shared by the chat generator components so every backend reports replies the same way.
+    """
+    kwargs = _generation_kwargs(init_kwargs, call_kwargs)
+    callback = select_streaming_callback(None, streaming_callback, requires_async=False)
+    chat = [{"role": m.role.value, "content": m.text or ""} for m in messages]
+    info = ComponentInfo.from_component(component)
+    on_token = None
+    if callback is not None:
+        started = [False]
+
+        def on_token(delta: str) -> None:
+            callback(
+                StreamingChunk(
+                    content=delta,
+                    meta={"model": component.model},
+                    component_info=info,
+                    index=0,
+                    start=not started[0],
+                )
+            )
+            started[0] = True
+
+    result = lm.generate(chat, on_token=on_token, **kwargs)
+    finish = _FINISH[result.stop_reason]
+    usage = {
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "total_tokens": result.prompt_tokens + result.completion_tokens,
+    }
+    timings = {
+        "seconds": result.seconds,
+        "first_token_seconds": result.first_token_seconds,
+        "tokens_per_second": result.tokens_per_second,
+        "prefix_tokens_reused": result.prefix_tokens_reused,
+    }
+    if callback is not None:
+        callback(
+            StreamingChunk(
+                content="",
+                meta={"model": component.model, "usage": usage},
+                component_info=info,
+                finish_reason=finish,  # type: ignore[arg-type]
+            )
+        )
+    meta = {
+        "model": component.model,
+        "index": 0,
+        "finish_reason": finish,
+        "usage": usage,
+        "timings": timings,
+    }
+    return {"replies": [ChatMessage.from_assistant(result.text, meta=meta)]}
+
+
 @component
 class LocalChatGenerator:
     """Chat generation with a local causal LM (packaged SmolLM2 by default), with streaming.
@@ -129,55 +193,9 @@ class LocalChatGenerator:
         """
         self.warm_up()
         assert self._lm is not None
-        kwargs = _generation_kwargs(self.generation_kwargs, generation_kwargs)
-        callback = select_streaming_callback(None, streaming_callback, requires_async=False)
-        chat = [{"role": m.role.value, "content": m.text or ""} for m in messages]
-        info = ComponentInfo.from_component(self)
-        on_token = None
-        if callback is not None:
-            started = [False]
-
-            def on_token(delta: str) -> None:
-                callback(
-                    StreamingChunk(
-                        content=delta,
-                        meta={"model": self.model},
-                        component_info=info,
-                        index=0,
-                        start=not started[0],
-                    )
-                )
-                started[0] = True
-
-        result = self._lm.generate(chat, on_token=on_token, **kwargs)
-        finish = _FINISH[result.stop_reason]
-        usage = {
-            "prompt_tokens": result.prompt_tokens,
-            "completion_tokens": result.completion_tokens,
-            "total_tokens": result.prompt_tokens + result.completion_tokens,
-        }
-        timings = {
-            "seconds": result.seconds,
-            "first_token_seconds": result.first_token_seconds,
-            "tokens_per_second": result.tokens_per_second,
-        }
-        if callback is not None:
-            callback(
-                StreamingChunk(
-                    content="",
-                    meta={"model": self.model, "usage": usage},
-                    component_info=info,
-                    finish_reason=finish,  # type: ignore[arg-type]
-                )
-            )
-        meta = {
-            "model": self.model,
-            "index": 0,
-            "finish_reason": finish,
-            "usage": usage,
-            "timings": timings,
-        }
-        return {"replies": [ChatMessage.from_assistant(result.text, meta=meta)]}
+        return chat_reply(
+            self, self._lm, messages, self.generation_kwargs, generation_kwargs, streaming_callback
+        )
 
 
 def _with_scores(documents: list[Document], scores: Sequence[float]) -> list[Document]:

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 from ragkit.models.base import (
     ChatMessageDict,
     GenerationResult,
+    PromptHelpers,
     StopReason,
-    truncate_passages_to_fit,
 )
 from ragkit.models.errors import ContextLengthError, ModelLoadError, PrefixCacheError
 from ragkit.models.registry import DEFAULT_CAUSAL_MODEL, ModelSpec, resolve_model
@@ -232,7 +232,7 @@ class LlamaPrefixState:
         )
 
 
-class LlamaCppLM:
+class LlamaCppLM(PromptHelpers):
     """A GGUF causal LM on llama.cpp implementing :class:`ragkit.models.LanguageModel`.
 
     Load with :meth:`load`. One model holds one llama.cpp context (one sequence): calls are
@@ -246,6 +246,12 @@ class LlamaCppLM:
 
     supports_logits = True
     supports_prefix_cache = True
+
+    _context_hint = "raise n_ctx or use fewer or shorter passages (see truncate_passages_to_fit)"
+
+    def _encode_text(self, text: str) -> list[int]:
+        # BOS only when the vocabulary asks for it (llama_tokenize's add_special).
+        return self._require().tokenize(text.encode("utf-8"), add_bos=True, special=True)
 
     def __init__(
         self,
@@ -445,54 +451,6 @@ class LlamaCppLM:
     def apply_chat_template(self, messages: list[ChatMessageDict]) -> list[int]:
         """Prompt token ids for a chat, ending with the assistant header."""
         return self.encode(self.chat_template_text(messages))
-
-    def _prompt_ids(self, prompt: Prompt) -> list[int]:
-        if isinstance(prompt, str):
-            # BOS only when the vocabulary asks for it (llama_tokenize's add_special).
-            return self._require().tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
-        if prompt and isinstance(prompt[0], dict):
-            return self.apply_chat_template(prompt)  # type: ignore[arg-type]
-        return [int(t) for t in prompt]  # type: ignore[union-attr]
-
-    def _max_new(self, prompt_len: int, max_new_tokens: int) -> int:
-        room = self.context_length - prompt_len
-        if room <= 0:
-            raise ContextLengthError(
-                f"prompt has {prompt_len} tokens but {self.name} runs with a "
-                f"{self.context_length}-token context (n_ctx); raise n_ctx or use fewer or "
-                "shorter passages (see truncate_passages_to_fit)"
-            )
-        if max_new_tokens > room:
-            logger.info("max_new_tokens %d capped to %d by the context", max_new_tokens, room)
-        return max(0, min(max_new_tokens, room))
-
-    def truncate_passages_to_fit(
-        self,
-        question: str,
-        passages: Sequence[str],
-        budget: int | None = None,
-        *,
-        reserve_new_tokens: int = 256,
-        overhead: int = 64,
-    ) -> list[str]:
-        """Drop/trim passages (never the question) so the prompt fits ``n_ctx``; warns when it cuts.
-
-        Args:
-            question: Kept whole.
-            passages: Best first.
-            budget: Token budget; default ``context_length - reserve_new_tokens``.
-            reserve_new_tokens: Room kept for the answer when ``budget`` is not given.
-            overhead: Tokens for the chat template and instructions.
-        """
-        if budget is None:
-            budget = self.context_length - reserve_new_tokens
-
-        def trim(text: str, n: int) -> str:
-            return self.decode(self.encode(text)[:n])
-
-        return truncate_passages_to_fit(
-            question, passages, budget, count_tokens=self.count_tokens, trim=trim, overhead=overhead
-        )
 
     # ------------------------------------------------------------------ state
 

@@ -14,14 +14,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from haystack import component
-from haystack.dataclasses import ChatMessage, StreamingChunk
+from haystack.dataclasses import ChatMessage
 from haystack.dataclasses.streaming_chunk import (
-    ComponentInfo,
     SyncStreamingCallbackT,
-    select_streaming_callback,
 )
 
-from ragkit.models.components import _FINISH, _generation_kwargs
+from ragkit.models.components import _generation_kwargs, chat_reply
 from ragkit.models.registry import DEFAULT_CAUSAL_MODEL
 
 if TYPE_CHECKING:
@@ -110,53 +108,6 @@ class LlamaCppChatGenerator:
         """
         self.warm_up()
         assert self._lm is not None
-        kwargs = _generation_kwargs(self.generation_kwargs, generation_kwargs)
-        callback = select_streaming_callback(None, streaming_callback, requires_async=False)
-        chat = [{"role": m.role.value, "content": m.text or ""} for m in messages]
-        info = ComponentInfo.from_component(self)
-        on_token = None
-        if callback is not None:
-            started = [False]
-
-            def on_token(delta: str) -> None:
-                callback(
-                    StreamingChunk(
-                        content=delta,
-                        meta={"model": self.model},
-                        component_info=info,
-                        index=0,
-                        start=not started[0],
-                    )
-                )
-                started[0] = True
-
-        result = self._lm.generate(chat, on_token=on_token, **kwargs)
-        finish = _FINISH[result.stop_reason]
-        usage = {
-            "prompt_tokens": result.prompt_tokens,
-            "completion_tokens": result.completion_tokens,
-            "total_tokens": result.prompt_tokens + result.completion_tokens,
-        }
-        timings = {
-            "seconds": result.seconds,
-            "first_token_seconds": result.first_token_seconds,
-            "tokens_per_second": result.tokens_per_second,
-            "prefix_tokens_reused": result.prefix_tokens_reused,
-        }
-        if callback is not None:
-            callback(
-                StreamingChunk(
-                    content="",
-                    meta={"model": self.model, "usage": usage},
-                    component_info=info,
-                    finish_reason=finish,  # type: ignore[arg-type]
-                )
-            )
-        meta = {
-            "model": self.model,
-            "index": 0,
-            "finish_reason": finish,
-            "usage": usage,
-            "timings": timings,
-        }
-        return {"replies": [ChatMessage.from_assistant(result.text, meta=meta)]}
+        return chat_reply(
+            self, self._lm, messages, self.generation_kwargs, generation_kwargs, streaming_callback
+        )
