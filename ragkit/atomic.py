@@ -1,4 +1,4 @@
-"""Atomic writes: a crash leaves either the old file (or directory) or the new one, never half.
+"""File helpers: atomic writes (a crash leaves the old file or the new one, never half) and hashes.
 
 Every persisted artefact in ragkit (manifests, BM25 segments, converted models, KV caches,
 eval summaries) goes through these helpers: write to a temp name in the same directory, fsync,
@@ -44,6 +44,26 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     """Serialize ``obj`` as indented JSON and write it atomically."""
     text = json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
     write_bytes_atomic(Path(path), text.encode("utf-8"))
+
+
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file, streamed so large files (model weights) never fill memory."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def ids_sha256(ids: Any) -> str:
+    """Stable hash of a token id sequence, for cache manifests."""
+    import hashlib
+
+    return hashlib.sha256(
+        json.dumps([int(i) for i in ids], separators=(",", ":")).encode()
+    ).hexdigest()
 
 
 def publish_dir(tmp: Path, target: Path) -> None:

@@ -261,7 +261,9 @@ def query(
             where = d.meta.get("title") or d.meta.get("source")
             score = f"{d.score:.4f}" if d.score is not None else "-"
             label = d.meta.get("source_index", i)  # the passage number the answer cites
-            typer.echo(f"[{label}] {score}  {where}  (chars {d.meta.get('start')}-{d.meta.get('end')})")
+            typer.echo(
+                f"[{label}] {score}  {where}  (chars {d.meta.get('start')}-{d.meta.get('end')})"
+            )
             typer.echo(f"    {snippet[:300]}{'...' if len(snippet) > 300 else ''}")
 
     _run(body)

@@ -23,7 +23,15 @@ def ragkit(*args: str) -> tuple[int, str, str]:
 
 def chunk_sources(store: Path, question: str, top_k: int = 50) -> list[str]:
     code, out, err = ragkit(
-        "query", question, "--store", str(store), "--top-k", str(top_k), "--json"
+        "query",
+        question,
+        "--store",
+        str(store),
+        "--top-k",
+        str(top_k),
+        "--json",
+        "--pipeline",
+        "retrieve",
     )
     assert code == 0, err
     return [p["source"] for p in json.loads(out)["passages"]]
@@ -64,6 +72,8 @@ def test_index_query_stats_and_incremental(sample_corpus: Path, tmp_path: Path) 
         "--top-k",
         "3",
         "--json",
+        "--pipeline",
+        "retrieve",
     )
     assert code == 0, err
     passages = json.loads(out)["passages"]

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ragkit.atomic import file_sha256
 from ragkit.indexing.loaders import is_supported
-from ragkit.indexing.manifest import FileEntry, Manifest, file_sha256
+from ragkit.indexing.manifest import FileEntry, Manifest
 
 if TYPE_CHECKING:
     from haystack import Pipeline

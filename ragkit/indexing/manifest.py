@@ -8,7 +8,6 @@ interruption can cause neither duplicates nor missing chunks.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,15 +29,6 @@ class FileEntry:
     size: int
     chunks: int = 0
     status: str = "pending"  # "pending" until its chunks are fully written, then "done"
-
-
-def file_sha256(path: Path) -> str:
-    """Content hash of a file, streamed so large files do not fill memory."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class Manifest:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragkit.atomic import publish_dir
+from ragkit.atomic import file_sha256, ids_sha256, publish_dir
 from ragkit.models.base import (
     ChatMessageDict,
     GenerationResult,
@@ -43,17 +43,6 @@ _PREFIX_MANIFEST = "manifest.json"
 _PREFIX_TENSORS = "kv.safetensors"
 
 Prompt = list[int] | list[ChatMessageDict] | str
-
-
-def _ids_sha256(ids: Sequence[int]) -> str:
-    """Stable hash of a token id sequence (for manifests)."""
-    return hashlib.sha256(json.dumps(list(ids), separators=(",", ":")).encode()).hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    from ragkit.models.gguf_cache import file_sha256
-
-    return file_sha256(path)
 
 
 @dataclass
@@ -119,9 +108,9 @@ class PrefixCache:
                 "dtype": self.dtype,
                 "num_tokens": len(self),
                 "num_layers": len(self.keys),
-                "token_ids_sha256": _ids_sha256(self.token_ids),
+                "token_ids_sha256": ids_sha256(self.token_ids),
                 "files": {
-                    _PREFIX_TENSORS: {"size": path.stat().st_size, "sha256": _file_sha256(path)}
+                    _PREFIX_TENSORS: {"size": path.stat().st_size, "sha256": file_sha256(path)}
                 },
             }
             (tmp / _PREFIX_MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
@@ -167,7 +156,7 @@ class PrefixCache:
         path = root / _PREFIX_TENSORS
         expected = (manifest.get("files") or {}).get(_PREFIX_TENSORS) or {}
         try:
-            ok = path.stat().st_size == expected.get("size") and _file_sha256(path) == expected.get(
+            ok = path.stat().st_size == expected.get("size") and file_sha256(path) == expected.get(
                 "sha256"
             )
         except OSError:
@@ -179,7 +168,7 @@ class PrefixCache:
         except Exception as exc:
             raise PrefixCacheError(f"prefix cache {root} is corrupt: {exc}") from exc
         token_ids = tensors.pop("token_ids").tolist()
-        if _ids_sha256(token_ids) != manifest.get("token_ids_sha256"):
+        if ids_sha256(token_ids) != manifest.get("token_ids_sha256"):
             raise PrefixCacheError(f"prefix cache {root} is corrupt (token ids hash)")
         layers = int(manifest.get("num_layers", 0))
         try:

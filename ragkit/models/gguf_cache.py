@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ragkit.atomic import publish_dir
+from ragkit.atomic import file_sha256, publish_dir
 from ragkit.models.errors import ModelLoadError
 
 __all__ = [
@@ -48,15 +48,6 @@ def default_cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "ragkit"
-
-
-def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
-    """Hex sha256 of a file, streamed so large weights do not need to fit in memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def converted_dir_for(gguf_path: Path, cache_dir: Path | str | None = None) -> Path:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ragkit.atomic import file_sha256, ids_sha256
 from ragkit.models.base import (
     ChatMessageDict,
     GenerationResult,
@@ -72,27 +73,6 @@ def import_llama_cpp() -> Any:
             f"{LLAMACPP_INSTALL_HINT} (pip builds llama.cpp from source, ~11 minutes on 2 cores)"
         ) from exc
     return llama_cpp
-
-
-def _ids_sha256(ids: Sequence[int]) -> str:
-    """Stable hash of a token id sequence (for manifests)."""
-    return hashlib.sha256(
-        json.dumps([int(i) for i in ids], separators=(",", ":")).encode()
-    ).hexdigest()
-
-
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def _model_sha256(path: Path) -> str:
-    """sha256 of a GGUF, memoized per (path, size, mtime) so a process hashes a file once."""
-    from ragkit.models.gguf_cache import file_sha256
-
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        _SHA_CACHE[key] = file_sha256(path)
-    return _SHA_CACHE[key]
 
 
 @dataclass
@@ -150,7 +130,7 @@ class LlamaPrefixState:
                 "model_sha256": model.model_sha256,
                 "n_ctx": self.n_ctx,
                 "num_tokens": len(self),
-                "token_ids_sha256": _ids_sha256(self.token_ids),
+                "token_ids_sha256": ids_sha256(self.token_ids),
                 "token_ids": list(self.token_ids),
                 "files": {
                     _STATE: {
@@ -205,7 +185,7 @@ class LlamaPrefixState:
                 f"{rebuild}"
             )
         token_ids = manifest.get("token_ids")
-        if not isinstance(token_ids, list) or _ids_sha256(token_ids) != manifest.get(
+        if not isinstance(token_ids, list) or ids_sha256(token_ids) != manifest.get(
             "token_ids_sha256"
         ):
             raise PrefixCacheError(f"prefix state {root} is corrupt (token ids hash)")
@@ -268,6 +248,7 @@ class LlamaCppLM(PromptHelpers):
         self.llm: Llama | None = llm
         self.name = name
         self.model_path = Path(model_path)
+        self._model_sha256: str | None = None
         self.spec = spec
         self.logits_all = logits_all
         self.llama_cpp_version = str(getattr(llama_cpp, "__version__", "unknown"))
@@ -367,8 +348,10 @@ class LlamaCppLM(PromptHelpers):
 
     @property
     def model_sha256(self) -> str:
-        """sha256 of the GGUF file (computed once per process; for prefix-state manifests)."""
-        return _model_sha256(self.model_path)
+        """sha256 of the GGUF file (computed once per model instance; for prefix-state manifests)."""
+        if self._model_sha256 is None:
+            self._model_sha256 = file_sha256(self.model_path)
+        return self._model_sha256
 
     @property
     def train_context_length(self) -> int:

@@ -29,6 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ragkit.atomic import atomic_file, file_sha256, write_json_atomic
 from ragkit.models.errors import ModelLoadError
 
 __all__ = [
@@ -215,12 +216,6 @@ def _read_manifest(target: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _sha256(path: Path) -> str:
-    from ragkit.models.gguf_cache import file_sha256
-
-    return file_sha256(path)
-
-
 def _valid_existing(target: Path, expected: str, verify: bool) -> bool:
     """Whether an assembled file can be reused: manifest + size/mtime match, or a full rehash."""
     if not target.is_file():
@@ -235,7 +230,7 @@ def _valid_existing(target: Path, expected: str, verify: bool) -> bool:
         and manifest.get("mtime_ns") == stat.st_mtime_ns
     ):
         return True
-    actual = _sha256(target)
+    actual = file_sha256(target)
     if actual != expected:
         logger.warning("assembled GGUF %s has sha256 %s, expected %s", target, actual, expected)
         return False
@@ -244,8 +239,6 @@ def _valid_existing(target: Path, expected: str, verify: bool) -> bool:
 
 
 def _write_manifest(target: Path, sha256: str, parts: Sequence[str]) -> None:
-    from ragkit.atomic import write_json_atomic
-
     stat = target.stat()
     write_json_atomic(
         _manifest_path(target),
@@ -302,8 +295,6 @@ def assemble(
     absent = [str(p) for p in sources if not p.is_file()]
     if absent:
         raise MissingPartError(f"chunk file(s) not found: {', '.join(absent)}; {_fetch_hint(name)}")
-    from ragkit.atomic import atomic_file
-
     digest = hashlib.sha256()
     started = time.perf_counter()
     # atomic_file replaces ``out`` only if the block completes: a mismatch leaves nothing behind.
