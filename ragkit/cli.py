@@ -355,7 +355,7 @@ def eval_(
     """Evaluate a pipeline on a QA dataset: EM, F1, accuracy, ROUGE-L, recall@k; per-question jsonl + summary."""
 
     def body() -> None:
-        from ragkit.answering.run import answer_question
+        from ragkit.answering.run import answer_question, strip_citations
         from ragkit.evaluation.datasets import load_dataset
         from ragkit.evaluation.report import format_summary_table
         from ragkit.evaluation.runner import AnswerResult, run_eval
@@ -394,10 +394,14 @@ def eval_(
                     release_store(store)
             ids = [d.meta.get("passage_id", d.id) for d in res.ranked]
             return AnswerResult(
-                answer=res.answer,
+                answer=None if res.answer is None else strip_citations(res.answer),
                 retrieved_ids=ids,
                 seconds=res.seconds,
-                extra={"usage": res.usage, "sources": [d.meta.get("title") for d in res.sources]},
+                extra={
+                    "raw_answer": res.answer,
+                    "usage": res.usage,
+                    "sources": [d.meta.get("title") for d in res.sources],
+                },
             )
 
         try:

@@ -5,6 +5,7 @@ Shared by ``ragkit query`` and ``ragkit eval`` so both read pipeline results the
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,14 @@ class QueryResult:
             "usage": self.usage,
             "timings": self.timings,
         }
+
+
+_CITATION = re.compile(r"\s*\[\d+(?:\s*[,;-]\s*\d+)*\](?:\s*\[\d+(?:\s*[,;-]\s*\d+)*\])*")
+
+
+def strip_citations(answer: str) -> str:
+    """The answer without passage markers like ``[1]`` or ``[2, 3]``, for scoring against gold text."""
+    return _CITATION.sub("", answer).strip()
 
 
 def ranking_components(pipe: Pipeline) -> list[str]:

@@ -36,3 +36,11 @@ def test_everything_fits_untouched() -> None:
         "documents"
     ]
     assert out == docs
+
+
+def test_strip_citations_for_scoring() -> None:
+    from ragkit.answering.run import strip_citations
+
+    assert strip_citations("Neptune [1]") == "Neptune"
+    assert strip_citations("Paris [2, 3][4]. It is big [1-2].") == "Paris. It is big."
+    assert strip_citations("the [note] stays") == "the [note] stays"
