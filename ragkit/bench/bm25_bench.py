@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 
 from ragkit.bench.corpus import bench_queries, build_bench_corpus
+from ragkit.bench.table import make_row, render_rows
 from ragkit.stores.bm25 import BM25Index
 from ragkit.stores.tokenize import tokenize_many
 
-__all__ = ["fmt_value", "format_table", "make_row", "run_bm25_bench", "top_k_agrees"]
+__all__ = ["format_table", "run_bm25_bench", "top_k_agrees"]
 
 _UPDATE_DOCS = 1_000
 
@@ -70,15 +71,6 @@ def _time(fn: Callable[[], Any]) -> tuple[float, Any]:
     start = time.perf_counter()
     out = fn()
     return time.perf_counter() - start, out
-
-
-def make_row(metric: str, ragkit: float, baseline: float | None, name: str, unit: str) -> dict:
-    """One table row; ratio is always a speedup (> 1 means ragkit is better)."""
-    ratio = None
-    if baseline is not None and ragkit > 0 and baseline > 0:
-        ratio = ragkit / baseline if unit.endswith("/s") else baseline / ragkit
-    return {"metric": metric, "ragkit": ragkit, "baseline": baseline, "baseline_name": name,
-            "unit": unit, "ratio": ratio}  # fmt: skip
 
 
 def run_bm25_bench(
@@ -204,16 +196,6 @@ def run_bm25_bench(
     }
 
 
-def fmt_value(value: float | None, unit: str) -> str:
-    if value is None:
-        return "-"
-    if unit == "frac":
-        return f"{value:.0%}"
-    if unit.endswith("/s"):
-        return f"{value:,.1f} {unit}"
-    return f"{value * 1000:,.1f} ms" if value < 1 else f"{value:,.2f} s"
-
-
 def format_table(result: Mapping[str, Any]) -> str:
     """Render `run_bm25_bench` output as an aligned text table.
 
@@ -223,24 +205,7 @@ def format_table(result: Mapping[str, Any]) -> str:
     Returns:
         The table; `ratio` is ragkit's speedup over the baseline (> 1 is better).
     """
-    header = ("metric", "ragkit", "baseline", "ratio")
-    lines = [header]
-    for row in result["rows"]:
-        base = fmt_value(row["baseline"], row["unit"])
-        if row["baseline"] is not None:
-            base = f"{base} ({row['baseline_name']})"
-        ratio = "-" if row["ratio"] is None else f"{row['ratio']:,.1f}x"
-        metric = row["metric"].rsplit(" (", 1)[0]
-        lines.append((metric, fmt_value(row["ragkit"], row["unit"]), base, ratio))
-    widths = [max(len(line[i]) for line in lines) for i in range(4)]
-    out = [
-        "  ".join(
-            cell.ljust(w) if i in (0, 2) else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
-        ).rstrip()
-        for line in lines
-    ]
-    out.insert(1, "  ".join("-" * w for w in widths))
+    out = render_rows(result["rows"])
     note = (
         f"{result['n_chunks']:,} chunks, {result['n_queries']} queries "
         f"({result['n_oracle_queries']} for rank-bm25); bm25s: {result['bm25s_input']}"

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ragkit.bench.bm25_bench import fmt_value, make_row
+from ragkit.bench.table import make_row, render_rows
 from ragkit.models.registry import DEFAULT_CAUSAL_MODEL
 
 __all__ = ["OVERHEAD_TARGET", "format_table", "run_llamacpp_bench"]
@@ -270,23 +270,7 @@ def run_llamacpp_bench(
 
 def format_table(result: Mapping[str, Any]) -> str:
     """Render :func:`run_llamacpp_bench` output as an aligned table (ratio > 1: ragkit faster)."""
-    header = ("metric", "ragkit", "baseline", "ratio")
-    lines = [header]
-    for row in result["rows"]:
-        base = fmt_value(row["baseline"], row["unit"])
-        if row["baseline"] is not None:
-            base = f"{base} ({row['baseline_name']})"
-        ratio = "-" if row["ratio"] is None else f"{row['ratio']:,.2f}x"
-        lines.append((row["metric"], fmt_value(row["ragkit"], row["unit"]), base, ratio))
-    widths = [max(len(line[i]) for line in lines) for i in range(4)]
-    out = [
-        "  ".join(
-            cell.ljust(w) if i in (0, 2) else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
-        ).rstrip()
-        for line in lines
-    ]
-    out.insert(1, "  ".join("-" * w for w in widths))
+    out = render_rows(result["rows"], ratio_digits=2)
     note = (
         f"llama.cpp: {result['model']} (llama-cpp-python {result['llama_cpp_python_version']}, "
         f"n_ctx={result['n_ctx']}, {result['n_threads']} threads, "

@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from ragkit.bench.bm25_bench import format_table, make_row, run_bm25_bench
+from ragkit.bench.bm25_bench import format_table, run_bm25_bench
 from ragkit.bench.corpus import bench_queries, build_bench_corpus
+from ragkit.bench.table import make_row
 
 
 def _log(progress: bool, msg: str) -> None:
