@@ -266,3 +266,18 @@ def test_haystack_transformers_chat_generator_plugs_in(sample_store: Path, tmp_p
     assert code == 0, err
     data = json.loads(out)
     assert data["answer"] and data["passages"][0]["source"].endswith("solar_system.md")
+
+
+def test_unknown_model_name_lists_known_names(sample_store: Path, tmp_path: Path) -> None:
+    profile = tmp_path / "bad-model.yaml"
+    profile.write_text(
+        yaml.safe_dump(
+            {"components": {"generator": {"init_parameters": {"model": "no-such-model"}}}}
+        )
+    )
+    code, _, err = ragkit(
+        "query", "Which planet?", "--store", str(sample_store), "--profile", str(profile)
+    )
+    assert code == 1
+    assert err.startswith("error: ") and err.strip().count("\n") == 0
+    assert "no-such-model" in err and "smollm2-135m-instruct" in err and "minilm" in err
