@@ -7,6 +7,7 @@ so one bad file never stops the good files of the same run from being indexed.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from haystack import Document, component
@@ -16,6 +17,9 @@ HTML_SUFFIXES = frozenset({".html", ".htm"})
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})
 PDF_SUFFIXES = frozenset({".pdf"})
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | JSONL_SUFFIXES | PDF_SUFFIXES
+
+
+logger = logging.getLogger(__name__)
 
 
 class LoadError(ValueError):
@@ -43,7 +47,11 @@ def _html_to_text(path: Path, text: str) -> str:
     from haystack.components.converters import HTMLToDocument
     from haystack.dataclasses import ByteStream
 
-    docs = HTMLToDocument().run(sources=[ByteStream.from_string(text)])["documents"]
+    try:
+        docs = HTMLToDocument().run(sources=[ByteStream.from_string(text)])["documents"]
+    except Exception as exc:  # noqa: BLE001 - a broken extractor must not stop the run
+        logger.warning("%s: main-content extraction failed (%s); using all visible text", path, exc)
+        docs = []
     if docs and docs[0].content and docs[0].content.strip():
         return docs[0].content
     # trafilatura drops pages it judges to be boilerplate; fall back to all visible text
