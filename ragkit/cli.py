@@ -168,7 +168,8 @@ def index(
             raise CLIError("give PATH... to index or --delete PATH", 2)
         prof = _profile(profile)
         pipe_file = find_yaml(indexer, "indexers", "indexer")
-        pipe = load_pipeline(pipe_file)  # invalid YAML fails before the store is touched
+        # invalid YAML fails before the store is touched
+        pipe = load_pipeline(pipe_file, overrides=prof.indexing_overrides())
         st = _open(store, prof, must_exist=False)
         try:
             bind_store(pipe, st)

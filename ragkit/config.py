@@ -117,6 +117,38 @@ class Profile(_Strict):
         """Overrides as plain dicts for :func:`ragkit.pipeline.load_pipeline`."""
         return {name: o.model_dump(exclude_none=True) for name, o in self.components.items()}
 
+    def indexing_overrides(self) -> dict[str, dict[str, Any]]:
+        """Overrides for the indexing pipeline from the keys this profile sets explicitly.
+
+        Unset keys leave the indexer YAML's own values alone, so editing ``indexers/*.yaml``
+        keeps working; ``components:`` overrides apply on top.
+        """
+        out: dict[str, dict[str, Any]] = {}
+
+        def put(component: str, params: dict[str, Any]) -> None:
+            if params:
+                out.setdefault(component, {"init_parameters": {}})["init_parameters"].update(params)
+
+        put("splitter", self.split.model_dump(exclude_unset=True))
+        loader = self.indexing.model_dump(
+            exclude_unset=True, include={"max_file_mb", "jsonl_text_field"}
+        )
+        if "jsonl_text_field" in loader:
+            loader["text_field"] = loader.pop("jsonl_text_field")
+        put("loader", loader)
+        emb = self.embedding.model_dump(
+            exclude_unset=True, include={"model", "batch_size", "device"}
+        )
+        put("embedder", emb)
+        if "model" in emb:
+            put("writer", {"embedding_model": emb["model"]})
+        for name, override in self.component_overrides().items():
+            if override.get("type"):
+                out[name] = override
+            else:
+                put(name, override.get("init_parameters") or {})
+        return out
+
 
 def format_validation_error(source: str, err: ValidationError, prefix: str = "") -> str:
     """Render the first pydantic error as ``file: yaml.path: message`` on one line."""

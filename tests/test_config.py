@@ -48,3 +48,21 @@ def test_store_location_overrides_profile() -> None:
     emb = store_from_location("/tmp/x")
     assert isinstance(emb, EmbeddedStore) and emb.path == "/tmp/x"
     assert store_from_location(None, load_profile("server")).kind == "server"
+
+
+def test_indexing_overrides_only_from_keys_the_profile_sets(tmp_path: Path) -> None:
+    assert load_profile(None).indexing_overrides() == {}
+    prof = tmp_path / "p.yaml"
+    prof.write_text("split:\n  split_by: word\n  split_length: 50\nindexing:\n  max_file_mb: 1\n")
+    out = load_profile(str(prof)).indexing_overrides()
+    assert out == {
+        "splitter": {"init_parameters": {"split_by": "word", "split_length": 50}},
+        "loader": {"init_parameters": {"max_file_mb": 1.0}},
+    }
+    from ragkit.pipeline import load_pipeline
+
+    pipe = load_pipeline(
+        Path(__file__).resolve().parent.parent / "indexers" / "default.yaml", overrides=out
+    )
+    assert pipe.get_component("splitter").split_length == 50
+    assert pipe.get_component("splitter").split_overlap == 20  # the YAML's own value stays
