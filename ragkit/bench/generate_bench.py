@@ -41,6 +41,27 @@ def _document(count_tokens: Callable[[str], int], encode: Any, decode: Any, n_to
     return decode(encode("\n\n".join(parts))[:n_tokens])
 
 
+def document_prompt(lm: Any, doc_tokens: int) -> tuple[list[int], list[int]]:
+    """A ~``doc_tokens`` document prefix and a second question's full prompt that starts with it.
+
+    The chat template is rendered once per question and cut at the question marker, so the
+    prefix ids are exactly the first ids of the prompt (the condition for reusing a prefix cache).
+    """
+    document = _document(lm.count_tokens, lm.encode, lm.decode, doc_tokens)
+    marker = "\n\nQuestion: "
+
+    def split(question: str) -> tuple[list[int], list[int]]:
+        text = lm.chat_template_text(
+            [{"role": "user", "content": f"Document:\n{document}{marker}{question}"}]
+        )
+        cut = text.index(marker)
+        return lm.encode(text[:cut]), lm.encode(text[cut:])
+
+    prefix_ids, _ = split(_QUESTIONS[0])
+    _, suffix = split(_QUESTIONS[1])
+    return prefix_ids, prefix_ids + suffix
+
+
 def run_generate_bench(
     model: str = DEFAULT_CAUSAL_MODEL,
     max_new_tokens: int = 64,
@@ -149,19 +170,7 @@ def _run(
     theirs_tps = max(n / s for n, s in theirs if s > 0)
 
     say(f"prefix cache: building a ~{doc_tokens}-token document")
-    document = _document(lm.count_tokens, lm.encode, lm.decode, doc_tokens)
-    marker = "\n\nQuestion: "
-
-    def split(question: str) -> tuple[list[int], list[int]]:
-        text = lm.chat_template_text(
-            [{"role": "user", "content": f"Document:\n{document}{marker}{question}"}]
-        )
-        cut = text.index(marker)
-        return lm.encode(text[:cut]), lm.encode(text[cut:])
-
-    prefix_ids, _ = split(_QUESTIONS[0])
-    _, suffix = split(_QUESTIONS[1])
-    prompt = prefix_ids + suffix
+    prefix_ids, prompt = document_prompt(lm, doc_tokens)
     say(f"prefix cache: prefill {len(prefix_ids)} tokens")
     t0 = time.perf_counter()
     cache = lm.prefill(prefix_ids)

@@ -27,10 +27,6 @@ OVERHEAD_TARGET = 0.95
 """ragkit's llama.cpp path must reach at least this fraction of direct llama-cpp-python speed."""
 
 _THROUGHPUT_PROMPT = "Explain step by step how a hash table stores and finds a key."
-_QUESTIONS = (
-    "What is the main topic of the document above? Answer in one sentence.",
-    "Which Python keywords are mentioned in the document above? List three.",
-)
 
 
 def _best(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
@@ -70,7 +66,7 @@ def run_llamacpp_bench(
         baseline_name, unit, ratio, where ratio > 1 means ragkit is faster), plus
         ``identical_tokens`` (ragkit vs direct greedy) and ``prefix_identical`` (cached vs cold).
     """
-    from ragkit.bench.generate_bench import _document
+    from ragkit.bench.generate_bench import document_prompt
     from ragkit.models.llamacpp import LlamaCppLM, LlamaPrefixState
 
     def say(message: str) -> None:
@@ -170,19 +166,7 @@ def run_llamacpp_bench(
         )
 
         say(f"prefix: building a ~{doc_tokens}-token document")
-        document = _document(lm.count_tokens, lm.encode, lm.decode, doc_tokens)
-        marker = "\n\nQuestion: "
-
-        def split(question: str) -> tuple[list[int], list[int]]:
-            text = lm.chat_template_text(
-                [{"role": "user", "content": f"Document:\n{document}{marker}{question}"}]
-            )
-            cut = text.index(marker)
-            return lm.encode(text[:cut]), lm.encode(text[cut:])
-
-        prefix_ids, _ = split(_QUESTIONS[0])
-        _, suffix = split(_QUESTIONS[1])
-        prompt = prefix_ids + suffix
+        prefix_ids, prompt = document_prompt(lm, doc_tokens)
         if len(prompt) + max_new_tokens > lm.context_length:
             raise ValueError(
                 f"document + question ({len(prompt)} tokens) + {max_new_tokens} new tokens do "
