@@ -201,7 +201,10 @@ def test_second_process_gets_store_in_use(tmp_path: Path, sample_corpus: Path) -
         holder.wait()
 
 
-@pytest.mark.parametrize("name", ["retrieve"])
+@pytest.mark.parametrize(
+    "name",
+    sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "pipelines").glob("*.yaml")),
+)
 def test_shipped_pipelines_validate(name: str) -> None:
     code, out, err = ragkit(
         "pipelines", "validate", f"pipelines/{name}.yaml", "indexers/default.yaml"
