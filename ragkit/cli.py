@@ -376,7 +376,6 @@ def eval_(
         model = prof.embedding.model
         embedder = DocumentEmbedder(model=model, batch_size=prof.embedding.batch_size)
         embedder.warm_up()
-        passages = {p.id: p for ex in data.examples for p in ex.passages}
         pooled = None
         if mode == "pooled":
             pooled = pooled_store(data, embedder, model, progress=not as_json)
@@ -422,7 +421,6 @@ def eval_(
         summary["pipeline"] = str(pipeline)
         summary["mode"] = mode
         summary["out_dir"] = str(out_dir)
-        del passages
         if as_json:
             typer.echo(json.dumps(summary, indent=1))
         else:
