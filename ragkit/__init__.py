@@ -32,6 +32,7 @@ _EXPORTS: dict[str, str] = {
     "LlamaCppChatGenerator": "ragkit.models.llamacpp_components",
     "LocalChatGenerator": "ragkit.models.components",
     "answer_question": "ragkit.answering.run",
+    "evaluate": "ragkit.evaluation.evaluate",
     "load_dataset": "ragkit.evaluation.datasets",
     "resolve_model": "ragkit.models.registry",
     "run_eval": "ragkit.evaluation.runner",

@@ -59,22 +59,14 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def repo_root() -> Path:
-    """The project root holding pipelines/, indexers/ and configs/."""
-    return Path(__file__).resolve().parent.parent
-
-
 def find_yaml(name: str, folder: str, what: str) -> Path:
-    """Resolve a pipeline/indexer given as a path or as a bare name in ``folder``."""
-    path = Path(name)
-    if path.exists():
-        return path
-    for base in (Path.cwd() / folder, repo_root() / folder):
-        for cand in (base / name, base / f"{name}.yaml"):
-            if cand.exists():
-                return cand
-    known = sorted(p.stem for p in (repo_root() / folder).glob("*.yaml"))
-    raise CLIError(f"unknown {what} {name!r}: no such file; known: {', '.join(known)}")
+    """Resolve a pipeline/indexer given as a path or as a name (the user's files win over shipped)."""
+    from ragkit.resources import ResourceNotFoundError, resolve_yaml
+
+    try:
+        return resolve_yaml(name, folder, what)  # type: ignore[arg-type]
+    except ResourceNotFoundError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def _profile(profile: str | None) -> Profile:
@@ -341,11 +333,17 @@ def eval_(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", help="Output directory (default runs/eval-<dataset>-<pipeline>-<mode>)."
+            "--out",
+            help="Output directory (default runs/eval-<dataset>-<pipeline>-<profile>-<mode>-<key>, "
+            "keyed on everything that changes results).",
         ),
     ] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Skip questions already in the output's results.jsonl.")
+        bool,
+        typer.Option(
+            "--resume",
+            help="Skip questions already in the output's results.jsonl (same settings only).",
+        ),
     ] = False,
     top_k: Annotated[
         int | None, typer.Option("--top-k", min=1, help="Passages handed to the reader.")
@@ -356,76 +354,25 @@ def eval_(
     """Evaluate a pipeline on a QA dataset: EM, F1, accuracy, ROUGE-L, recall@k; per-question jsonl + summary."""
 
     def body() -> None:
-        from ragkit.answering.run import answer_question, strip_citations
-        from ragkit.evaluation.datasets import load_dataset
+        from ragkit.evaluation.evaluate import evaluate
         from ragkit.evaluation.report import format_summary_table
-        from ragkit.evaluation.runner import AnswerResult, run_eval
-        from ragkit.evaluation.stores import pooled_store, question_store
-        from ragkit.pipeline import bind_store
-        from ragkit.retrieval.embedders import DocumentEmbedder
-        from ragkit.stores.store import release_store
 
-        if mode not in ("pooled", "per-question"):
-            raise CLIError(f"--mode must be pooled or per-question, not {mode!r}", 2)
-        prof = _profile(profile)
-        data = load_dataset(dataset)
-        if not data.examples:
-            raise CLIError(f"dataset {dataset} has no usable questions", 2)
-        pipe = _load_query_pipeline(pipeline, prof)
-        out_dir = out or Path("runs") / f"eval-{data.name}-{Path(pipeline).stem}-{mode}"
-        model = prof.embedding.model
-        embedder = DocumentEmbedder(model=model, batch_size=prof.embedding.batch_size)
-        embedder.warm_up()
-        pooled = None
-        if mode == "pooled":
-            pooled = pooled_store(data, embedder, model, progress=not as_json)
-            bind_store(pipe, pooled)
-        pipe.warm_up()
-
-        def answer_fn(example: Any) -> Any:
-            store = pooled
-            if store is None:
-                store = question_store(example.passages, data.name, embedder, model)
-                bind_store(pipe, store)
-            try:
-                res = answer_question(pipe, example.question, top_k)
-            finally:
-                if pooled is None:
-                    release_store(store)
-            ids = [d.meta.get("passage_id", d.id) for d in res.ranked]
-            return AnswerResult(
-                answer=None if res.answer is None else strip_citations(res.answer),
-                retrieved_ids=ids,
-                seconds=res.seconds,
-                extra={
-                    "raw_answer": res.answer,
-                    "usage": res.usage,
-                    "sources": [d.meta.get("title") for d in res.sources],
-                },
-            )
-
-        try:
-            summary = run_eval(
-                data,
-                answer_fn,
-                out_dir,
-                limit=limit,
-                resume=resume,
-                progress=not as_json,
-                k_values=(1, 2, 5, 10),
-            )
-        finally:
-            _close(pipe)
-            if pooled is not None:
-                release_store(pooled)
-        summary["pipeline"] = str(pipeline)
-        summary["mode"] = mode
-        summary["out_dir"] = str(out_dir)
+        summary = evaluate(
+            dataset,
+            pipeline,
+            profile,
+            mode,
+            top_k=top_k,
+            limit=limit,
+            out_dir=out,
+            resume=resume,
+            progress=not as_json,
+        )
         if as_json:
             typer.echo(json.dumps(summary, indent=1))
         else:
             typer.echo(format_summary_table(summary))
-            typer.echo(f"per-question results: {out_dir / 'results.jsonl'}")
+            typer.echo(f"per-question results: {Path(summary['out_dir']) / 'results.jsonl'}")
 
     _run(body)
 
@@ -433,8 +380,10 @@ def eval_(
 @pipelines_app.command("list")
 def pipelines_list() -> None:
     """List the shipped query pipelines and indexers."""
+    from ragkit.resources import shipped_files
+
     for folder in ("pipelines", "indexers"):
-        for path in sorted((repo_root() / folder).glob("*.yaml")):
+        for path in shipped_files(folder):
             first = next(
                 (ln[1:].strip() for ln in path.read_text().splitlines() if ln.startswith("#")), ""
             )

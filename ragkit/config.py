@@ -183,23 +183,31 @@ def read_yaml(path: Path) -> Any:
 
 
 def configs_dir() -> Path:
-    """The directory of shipped profiles: ``configs/`` at the repository root."""
-    return Path(__file__).resolve().parent.parent / "configs"
+    """The directory of shipped profiles (the installed package's copy, else ``configs/``)."""
+    from ragkit.resources import shipped_dir
+
+    return shipped_dir("configs")
 
 
-def load_profile(name_or_path: str | None) -> Profile:
-    """Load a profile by name (``configs/<name>.yaml``) or by file path; None gives defaults."""
+def load_profile(name_or_path: str | Path | None) -> Profile:
+    """Load a profile by name or by file path; None gives defaults.
+
+    A name (no suffix) is looked up as ``<cwd>/configs/<name>.yaml``, then among the shipped
+    profiles; a path with a suffix is read as given.
+    """
+    from ragkit.resources import ResourceNotFoundError, resolve_yaml, shipped_files
+
     if name_or_path is None:
         return Profile()
     path = Path(name_or_path)
     if not path.suffix:
-        candidate = configs_dir() / f"{name_or_path}.yaml"
-        if not candidate.exists():
-            known = sorted(p.stem for p in configs_dir().glob("*.yaml"))
+        try:
+            path = resolve_yaml(path, "configs")
+        except ResourceNotFoundError:
+            known = ", ".join(p.stem for p in shipped_files("configs"))
             raise ConfigError(
-                f"unknown profile {name_or_path!r}; known profiles: {', '.join(known)}"
-            )
-        path = candidate
+                f"unknown profile {str(name_or_path)!r}; known profiles: {known}"
+            ) from None
     data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")

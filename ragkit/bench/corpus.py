@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import gzip
 import json
-import os
 import random
 import re
 from collections.abc import Iterator
@@ -36,17 +35,15 @@ _WS_RE = re.compile(r"\s+")
 def shared_data_dir() -> Path | None:
     """Find the shared dataset folder, so benchmarks use real QA text when it is available.
 
-    Looks at, in order: the `RAGKIT_SHARED_DATA` environment variable, `../shared/data` relative
-    to the current working directory, and `../shared/data` relative to this checkout's root.
+    Looks at, in order: the evaluation sets' folder (`$RAGKIT_DATA`, else `../shared/data`
+    relative to the current working directory) and `../shared/data` relative to this checkout's root.
 
     Returns:
         The first existing directory, or None when none exists (callers fall back to pydoc text).
     """
-    candidates: list[Path] = []
-    env = os.environ.get("RAGKIT_SHARED_DATA")
-    if env:
-        candidates.append(Path(env))
-    candidates.append(Path.cwd() / ".." / "shared" / "data")
+    from ragkit.evaluation.datasets import shared_data_dir as eval_data_dir
+
+    candidates: list[Path] = [eval_data_dir()]
     candidates.append(Path(__file__).resolve().parents[2] / ".." / "shared" / "data")
     for cand in candidates:
         if cand.is_dir():

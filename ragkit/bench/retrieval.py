@@ -32,11 +32,11 @@ def _log(progress: bool, msg: str) -> None:
 def _index_and_hybrid(n_chunks: int, n_queries: int, progress: bool) -> list[dict[str, Any]]:
     from sentence_transformers import SentenceTransformer
 
-    from ragkit.cli import repo_root
     from ragkit.config import EmbeddedStore
     from ragkit.indexing.indexer import Indexer
     from ragkit.models.registry import resolve_model
     from ragkit.pipeline import bind_store, close_pipeline, load_pipeline, run_inputs
+    from ragkit.resources import shipped_dir
     from ragkit.stores.store import open_store, release_store
 
     chunks = build_bench_corpus(n_chunks)
@@ -62,7 +62,7 @@ def _index_and_hybrid(n_chunks: int, n_queries: int, progress: bool) -> list[dic
         _log(progress, f"ragkit index: {len(texts):,} chunks into an embedded store ...")
         store = open_store(EmbeddedStore(path=str(Path(tmp) / "store")))
         try:
-            pipe = load_pipeline(repo_root() / "indexers" / "default.yaml")
+            pipe = load_pipeline(shipped_dir("indexers") / "default.yaml")
             bind_store(pipe, store)
             pipe.warm_up()  # model load is a one-off, like the raw embedder's
             indexer = Indexer(store, pipe, progress=progress)
@@ -77,7 +77,7 @@ def _index_and_hybrid(n_chunks: int, n_queries: int, progress: bool) -> list[dic
             )
 
             _log(progress, f"hybrid query latency over {store.count():,} chunks ...")
-            qpipe = load_pipeline(repo_root() / "pipelines" / "retrieve.yaml")
+            qpipe = load_pipeline(shipped_dir("pipelines") / "retrieve.yaml")
             bind_store(qpipe, store)
             qpipe.warm_up()
             lat = []

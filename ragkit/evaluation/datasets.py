@@ -20,7 +20,9 @@ from typing import IO, Any
 from pydantic import BaseModel, ConfigDict
 
 __all__ = [
+    "DATA_ENV",
     "SHORT_NAMES",
+    "SOURCES",
     "Dataset",
     "DatasetError",
     "Passage",
@@ -29,9 +31,13 @@ __all__ = [
     "load_dataset",
     "load_hotpot",
     "load_simple_jsonl",
+    "data_dir_source",
     "passage_id",
     "shared_data_dir",
 ]
+
+#: Environment variable naming the folder that holds the short-named sets.
+DATA_ENV = "RAGKIT_DATA"
 
 #: Short names for the shared evaluation sets, relative to `shared_data_dir()`.
 SHORT_NAMES: dict[str, str] = {
@@ -40,6 +46,18 @@ SHORT_NAMES: dict[str, str] = {
     "hotpotqa-fullwiki": "hotpotqa-amor/test.json",
     "2wiki": "2wikimultihopqa-migres/wikihop.json",
     "nq-open": "nq-open-oracle/nq-open-oracle.jsonl.gz",
+}
+
+#: Where each short-named set comes from: (repository, file in it); the files are used unchanged.
+SOURCES: dict[str, tuple[str, str]] = {
+    "hotpotqa": ("https://github.com/AdelWang/MIGRES", "data/hotpot.json"),
+    "hotpotqa-dev100": ("https://github.com/JianGuanTHU/AMOR", "data/hotpotqa/dev.json"),
+    "hotpotqa-fullwiki": ("https://github.com/JianGuanTHU/AMOR", "data/hotpotqa/test.json"),
+    "2wiki": ("https://github.com/AdelWang/MIGRES", "data/wikihop.json"),
+    "nq-open": (
+        "https://github.com/nelson-liu/lost-in-the-middle",
+        "qa_data/nq-open-oracle.jsonl.gz",
+    ),
 }
 
 
@@ -507,20 +525,34 @@ def load_beir(directory: str | Path, name: str | None = None) -> Dataset:
 # --------------------------------------------------------------------------- dispatch
 
 
+def data_dir_source() -> tuple[Path, str]:
+    """The folder of the short-named sets and how it was chosen (for messages).
+
+    ``$RAGKIT_DATA`` when set (``$RAGKIT_SHARED_DATA``, its former name, still works), else
+    ``../shared/data`` relative to the working directory (the development layout). Nothing depends
+    on where ragkit itself is installed.
+    """
+    for var in (DATA_ENV, "RAGKIT_SHARED_DATA"):
+        value = os.environ.get(var)
+        if value:
+            return Path(value).expanduser(), f"${var}"
+    return Path.cwd().parent / "shared" / "data", f"${DATA_ENV} is not set"
+
+
 def shared_data_dir() -> Path:
-    """Where the shared evaluation sets live: $RAGKIT_SHARED_DATA, ../shared/data from the cwd,
-    else ../shared/data next to the repository holding this file (first that exists)."""
-    env = os.environ.get("RAGKIT_SHARED_DATA")
-    if env:
-        return Path(env)
-    candidates = [
-        Path.cwd().parent / "shared" / "data",
-        Path(__file__).resolve().parents[2].parent / "shared" / "data",
-    ]
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate
-    return candidates[-1]
+    """The folder holding the short-named evaluation sets (it may not exist)."""
+    return data_dir_source()[0]
+
+
+def _missing_short_name(key: str, path: Path) -> DatasetError:
+    """The error for a short name whose file is absent: where it looked and how to get the set."""
+    _, how = data_dir_source()
+    repo, inside = SOURCES[key]
+    return DatasetError(
+        f"dataset '{key}' expects {path} ({how}), which does not exist; get {inside} from {repo}, "
+        f"save it as <folder>/{SHORT_NAMES[key]} and set {DATA_ENV}=<folder>, "
+        "or pass the file's path instead of the short name"
+    )
 
 
 def load_dataset(path_or_name: str | Path) -> Dataset:
@@ -542,10 +574,7 @@ def load_dataset(path_or_name: str | Path) -> Dataset:
     if key in SHORT_NAMES:
         path = shared_data_dir() / SHORT_NAMES[key]
         if not path.is_file():
-            raise DatasetError(
-                f"dataset '{key}' expects {path}, which does not exist; "
-                "set RAGKIT_SHARED_DATA to the shared data folder"
-            )
+            raise _missing_short_name(key, path)
         name = key
     else:
         path = Path(path_or_name)

@@ -239,12 +239,38 @@ def test_short_name_resolves_through_env(tmp_path: Path, monkeypatch: pytest.Mon
         }
     ]
     _write(folder / "nq-open-oracle.jsonl.gz", rows, "jsonl")
-    monkeypatch.setenv("RAGKIT_SHARED_DATA", str(tmp_path))
+    monkeypatch.delenv("RAGKIT_SHARED_DATA", raising=False)
+    monkeypatch.setenv("RAGKIT_DATA", str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # not where ../shared/data is
     assert shared_data_dir() == tmp_path
     ds = load_dataset("nq-open")
     assert ds.name == "nq-open" and ds.examples[0].id == "nq-open-oracle-1"
-    with pytest.raises(DatasetError, match="RAGKIT_SHARED_DATA"):
+    # a missing set: where it looked, why there, where to get it and how to point at it
+    with pytest.raises(DatasetError) as err:
         load_dataset("2wiki")
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert f"expects {tmp_path / '2wikimultihopqa-migres' / 'wikihop.json'} ($RAGKIT_DATA)" in msg
+    assert "https://github.com/AdelWang/MIGRES" in msg and "data/wikihop.json" in msg
+    assert "set RAGKIT_DATA=<folder>" in msg and "pass the file's path" in msg
+    # the former variable name still works; RAGKIT_DATA wins over it
+    monkeypatch.setenv("RAGKIT_SHARED_DATA", str(tmp_path / "old"))
+    assert shared_data_dir() == tmp_path
+    monkeypatch.delenv("RAGKIT_DATA")
+    assert shared_data_dir() == tmp_path / "old"
+
+
+def test_short_name_default_folder_is_relative_to_the_cwd_not_the_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RAGKIT_DATA", raising=False)
+    monkeypatch.delenv("RAGKIT_SHARED_DATA", raising=False)
+    work = tmp_path / "project"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert shared_data_dir() == tmp_path / "shared" / "data"
+    with pytest.raises(DatasetError, match=r"\(\$RAGKIT_DATA is not set\).*lost-in-the-middle"):
+        load_dataset("nq-open")
 
 
 def test_json_array_line_numbers_are_exact(tmp_path: Path) -> None:

@@ -1,0 +1,321 @@
+"""``ragkit eval`` as one library call: dataset, pipeline and profile in, scored run directory out.
+
+A run directory is keyed on everything that changes its results (the dataset's content, the
+pipeline file's content, the profile's settings, ``top_k`` and the store mode; not ``limit``, which
+only selects questions), and stores those settings in ``run.json``. ``resume`` refuses a directory
+whose settings differ, naming each difference, so results of two readers never mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ragkit.config import ConfigError
+
+if TYPE_CHECKING:
+    from ragkit.config import Profile
+    from ragkit.evaluation.datasets import Dataset
+
+__all__ = [
+    "MODES",
+    "RUN_FILE",
+    "EvalSettings",
+    "RunSettingsError",
+    "check_resume",
+    "dataset_fingerprint",
+    "default_out_dir",
+    "evaluate",
+    "profile_fingerprint",
+]
+
+#: How a dataset's passages are put in stores (see :mod:`ragkit.evaluation.stores`).
+MODES: tuple[str, ...] = ("pooled", "per-question")
+#: The settings a run directory was made with, beside results.jsonl and summary.json.
+RUN_FILE = "run.json"
+_RUN_FORMAT = 1
+
+
+class RunSettingsError(ConfigError):
+    """A run directory was made with other settings than the run that wants to resume it."""
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Everything that changes an evaluation's results, plus readable labels for messages.
+
+    Attributes:
+        dataset: Dataset name (label).
+        dataset_sha256: Fingerprint of the questions, answers and passages (keyed).
+        pipeline: Pipeline file as resolved (label).
+        pipeline_sha256: sha256 of the pipeline file's bytes (keyed).
+        profile: Profile as given, or "defaults" (label).
+        profile_sha256: sha256 of the validated profile's settings (keyed).
+        mode: "pooled" or "per-question" (keyed).
+        top_k: Passages handed to the reader; None for the pipeline's own (keyed).
+    """
+
+    dataset: str
+    dataset_sha256: str
+    pipeline: str
+    pipeline_sha256: str
+    profile: str
+    profile_sha256: str
+    mode: str
+    top_k: int | None
+
+    #: The fields a run directory is keyed on; the others only label them.
+    KEYED = ("dataset_sha256", "pipeline_sha256", "profile_sha256", "mode", "top_k")
+
+    def key(self) -> str:
+        """A short hash of the keyed fields: equal keys mean comparable, resumable runs."""
+        keyed = {name: getattr(self, name) for name in self.KEYED}
+        return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:12]
+
+    def differences(self, stored: dict[str, Any]) -> list[str]:
+        """Human-readable differences between ``stored`` settings and these, one per keyed field."""
+
+        def show(value: Any) -> str:
+            return "the pipeline's own" if value is None else str(value)
+
+        out: list[str] = []
+        for name in self.KEYED:
+            old, new = stored.get(name), getattr(self, name)
+            if old == new:
+                continue
+            if name == "dataset_sha256":
+                out.append(f"dataset {stored.get('dataset')} -> {self.dataset} (content differs)")
+            elif name == "pipeline_sha256":
+                out.append(
+                    f"pipeline {stored.get('pipeline')} -> {self.pipeline} (file content differs)"
+                )
+            elif name == "profile_sha256":
+                out.append(f"profile {stored.get('profile')} -> {self.profile} (settings differ)")
+            else:
+                out.append(f"{name} {show(old)} -> {show(new)}")
+        return out
+
+
+def dataset_fingerprint(data: Dataset) -> str:
+    """sha256 over every question's id, text, answers, gold ids and passage ids (content hashes)."""
+    digest = hashlib.sha256()
+    for ex in data.examples:
+        row = [ex.id, ex.question, ex.answers, ex.gold_passage_ids, [p.id for p in ex.passages]]
+        digest.update(json.dumps(row, ensure_ascii=False).encode() + b"\n")
+    if data.corpus is not None:
+        for passage in data.corpus:
+            digest.update(passage.id.encode() + b"\n")
+    return digest.hexdigest()
+
+
+def profile_fingerprint(profile: Profile) -> str:
+    """sha256 of the validated profile: two files with the same settings give the same hash."""
+    dumped = json.dumps(profile.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(dumped.encode()).hexdigest()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
+
+
+def default_out_dir(settings: EvalSettings, root: Path = Path("runs")) -> Path:
+    """``runs/eval-<dataset>-<pipeline>-<profile>-<mode>[-top<k>]-<key>``: one folder per setting."""
+    parts = [
+        "eval",
+        settings.dataset,
+        Path(settings.pipeline).stem,
+        Path(settings.profile).stem,
+        settings.mode,
+    ]
+    if settings.top_k is not None:
+        parts.append(f"top{settings.top_k}")
+    parts.append(settings.key())
+    return root / "-".join(_slug(p) for p in parts)
+
+
+def check_resume(out_dir: Path, settings: EvalSettings) -> None:
+    """Refuse to resume ``out_dir`` unless it was made with these settings.
+
+    Raises:
+        RunSettingsError: The stored settings differ (each difference named), or the folder holds
+            results without a ``run.json`` to check them against.
+    """
+    from ragkit.evaluation.runner import RESULTS_FILE
+
+    run_file = out_dir / RUN_FILE
+    fix = "drop --resume to start it afresh, or give another --out"
+    if not run_file.exists():
+        results = out_dir / RESULTS_FILE
+        if results.exists() and results.stat().st_size > 0:
+            raise RunSettingsError(
+                f"cannot resume {out_dir}: it has results but no {RUN_FILE} (made by an older "
+                f"ragkit), so its settings cannot be checked; {fix}"
+            )
+        return
+    try:
+        stored = json.loads(run_file.read_text(encoding="utf-8"))["settings"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RunSettingsError(
+            f"cannot resume {out_dir}: unreadable {run_file} ({exc}); {fix}"
+        ) from None
+    diffs = settings.differences(stored)
+    if diffs:
+        raise RunSettingsError(
+            f"cannot resume {out_dir}: it was made with other settings: {'; '.join(diffs)}; {fix}"
+        )
+
+
+def evaluate(
+    dataset: str | Path,
+    pipeline: str | Path = "rag",
+    profile: str | Path | None = None,
+    mode: str = "pooled",
+    *,
+    top_k: int | None = None,
+    limit: int | None = None,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    k_values: Iterable[int] = (1, 2, 5, 10),
+) -> dict[str, Any]:
+    """Evaluate a query pipeline on a QA dataset; what ``ragkit eval`` runs.
+
+    Everything is checked before a model loads or a file is written: the mode, the profile, the
+    dataset, the pipeline file, and (with ``resume``) that the run directory has the same settings.
+
+    Args:
+        dataset: A short name (see :data:`ragkit.evaluation.datasets.SHORT_NAMES`) or a path.
+        pipeline: A pipeline path or shipped name (``rag``, ``retrieve``, ...).
+        profile: A profile path or shipped name; None for the built-in defaults.
+        mode: ``pooled`` (one store with every passage) or ``per-question``.
+        top_k: Passages handed to the reader; None keeps the pipeline's own.
+        limit: Only the first ``limit`` questions (not part of the run key).
+        out_dir: Output folder; default :func:`default_out_dir` under ``./runs``.
+        resume: Skip questions already in the folder's results (same settings only).
+        progress: Progress bars on stderr.
+        k_values: Cut-offs for recall@k.
+
+    Returns:
+        The summary (also in ``summary.json``) with ``pipeline``, ``profile``, ``mode``,
+        ``top_k``, ``run_key`` and ``out_dir`` added.
+
+    Raises:
+        ConfigError: Unknown mode or profile, or a bad profile file.
+        ResourceNotFoundError: Unknown pipeline name.
+        DatasetError: Missing or malformed dataset, or one with no usable questions.
+        PipelineError: Invalid pipeline file.
+        RunSettingsError: ``resume`` of a folder made with other settings.
+    """
+    from ragkit.atomic import file_sha256, write_json_atomic
+    from ragkit.config import load_profile
+    from ragkit.evaluation.datasets import DatasetError, load_dataset
+    from ragkit.pipeline import load_pipeline
+    from ragkit.resources import resolve_yaml
+
+    if mode not in MODES:
+        raise ConfigError(f"mode must be {' or '.join(MODES)}, not {mode!r}")
+    prof = load_profile(profile)
+    data = load_dataset(dataset)
+    if not data.examples:
+        raise DatasetError(f"dataset {dataset} has no usable questions")
+    pipe_file = resolve_yaml(pipeline, "pipelines", "pipeline")
+    pipe = load_pipeline(pipe_file, overrides=prof.component_overrides())  # validates the file
+    settings = EvalSettings(
+        dataset=data.name,
+        dataset_sha256=dataset_fingerprint(data),
+        pipeline=str(pipe_file),
+        pipeline_sha256=file_sha256(pipe_file),
+        profile=str(profile) if profile is not None else "defaults",
+        profile_sha256=profile_fingerprint(prof),
+        mode=mode,
+        top_k=top_k,
+    )
+    out = Path(out_dir) if out_dir is not None else default_out_dir(settings)
+    if resume:
+        check_resume(out, settings)
+    summary = _run(data, pipe, prof, settings, out, limit, resume, progress, k_values)
+    summary.update(
+        pipeline=str(pipeline),
+        profile=settings.profile,
+        mode=mode,
+        top_k=top_k,
+        run_key=settings.key(),
+        out_dir=str(out),
+    )
+    write_json_atomic(out / "summary.json", summary)
+    return summary
+
+
+def _run(
+    data: Dataset,
+    pipe: Any,
+    prof: Profile,
+    settings: EvalSettings,
+    out: Path,
+    limit: int | None,
+    resume: bool,
+    progress: bool,
+    k_values: Iterable[int],
+) -> dict[str, Any]:
+    """Build the store(s), warm the pipeline, record the settings and run every question."""
+    from ragkit.answering.run import answer_question, strip_citations
+    from ragkit.atomic import write_json_atomic
+    from ragkit.evaluation.runner import AnswerResult, run_eval
+    from ragkit.evaluation.stores import pooled_store, question_store
+    from ragkit.pipeline import bind_store, close_pipeline
+    from ragkit.retrieval.embedders import DocumentEmbedder
+    from ragkit.stores.store import release_store
+
+    model = prof.embedding.model
+    embedder = DocumentEmbedder(model=model, batch_size=prof.embedding.batch_size)
+    embedder.warm_up()
+    pooled = None
+    try:
+        if settings.mode == "pooled":
+            pooled = pooled_store(data, embedder, model, progress=progress)
+            bind_store(pipe, pooled)
+        pipe.warm_up()
+
+        def answer_fn(example: Any) -> AnswerResult:
+            store = pooled
+            if store is None:
+                store = question_store(example.passages, data.name, embedder, model)
+                bind_store(pipe, store)
+            try:
+                res = answer_question(pipe, example.question, settings.top_k)
+            finally:
+                if pooled is None:
+                    release_store(store)
+            return AnswerResult(
+                answer=None if res.answer is None else strip_citations(res.answer),
+                retrieved_ids=[d.meta.get("passage_id", d.id) for d in res.ranked],
+                seconds=res.seconds,
+                extra={
+                    "raw_answer": res.answer,
+                    "usage": res.usage,
+                    "sources": [d.meta.get("title") for d in res.sources],
+                },
+            )
+
+        write_json_atomic(
+            out / RUN_FILE,
+            {"format": _RUN_FORMAT, "key": settings.key(), "settings": asdict(settings)},
+        )
+        return run_eval(
+            data,
+            answer_fn,
+            out,
+            limit=limit,
+            resume=resume,
+            progress=progress,
+            k_values=k_values,
+        )
+    finally:
+        close_pipeline(pipe)
+        if pooled is not None:
+            release_store(pooled)

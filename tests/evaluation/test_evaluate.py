@@ -1,0 +1,172 @@
+"""``ragkit eval`` run directories: keyed on every result-changing setting, resumed only when equal."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ragkit.cli import app
+from ragkit.config import Profile
+from ragkit.evaluation.datasets import Dataset, Passage, QAExample
+from ragkit.evaluation.evaluate import (
+    RUN_FILE,
+    EvalSettings,
+    RunSettingsError,
+    check_resume,
+    dataset_fingerprint,
+    default_out_dir,
+    evaluate,
+    profile_fingerprint,
+)
+
+runner = CliRunner()
+
+SETTINGS = EvalSettings(
+    dataset="mini",
+    dataset_sha256="d" * 64,
+    pipeline="pipelines/retrieve.yaml",
+    pipeline_sha256="p" * 64,
+    profile="defaults",
+    profile_sha256="f" * 64,
+    mode="pooled",
+    top_k=None,
+)
+
+
+def _example(answer: str) -> QAExample:
+    passage = Passage(id="p1", title="T", text="x")
+    return QAExample(
+        id="q1",
+        question="q?",
+        answers=[answer],
+        passages=[passage],
+        gold_passage_ids=["p1"],
+    )
+
+
+def test_key_covers_results_not_labels() -> None:
+    keys = {
+        SETTINGS.key(),
+        replace(SETTINGS, top_k=3).key(),
+        replace(SETTINGS, mode="per-question").key(),
+        replace(SETTINGS, pipeline_sha256="q" * 64).key(),
+        replace(SETTINGS, profile_sha256="g" * 64).key(),
+        replace(SETTINGS, dataset_sha256="e" * 64).key(),
+    }
+    assert len(keys) == 6
+    # renaming or moving a file with the same content keeps the run comparable
+    assert (
+        replace(SETTINGS, pipeline="/else/retrieve.yaml", profile="p.yaml").key() == SETTINGS.key()
+    )
+    a, b = default_out_dir(SETTINGS), default_out_dir(replace(SETTINGS, top_k=3))
+    assert a != b and a.parent == Path("runs") and b.name.startswith("eval-mini-retrieve-defaults-")
+    assert "-top3-" in b.name and a.name.endswith(SETTINGS.key())
+
+
+def test_fingerprints_follow_content() -> None:
+    assert dataset_fingerprint(Dataset("a", [_example("x")])) == dataset_fingerprint(
+        Dataset("b", [_example("x")])
+    )
+    assert dataset_fingerprint(Dataset("a", [_example("x")])) != dataset_fingerprint(
+        Dataset("a", [_example("y")])
+    )
+    base = Profile.model_validate({"embedding": {"model": "minilm"}})
+    assert profile_fingerprint(base) == profile_fingerprint(Profile())
+    assert profile_fingerprint(Profile.model_validate({"embedding": {"batch_size": 8}})) != (
+        profile_fingerprint(Profile())
+    )
+
+
+def test_check_resume_names_each_difference(tmp_path: Path) -> None:
+    check_resume(tmp_path / "new", SETTINGS)  # nothing there yet: fine
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / RUN_FILE).write_text(json.dumps({"settings": asdict(SETTINGS)}))
+    check_resume(run, SETTINGS)
+    other = replace(SETTINGS, top_k=3, profile="cpu-quality", profile_sha256="g" * 64)
+    with pytest.raises(RunSettingsError) as err:
+        check_resume(run, other)
+    msg = str(err.value)
+    assert msg.startswith(f"cannot resume {run}: it was made with other settings: ")
+    assert "profile defaults -> cpu-quality (settings differ)" in msg
+    assert "top_k the pipeline's own -> 3" in msg
+    assert "mode" not in msg and "drop --resume" in msg and "\n" not in msg
+
+    old = tmp_path / "old"  # results from before run.json existed: cannot be checked
+    old.mkdir()
+    (old / "results.jsonl").write_text('{"id": "q1"}\n')
+    with pytest.raises(RunSettingsError, match=f"no {RUN_FILE}"):
+        check_resume(old, SETTINGS)
+
+
+def _dataset_file(tmp_path: Path) -> Path:
+    rows = [
+        {
+            "question": "Which planet has the strongest winds?",
+            "answers": ["Neptune"],
+            "passages": [
+                {"title": "Neptune", "text": "Neptune has the strongest winds.", "isgold": True},
+                {"title": "Etna", "text": "Etna is a volcano in Sicily."},
+            ],
+        },
+        {
+            "question": "Where is Etna?",
+            "answers": ["Sicily"],
+            "passages": [{"title": "Etna", "text": "Etna is a volcano in Sicily.", "isgold": True}],
+        },
+    ]
+    path = tmp_path / "mini.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_eval_dirs_and_resume_guard_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    data = _dataset_file(tmp_path)
+    first = evaluate(data, "retrieve", mode="per-question", limit=1, progress=False)
+    run_dir = Path(first["out_dir"])
+    assert run_dir.parent == Path("runs") and first["count"] == 1
+    stored = json.loads((run_dir / RUN_FILE).read_text())
+    assert stored["key"] == first["run_key"] and stored["settings"]["top_k"] is None
+    assert stored["settings"]["mode"] == "per-question"
+
+    # another top_k lands in another directory: no mixing by default
+    code, out, err = _cli("eval", str(data), "--pipeline", "retrieve", "--mode", "per-question",
+                          "--top-k", "1", "--limit", "1", "--json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["out_dir"] != first["out_dir"]
+
+    # resuming the first directory under other settings is refused before any work
+    before = (run_dir / "results.jsonl").read_text()
+    code, _, err = _cli("eval", str(data), "--pipeline", "retrieve", "--mode", "per-question",
+                        "--top-k", "1", "--out", str(run_dir), "--resume")  # fmt: skip
+    assert code == 1 and err.count("\n") == 1
+    assert "it was made with other settings: top_k the pipeline's own -> 1" in err
+    profile = tmp_path / "small-batch.yaml"
+    profile.write_text("embedding:\n  batch_size: 8\n")
+    code, _, err = _cli("eval", str(data), "--pipeline", "retrieve", "--mode", "per-question",
+                        "--profile", str(profile), "--out", str(run_dir), "--resume")  # fmt: skip
+    assert code == 1 and f"profile defaults -> {profile} (settings differ)" in err
+    assert (run_dir / "results.jsonl").read_text() == before
+
+    # the same settings resume: only the missing question runs
+    resumed = evaluate(data, "retrieve", mode="per-question", out_dir=run_dir, resume=True,
+                       progress=False)  # fmt: skip
+    assert resumed["count"] == 2 and resumed["out_dir"] == str(run_dir)
+    assert resumed["metrics"]["recall@1"] == pytest.approx(1.0)
+
+
+def test_eval_rejects_bad_mode_before_loading_anything(tmp_path: Path) -> None:
+    code, _, err = _cli("eval", str(_dataset_file(tmp_path)), "--mode", "mixed")
+    assert code == 2 and "mode must be pooled or per-question, not 'mixed'" in err
+
+
+def _cli(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
