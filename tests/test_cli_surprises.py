@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -73,7 +74,12 @@ def test_server_url_with_password_writes_nothing_and_hides_password(
         ("query", "anything", "--store", url, "--pipeline", "retrieve"),
         ("stats", "--store", url),
     ):
-        code, out, err = ragkit(*args)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            code, out, err = ragkit(*args)
+        assert not [w for w in caught if "qdrant" in str(w.filename)], [
+            (w.filename, str(w.message)) for w in caught
+        ]  # stderr noise
         assert code != 0, (args, out)
         line = one_error_line(err)
         assert "s3cretpw" not in out + err

@@ -109,6 +109,9 @@ class RagkitStore:
                 write_consistency_factor=cfg.write_consistency_factor,
                 use_sparse_embeddings=True,
                 sparse_idf=True,
+                # its version check runs in a thread that warns on stderr after our one-line
+                # error when the server is down; _probe_server reports reachability instead
+                client_kwargs={"check_compatibility": False},
                 **common,
             )
             self._sparse = SparseBM25Encoder()
@@ -312,13 +315,17 @@ def redact_url(url: str) -> str:
 
 
 def _credentials(url: str) -> list[str]:
+    """Secret parts of ``url`` to blank out of messages (short ones would mangle ordinary words)."""
     from urllib.parse import urlsplit
 
     try:
         parts = urlsplit(url)
-        return [c for c in (parts.password, parts.username, parts.query) if c]
     except ValueError:
         return []
+    userinfo = parts.netloc.rpartition("@")[0]
+    found = [userinfo + "@" if userinfo else "", parts.query]
+    found += [c for c in (parts.password, parts.username) if c and len(c) >= 6]
+    return [c for c in found if c]
 
 
 def server_state_dir(cfg: ServerStore) -> Path:
