@@ -357,7 +357,7 @@ def _probe_local_qdrant(qdrant: Any, directory: Path) -> None:
         reason = " ".join(str(exc).split())[:200]
         raise StoreError(
             f"{directory} is unreadable ({type(exc).__name__}: {reason}); the store is damaged: "
-            "delete its directory and re-index"
+            f"delete {directory.parent} and re-index"
         ) from None
 
 
