@@ -159,9 +159,12 @@ def index(
         if not paths and not delete:
             raise CLIError("give PATH... to index or --delete PATH", 2)
         prof = _profile(profile)
+        _refuse_memory_store(store, prof)
         pipe_file = find_yaml(indexer, "indexers", "indexer")
         # invalid YAML fails before the store is touched
-        pipe = load_pipeline(pipe_file, overrides=prof.indexing_overrides())
+        pipe = load_pipeline(
+            pipe_file, overrides=prof.indexing_overrides(), overrides_from=_profile_label(profile)
+        )
         st = _open(store, prof, must_exist=False)
         try:
             bind_store(pipe, st)
@@ -178,8 +181,10 @@ def index(
         if as_json:
             typer.echo(json.dumps(out, indent=1))
         else:
+            from ragkit.terminal import printable
+
             for line in out["errors"]:
-                typer.echo(f"warning: {line}", err=True)
+                typer.echo(f"warning: {printable(line)}", err=True)
             if report:
                 rate = report.chunks_written / report.seconds if report.seconds else 0.0
                 typer.echo(
@@ -213,20 +218,22 @@ def query(
     def body() -> None:
         from ragkit.answering.run import answer_question
         from ragkit.stores.store import release_store
+        from ragkit.terminal import printable
 
         if not question.strip():
             raise CLIError("the question is empty", 2)
         prof = _profile(profile)
-        pipe = _load_query_pipeline(pipeline, prof)
+        pipe = _load_query_pipeline(pipeline, prof, profile)
         st = _open(store, prof, must_exist=True)
         streamed: list[str] = []
 
         def on_chunk(chunk: Any) -> None:
-            if chunk.content:
+            text = printable(chunk.content or "", keep_newlines=True)
+            if text:
                 if not streamed:
                     typer.echo("answer: ", nl=False)
-                streamed.append(chunk.content)
-                typer.echo(chunk.content, nl=False)
+                streamed.append(text)
+                typer.echo(text, nl=False)
                 sys.stdout.flush()
 
         try:
@@ -238,9 +245,12 @@ def query(
         if as_json:
             typer.echo(json.dumps({"question": question, **result.as_dict()}, indent=1))
             return
+        if result.empty_store:
+            typer.echo("no passages found: the store is empty; add files with `ragkit index PATH`")
+            return
         if result.answer is not None:
             if not streamed:
-                typer.echo(f"answer: {result.answer}")
+                typer.echo(f"answer: {printable(result.answer, keep_newlines=True)}")
             else:
                 typer.echo("")
             typer.echo("sources:")
@@ -250,8 +260,8 @@ def query(
         if not docs:
             typer.echo("no passages found")
         for i, d in enumerate(docs, 1):
-            snippet = " ".join((d.content or "").split())
-            where = d.meta.get("title") or d.meta.get("source")
+            snippet = " ".join(printable(d.content or "").split())
+            where = printable(str(d.meta.get("title") or d.meta.get("source")))
             score = f"{d.score:.4f}" if d.score is not None else "-"
             label = d.meta.get("source_index", i)  # the passage number the answer cites
             typer.echo(
@@ -262,13 +272,36 @@ def query(
     _run(body)
 
 
-def _load_query_pipeline(name: str, prof: Profile) -> Any:
+def _load_query_pipeline(name: str, prof: Profile, profile_name: str | None = None) -> Any:
     """Load a query pipeline, with the profile's generator swapped in when it names one."""
     from ragkit.pipeline import load_pipeline
 
     return load_pipeline(
-        find_yaml(name, "pipelines", "--pipeline"), overrides=prof.component_overrides()
+        find_yaml(name, "pipelines", "--pipeline"),
+        overrides=prof.component_overrides(),
+        overrides_from=_profile_label(profile_name),
     )
+
+
+def _profile_label(profile: str | None) -> str:
+    """How errors about a profile's ``components:`` name it."""
+    return f"profile {profile}" if profile else "profile"
+
+
+def _refuse_memory_store(store: str | None, prof: Profile) -> None:
+    """Indexing into ``:memory:`` would throw the work away when the command ends."""
+    from ragkit.config import MemoryStore
+
+    try:
+        cfg = store_from_location(store, prof)
+    except ConfigError as exc:
+        raise CLIError(str(exc), 2) from None
+    if isinstance(cfg, MemoryStore):
+        raise CLIError(
+            "cannot index into a ':memory:' store (from --store or the profile): it is discarded "
+            "when the command ends; give a store directory or a Qdrant URL with --store",
+            2,
+        )
 
 
 def _bind_and_warm(pipe: Any, store: Any) -> None:

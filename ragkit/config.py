@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 DEFAULT_STORE_DIR = ".ragkit"
 DEFAULT_COLLECTION = "ragkit"
+# pipelines and profiles are a few KB; a cap keeps a wrong or hostile file from taking minutes and
+# hundreds of MB to parse and validate (a 20 MB pipeline took 28 s and 546 MB before the cap)
+MAX_YAML_BYTES = 1024 * 1024
 
 
 class ConfigError(ValueError):
@@ -172,7 +175,17 @@ def read_yaml(path: Path) -> Any:
     if path.is_dir():
         raise ConfigError(f"{path}: is a directory, expected a YAML file")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        with path.open("rb") as fh:  # bounded read: also safe on /dev/zero or a FIFO
+            raw = fh.read(MAX_YAML_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(raw) > MAX_YAML_BYTES:
+        raise ConfigError(
+            f"{path}: larger than the {MAX_YAML_BYTES // 1024} KiB limit for pipeline and profile "
+            "YAML; is it the right file? (keep large data in files the components read)"
+        )
+    try:
+        return yaml.safe_load(raw.decode("utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -227,6 +240,11 @@ def store_from_location(
     profile = base or Profile()
     if location is None:
         return profile.store
+    if not location.strip():
+        raise ConfigError(
+            "--store is empty; give a store directory, ':memory:' or a Qdrant URL "
+            "(or leave it out to use the profile's store)"
+        )
     collection = profile.store.collection
     if location == ":memory:":
         return MemoryStore(collection=collection)

@@ -293,8 +293,83 @@ def validate_pipeline_file(path: str | Path) -> list[str]:
     return build_problems
 
 
+def override_search_dirs(path: str | Path) -> list[Path]:
+    """Folders whose pipelines a profile may also target: shipped, ./pipelines, beside ``path``.
+
+    A profile is shared by every pipeline (``generator`` means nothing to ``retrieve.yaml`` or to
+    the indexer), so an override name absent from one pipeline is fine when another has it.
+    """
+    from ragkit.resources import shipped_dir
+
+    here = Path(path).resolve().parent
+    dirs = [
+        shipped_dir("pipelines"),
+        shipped_dir("indexers"),
+        Path.cwd() / "pipelines",
+        Path.cwd() / "indexers",
+    ]
+    dirs += [here, here.parent / "pipelines", here.parent / "indexers"]
+    seen: list[Path] = []
+    for d in dirs:
+        d = d.resolve()
+        if d.is_dir() and d not in seen:
+            seen.append(d)
+    return seen
+
+
+def _component_names_in(dirs: list[Path]) -> set[str]:
+    """Component names of every readable pipeline YAML in ``dirs`` (unreadable files are skipped)."""
+    names: set[str] = set()
+    for d in dirs:
+        for f in sorted(d.glob("*.y*ml")):
+            try:
+                data = read_yaml(f)
+            except ConfigError:
+                continue
+            comps = data.get("components") if isinstance(data, dict) else None
+            if isinstance(comps, dict):
+                names.update(str(n) for n in comps)
+    return names
+
+
+def check_override_names(
+    data: Any,
+    overrides: dict[str, dict[str, Any]] | None,
+    source: str,
+    search_dirs: list[Path],
+    origin: str = "overrides",
+) -> None:
+    """Refuse an override naming a component that neither this pipeline nor any other one has.
+
+    Raises:
+        PipelineError: one line naming the unknown name, the closest match and this
+            pipeline's components.
+    """
+    if not overrides or not isinstance(data, dict) or not isinstance(data.get("components"), dict):
+        return
+    own = [str(n) for n in data["components"]]
+    missing = [n for n in overrides if n not in own]
+    if not missing:
+        return
+    elsewhere = _component_names_in(search_dirs)
+    for name in missing:
+        if name in elsewhere:
+            continue
+        close = difflib.get_close_matches(name, own + sorted(elsewhere - set(own)), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise PipelineError(
+            [
+                f"{origin}: components.{name}: no component {name!r} in {source} nor in any "
+                f"pipeline in {', '.join(str(d) for d in search_dirs)}; {hint}"
+                f"this pipeline's components: {', '.join(own)}"
+            ]
+        )
+
+
 def apply_overrides(data: Any, overrides: dict[str, dict[str, Any]] | None) -> Any:
-    """Apply profile overrides to components present in the pipeline (others are ignored).
+    """Apply profile overrides to components present in the pipeline (others are left alone).
+
+    :func:`check_override_names` first makes sure every other name belongs to some pipeline.
 
     An override with ``type`` replaces the component (type and init parameters); one with only
     ``init_parameters`` updates the existing parameters.
@@ -324,6 +399,7 @@ def load_pipeline(
     path: str | Path,
     store: RagkitStore | None = None,
     overrides: dict[str, dict[str, Any]] | None = None,
+    overrides_from: str = "overrides",
 ) -> Pipeline:
     """Validate and build a pipeline from YAML; bind ``store`` to every store-using component.
 
@@ -331,6 +407,9 @@ def load_pipeline(
         path: pipeline YAML file.
         store: an open store shared by all components that read or write one.
         overrides: per component name, a replacement ``type``/``init_parameters`` (profiles).
+            A name this pipeline lacks is skipped when a pipeline in
+            :func:`override_search_dirs` has it, and is an error otherwise (a typo).
+        overrides_from: what the overrides came from (e.g. ``profile cpu.yaml``), for errors.
 
     Returns:
         The Haystack pipeline, not yet warmed up.
@@ -339,6 +418,7 @@ def load_pipeline(
         PipelineError: the file is invalid; ``problems`` lists each issue on one line.
     """
     data, source = read_pipeline_yaml(path)
+    check_override_names(data, overrides, source, override_search_dirs(path), overrides_from)
     data = apply_overrides(data, overrides)
     specs, conns, problems = validate_data(data, source)
     if problems:

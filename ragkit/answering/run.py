@@ -26,6 +26,7 @@ class QueryResult:
     seconds: float
     usage: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    empty_store: bool = False  # nothing indexed: the pipeline (and its reader) did not run
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form for ``--json``."""
@@ -49,6 +50,8 @@ class QueryResult:
             "seconds": self.seconds,
             "usage": self.usage,
             "timings": self.timings,
+            "no_passages": not self.ranked and not self.sources,
+            "empty_store": self.empty_store,
         }
 
 
@@ -70,12 +73,29 @@ def ranking_components(pipe: Pipeline) -> list[str]:
     return fused or [p for p in producers if p not in consumers][:1] or producers[-1:]
 
 
+def _all_bound_stores_empty(pipe: Pipeline) -> bool:
+    """Whether the pipeline reads ragkit stores and all of them hold no chunks."""
+    stores = {}
+    for _, comp in pipe.walk():
+        current = getattr(comp, "current_store", None)
+        store = current() if callable(current) else None
+        if store is not None:
+            stores[id(store)] = store
+    return bool(stores) and all(s.count() == 0 for s in stores.values())
+
+
 def answer_question(
     pipe: Pipeline, question: str, top_k: int | None = None, streaming_callback: Any | None = None
 ) -> QueryResult:
-    """Run ``pipe`` on ``question``; works for retrieval-only and answering pipelines."""
+    """Run ``pipe`` on ``question``; works for retrieval-only and answering pipelines.
+
+    When every store the pipeline reads is empty nothing runs: a reader given no passages would
+    answer from nothing, so the result has no answer and ``empty_store`` set.
+    """
     rankers = ranking_components(pipe)
     start = time.perf_counter()
+    if _all_bound_stores_empty(pipe):
+        return QueryResult(None, [], [], time.perf_counter() - start, empty_store=True)
     result = pipe.run(
         run_inputs(pipe, question, top_k, streaming_callback), include_outputs_from=set(rankers)
     )

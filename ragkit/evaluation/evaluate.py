@@ -224,7 +224,11 @@ def evaluate(
     if not data.examples:
         raise DatasetError(f"dataset {dataset} has no usable questions")
     pipe_file = resolve_yaml(pipeline, "pipelines", "pipeline")
-    pipe = load_pipeline(pipe_file, overrides=prof.component_overrides())  # validates the file
+    pipe = load_pipeline(  # validates the file
+        pipe_file,
+        overrides=prof.component_overrides(),
+        overrides_from=f"profile {profile}" if profile else "profile",
+    )
     settings = EvalSettings(
         dataset=data.name,
         dataset_sha256=dataset_fingerprint(data),

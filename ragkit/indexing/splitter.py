@@ -17,11 +17,24 @@ _WORD = re.compile(r"\S+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n\s*\n")
 
 Span = tuple[int, int]
+# a "word" longer than this (base64, minified code, a text without spaces) is cut into pieces of
+# this many characters, each counted as one word, so no chunk grows beyond its window
+MAX_WORD_CHARS = 32
 
 
-def word_spans(text: str) -> list[Span]:
-    """Character spans of whitespace-separated words."""
-    return [m.span() for m in _WORD.finditer(text)]
+def word_spans(text: str, start: int = 0, end: int | None = None) -> list[Span]:
+    """Character spans of whitespace-separated words in ``text[start:end]``.
+
+    Words longer than :data:`MAX_WORD_CHARS` come back as consecutive pieces of that length.
+    """
+    spans: list[Span] = []
+    for m in _WORD.finditer(text, start, len(text) if end is None else end):
+        a, b = m.span()
+        if b - a <= MAX_WORD_CHARS:
+            spans.append((a, b))
+        else:
+            spans.extend((i, min(i + MAX_WORD_CHARS, b)) for i in range(a, b, MAX_WORD_CHARS))
+    return spans
 
 
 def sentence_spans(text: str) -> list[Span]:
@@ -121,8 +134,15 @@ class TextSplitter:
             units = word_spans(text)
             sizes = [1] * len(units)
         elif self.split_by == "sentence":
-            units = sentence_spans(text)
-            sizes = [max(1, len(_WORD.findall(text[a:b]))) for a, b in units]
+            units, sizes = [], []
+            for a, b in sentence_spans(text):
+                words = word_spans(text, a, b)
+                if len(words) <= self.split_length:
+                    units.append((a, b))
+                    sizes.append(max(1, len(words)))
+                else:  # a sentence longer than the window is cut at word boundaries
+                    units.extend(words)
+                    sizes.extend([1] * len(words))
         else:
             self.warm_up()
             enc = self._tok(text, return_offsets_mapping=True, add_special_tokens=False)

@@ -24,6 +24,10 @@ class StoreBound:
         self._store_handle = store
         self._owns_store = False
 
+    def current_store(self) -> RagkitStore | None:
+        """The store bound or opened so far (None before ``bind_store`` or ``warm_up``)."""
+        return self._store_handle
+
     def open_bound_store(self) -> RagkitStore:
         """The bound store, opening it from ``self.store`` on first use."""
         if self._store_handle is None:

@@ -77,6 +77,7 @@ class RagkitStore:
             try:
                 self._check_meta()
                 self.qdrant = QdrantDocumentStore(path=str(directory / "qdrant"), **common)
+                _probe_local_qdrant(self.qdrant, directory / "qdrant")
                 self._bm25 = self._load_bm25()
             except BaseException:
                 self._lock.release()
@@ -108,12 +109,15 @@ class RagkitStore:
                 write_consistency_factor=cfg.write_consistency_factor,
                 use_sparse_embeddings=True,
                 sparse_idf=True,
+                # its version check runs in a thread that warns on stderr after our one-line
+                # error when the server is down; _probe_server reports reachability instead
+                client_kwargs={"check_compatibility": False},
                 **common,
             )
             self._sparse = SparseBM25Encoder()
-            state = Path(cfg.state_dir).expanduser().resolve()
-            self.directory = state / "servers" / _safe_name(f"{cfg.url}-{cfg.collection}")
-            self.directory.mkdir(parents=True, exist_ok=True)
+            _probe_server(self.qdrant, cfg.url)
+            # not created here: the manifest's atomic write makes it when indexing records a file
+            self.directory = server_state_dir(cfg)
 
     def _check_meta(self) -> None:
         """Record the embedding model on first use and refuse a store built with another one."""
@@ -292,6 +296,69 @@ class RagkitStore:
 
 def _safe_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:120]
+
+
+def redact_url(url: str) -> str:
+    """``url`` without user, password, query and fragment: safe to print or to name a directory."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:  # e.g. a port that is not a number
+        return url.split("://", 1)[0] + "://<unparsable URL>"
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port is not None else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _credentials(url: str) -> list[str]:
+    """Secret parts of ``url`` to blank out of messages (short ones would mangle ordinary words)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    userinfo = parts.netloc.rpartition("@")[0]
+    found = [userinfo + "@" if userinfo else "", parts.query]
+    found += [c for c in (parts.password, parts.username) if c and len(c) >= 6]
+    return [c for c in found if c]
+
+
+def server_state_dir(cfg: ServerStore) -> Path:
+    """Local directory for a server collection's manifest, named without any credential."""
+    state = Path(cfg.state_dir).expanduser().resolve()
+    return state / "servers" / _safe_name(f"{redact_url(cfg.url)}-{cfg.collection}")
+
+
+def _probe_server(qdrant: Any, url: str) -> None:
+    """Reach the server once now, so a wrong URL is one line naming it (password hidden)."""
+    try:
+        qdrant.count_documents()
+    except Exception as exc:  # noqa: BLE001 - qdrant-client/httpx raise many types for one cause
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        reason = reason.replace(url, redact_url(url))
+        for secret in _credentials(url):
+            reason = reason.replace(secret, "***")
+        raise StoreError(
+            f"cannot reach the Qdrant server at {redact_url(url)} ({reason}); "
+            "is it running, and are the URL and API key right?"
+        ) from None
+
+
+def _probe_local_qdrant(qdrant: Any, directory: Path) -> None:
+    """Open Qdrant's local files now, so a corrupt one is one line instead of a traceback."""
+    try:
+        qdrant.count_documents()
+    except Exception as exc:  # noqa: BLE001 - sqlite, json, pickle and qdrant errors alike
+        reason = " ".join(str(exc).split())[:200]
+        raise StoreError(
+            f"{directory} is unreadable ({type(exc).__name__}: {reason}); the store is damaged: "
+            f"delete {directory.parent} and re-index"
+        ) from None
 
 
 class _OpenStores:
