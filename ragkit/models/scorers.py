@@ -125,9 +125,7 @@ class RelevanceScorerBase:
         _check_top_k(limit)
         if not documents:
             return {"documents": []}
-        scored = with_relevance(
-            documents, self.score(query, [d.content or "" for d in documents])
-        )
+        scored = with_relevance(documents, self.score(query, [d.content or "" for d in documents]))
         scored.sort(key=lambda d: d.meta[RELEVANCE_KEY], reverse=True)
         return {"documents": scored[:limit] if limit is not None else scored}
 

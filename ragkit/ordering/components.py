@@ -85,7 +85,9 @@ class Reorderer:
         if min_k < 0:
             raise InvalidParameter("min_k", f"must be >= 0, got {min_k}")
         if rank_by not in ("retrieval", "relevance"):
-            raise InvalidParameter("rank_by", f"must be 'retrieval' or 'relevance', got {rank_by!r}")
+            raise InvalidParameter(
+                "rank_by", f"must be 'retrieval' or 'relevance', got {rank_by!r}"
+            )
         self._policy = HardNegativePolicy(demote_below, drop_below, top_ranks, min_keep)
         self.min_k = min_k
         self.mirror = mirror
@@ -116,7 +118,9 @@ class Reorderer:
             ranks = []
             for i, d in enumerate(documents):
                 rank = d.meta.get(RETRIEVAL_RANK_KEY)
-                ranks.append(rank if isinstance(rank, int) and not isinstance(rank, bool) else i + 1)
+                ranks.append(
+                    rank if isinstance(rank, int) and not isinstance(rank, bool) else i + 1
+                )
         else:
             by_score = sorted(
                 range(len(documents)),

@@ -92,4 +92,3 @@ class CombinationUtility:
                 value += self.coverage * mask.bit_count() / self.n_terms
             out.append(value)
         return out
-

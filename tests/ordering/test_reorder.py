@@ -14,9 +14,7 @@ from ragkit.ordering.hard_negatives import HardNegativePolicy, edge_positions, p
 
 def _docs(k: int, relevance: list[float] | None = None) -> list[Document]:
     return [
-        Document(
-            content=f"d{i}", meta={} if relevance is None else {"relevance": relevance[i - 1]}
-        )
+        Document(content=f"d{i}", meta={} if relevance is None else {"relevance": relevance[i - 1]})
         for i in range(1, k + 1)
     ]
 
