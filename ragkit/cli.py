@@ -215,6 +215,12 @@ def query(
     store: StoreOpt = None,
     profile: ProfileOpt = None,
     as_json: JsonOpt = False,
+    trace: Annotated[
+        bool,
+        typer.Option(
+            "--trace", help="Also print what context shaping did (order, dropped, chosen)."
+        ),
+    ] = False,
 ) -> None:
     """Ask a question: streams the answer, then lists the cited sources (or ranked passages)."""
 
@@ -266,6 +272,12 @@ def query(
                 f"[{label}] {score}  {where}  (chars {d.meta.get('start')}-{d.meta.get('end')})"
             )
             typer.echo(f"    {snippet[:300]}{'...' if len(snippet) > 300 else ''}")
+        if trace:
+            from ragkit.answering.run import shaping_lines
+
+            typer.echo("trace:")
+            for line in shaping_lines(result.shaping) or ["no context shaping in this pipeline"]:
+                typer.echo(f"  {line}")
 
     _run(body)
 
@@ -401,6 +413,7 @@ def eval_(
                     "raw_answer": res.answer,
                     "usage": res.usage,
                     "sources": [d.meta.get("title") for d in res.sources],
+                    **({"shaping": res.shaping} if res.shaping else {}),
                 },
             )
 
