@@ -608,6 +608,9 @@ def bench_selection(
     reader: Annotated[
         str, typer.Option("--reader", help="Generator timed beside the search (qwen*: llama.cpp).")
     ] = "smollm2-135m-instruct",
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="torch threads (default: torch's choice).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Context shaping cost: CORAG search vs the generator call, states scored, reorderer overhead."""
@@ -616,7 +619,7 @@ def bench_selection(
         from ragkit.bench.selection_bench import format_table, run_selection_bench
 
         result = run_selection_bench(
-            queries, candidates, iterations, budget, reader, progress=not as_json
+            queries, candidates, iterations, budget, reader, progress=not as_json, threads=threads
         )
         typer.echo(json.dumps(result, indent=1) if as_json else format_table(result))
 

@@ -69,6 +69,7 @@ def run_selection_bench(
     reader: str = "smollm2-135m-instruct",
     max_new_tokens: int = 64,
     progress: bool = True,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Run the context-shaping benchmark; returns a JSON-ready dict.
 
@@ -81,7 +82,31 @@ def run_selection_bench(
             llama.cpp.
         max_new_tokens: Answer length cap for the generator call.
         progress: One line per phase on stderr.
+        threads: torch intra-op threads during the run (restored afterwards); 1 avoids the
+            OpenMP oversubscription cliff on a busy machine. None keeps torch's default.
     """
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        result = _run(queries, candidates, iterations, budget, reader, max_new_tokens, progress)
+    finally:
+        torch.set_num_threads(previous)
+    result["torch_threads"] = threads or previous
+    return result
+
+
+def _run(
+    queries: int,
+    candidates: int,
+    iterations: int,
+    budget: int,
+    reader: str,
+    max_new_tokens: int,
+    progress: bool,
+) -> dict[str, Any]:
     from haystack import Document
     from haystack.components.builders import ChatPromptBuilder
 
@@ -144,6 +169,7 @@ def run_selection_bench(
                 "greedy_utility": greedy_utility,
                 "generator_seconds": gen_seconds,
                 "prompt_tokens": (reply.meta.get("usage") or {}).get("prompt_tokens"),
+                "completion_tokens": (reply.meta.get("usage") or {}).get("completion_tokens"),
                 "answer": reply.text,
             }
         )
@@ -208,7 +234,7 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [
         f"reader {result['reader']}, {result['queries']} HotpotQA questions, "
         f"{result['candidates']} candidates, {result['iterations']} iterations, "
-        f"budget {result['budget']} tokens",
+        f"budget {result['budget']} tokens, torch threads {result.get('torch_threads')}",
         *render_rows(rows),
         "",
         f"states scored per query: {result['states_scored']:.0f} "

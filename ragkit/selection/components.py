@@ -67,11 +67,11 @@ class ChunkSelector:
         tokenizer: str | None = "smollm2-135m-instruct",
         budget: int = 1024,
         candidates: int = 30,
-        c: float = 2.0,
+        c: float = 0.05,
         lam: float = 0.1,
         iterations: int = 20,
         agent: Literal["rule", "static"] = "rule",
-        backprop: Literal["all", "best"] = "all",
+        backprop: Literal["all", "best"] = "best",
         pick: Literal["score", "average"] = "score",
         scorer: Literal["utility", "llm", "cross_encoder", "embedding"] = "utility",
         scorer_model: str | None = None,
@@ -81,6 +81,7 @@ class ChunkSelector:
         coverage: float = 0.3,
         chunk_overhead_tokens: int = 4,
         on_tiny_budget: Literal["trim", "empty"] = "trim",
+        normalize: bool = True,
     ) -> None:
         """Create a selector; models load in :meth:`warm_up`.
 
@@ -89,12 +90,13 @@ class ChunkSelector:
                 count against ``budget``; None estimates 3 characters per token.
             budget: Token budget B for the selected passages (prompt overhead included).
             candidates: How many of the incoming (best first) documents are searched.
-            c: UCB exploration weight C.
+            c: UCB exploration weight C (rewards are normalized to [0, 1]; see ``MCTSConfig``).
             lam: Cost penalty lambda (U subtracts lambda * cost / B); >= 0.
             iterations: MCTS iterations (>= 1); each expands one node, all its children.
             agent: ``rule`` adjusts (C, lambda, iterations) per question type (see
                 ``ragkit.selection.agent``); ``static`` uses the values above as they are.
-            backprop: ``all`` children's rewards (official code) or only the ``best`` (paper).
+            backprop: Only the ``best`` child's reward (paper; default) or ``all`` (official
+                code; searches shallowly with many candidates, see ``MCTSConfig``).
             pick: Final state by own ``score`` (official code) or ``average`` reward (paper).
             scorer: ``utility`` (cached embeddings, microseconds per state; the CPU default),
                 ``embedding`` (embeds each concatenated state), ``llm`` (P("yes") of a causal
@@ -109,6 +111,7 @@ class ChunkSelector:
                 and a newline in the shipped prompt).
             on_tiny_budget: When no chunk fits: ``trim`` the best chunk to the budget, or
                 return ``empty``.
+            normalize: Scale rewards to [0, 1] inside UCB (False: raw rewards, as upstream).
         """
         checks = [
             ("budget", isinstance(budget, int) and budget >= 1, "an integer >= 1"),
@@ -131,7 +134,9 @@ class ChunkSelector:
             if not ok:
                 value = locals()[name]
                 raise InvalidParameter(name, f"must be {what}, got {value!r}")
-        self._config = MCTSConfig(c=c, lam=lam, iterations=iterations, backprop=backprop, pick=pick)
+        self._config = MCTSConfig(
+            c=c, lam=lam, iterations=iterations, backprop=backprop, pick=pick, normalize=normalize
+        )
         self.tokenizer = tokenizer
         self.budget = budget
         self.candidates = candidates
@@ -149,6 +154,7 @@ class ChunkSelector:
         self.coverage = coverage
         self.chunk_overhead_tokens = chunk_overhead_tokens
         self.on_tiny_budget = on_tiny_budget
+        self.normalize = normalize
         self._tok: Any = None
         self._model: Any = None
         self._embeddings: OrderedDict[str, Any] = OrderedDict()

@@ -53,20 +53,31 @@ class MCTSConfig:
     """Search settings (CORAG's C, lambda, iterations and the two upstream variants).
 
     Attributes:
-        c: Exploration weight C (>= 0).
+        c: Exploration weight C (>= 0), on normalized rewards. The paper's C~2 suits its own
+            reward scale; with rewards scaled to [0, 1] and 20 iterations over 30 candidates,
+            C 0.02-0.1 searched best on HotpotQA (C 0.3 already fell behind greedy filling).
         lam: Cost penalty lambda (>= 0): U subtracts lambda * cost / budget.
         iterations: Selection/expansion rounds (>= 1).
-        backprop: ``all``: every new child's reward goes up its path (the official code);
-            ``best``: only the best child's reward does (the paper).
+        backprop: ``best``: only the best new child's reward goes up the path (the paper; the
+            default); ``all``: every child's reward does (the official code). ``all`` averages
+            every weak child into its parent, so an expanded node soon looks worse than its
+            unexpanded siblings and the search stays shallow: on 8 HotpotQA questions (30
+            candidates, 20 iterations, default utility) it stopped at 2 chunks with mean utility
+            1.11 against 2.12 for greedy filling, while ``best`` reached 2.26 (>= greedy on 8/8).
         pick: ``score``: the explored state with the highest own score (ties: more visits, then
             deeper; the official code); ``average``: the highest mean reward (the paper).
+        normalize: Rescale mean rewards to [0, 1] by the lowest and highest reward seen so far
+            before adding the exploration term (as MuZero does), so that C means the same for
+            any scorer's scale (P("yes") in [0, 1], cosine utilities, cross-encoder logits).
+            False uses raw rewards, as upstream does.
     """
 
-    c: float = 2.0
+    c: float = 0.05
     lam: float = 0.1
     iterations: int = 20
-    backprop: Literal["all", "best"] = "all"
+    backprop: Literal["all", "best"] = "best"
     pick: Literal["score", "average"] = "score"
+    normalize: bool = True
 
     def __post_init__(self) -> None:
         problems = []
@@ -176,6 +187,14 @@ def mcts_select(
                 cache[k] = v if math.isfinite(v) else -math.inf
         return [cache[key(s)] for s in states]
 
+    seen = [math.inf, -math.inf]  # lowest and highest finite reward so far
+
+    def note(values: Sequence[float]) -> None:
+        finite = [x for x in values if math.isfinite(x)]
+        if finite:
+            seen[0] = min(seen[0], *finite)
+            seen[1] = max(seen[1], *finite)
+
     root = _Node((), None, 0, -math.inf)
     nodes: list[_Node] = []
     n = len(cost_arr)
@@ -189,14 +208,16 @@ def mcts_select(
             live = [ch for ch in v.children if not ch.exhausted]
             log_n = math.log(max(v.visits, 1))
 
-            def ucb(ch: _Node, log_n: float = log_n) -> float:
+            lo, hi = seen
+            scale = hi - lo if cfg.normalize and hi > lo else 0.0
+
+            def ucb(ch: _Node, log_n: float = log_n, lo: float = lo, scale: float = scale) -> float:
                 if ch.visits == 0:
                     return math.inf
-                return (
-                    ch.total / ch.visits
-                    + cfg.c * math.sqrt(log_n / ch.visits)
-                    - cfg.lam * ch.cost / budget
-                )
+                q = ch.total / ch.visits
+                if scale:
+                    q = (q - lo) / scale
+                return q + cfg.c * math.sqrt(log_n / ch.visits) - cfg.lam * ch.cost / budget
 
             v = max(live, key=ucb)
         used = set(v.state)
@@ -212,6 +233,7 @@ def mcts_select(
             _mark_exhausted(v.parent)
             continue
         rewards = score_batch([s for s, _ in kids])
+        note(rewards)
         for (state, cost), reward in zip(kids, rewards, strict=True):
             child = _Node(state, v, cost, reward)
             v.children.append(child)

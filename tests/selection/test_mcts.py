@@ -187,3 +187,21 @@ def test_rule_agent_by_question_type() -> None:
     factoid, label = rule_config("Who wrote Hamlet?", base)
     assert label == "factoid" and factoid.iterations == 15 and factoid.lam == pytest.approx(0.3)
     assert rule_config("Describe the plot of the novel Dune in detail", base) == (base, "general")
+
+
+class ScaledScorer(HashScorer):
+    def __init__(self, seed: int, factor: float, shift: float) -> None:
+        super().__init__(seed)
+        self.factor, self.shift = factor, shift
+
+    def score_states(self, states: Sequence[tuple[int, ...]]) -> list[float]:
+        return [self.factor * v + self.shift for v in super().score_states(states)]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_normalized_rewards_make_c_independent_of_the_scorer_scale(seed: int) -> None:
+    costs = [random.Random(seed * 31 + i).randint(5, 30) for i in range(12)]
+    cfg = MCTSConfig(c=0.5, lam=0.2, iterations=15)
+    base = mcts_select(costs, 80, HashScorer(seed), cfg)
+    scaled = mcts_select(costs, 80, ScaledScorer(seed, 50.0, -7.0), cfg)
+    assert scaled.chunks == base.chunks and scaled.nodes == base.nodes
