@@ -82,6 +82,7 @@ class ChunkSelector:
         chunk_overhead_tokens: int = 4,
         on_tiny_budget: Literal["trim", "empty"] = "trim",
         normalize: bool = True,
+        reuse_embeddings: bool = True,
     ) -> None:
         """Create a selector; models load in :meth:`warm_up`.
 
@@ -112,6 +113,9 @@ class ChunkSelector:
             on_tiny_budget: When no chunk fits: ``trim`` the best chunk to the budget, or
                 return ``empty``.
             normalize: Scale rewards to [0, 1] inside UCB (False: raw rewards, as upstream).
+            reuse_embeddings: For the utility, use ``Document.embedding`` and the
+                ``query_embedding`` input when given instead of embedding again; they must come
+                from the same model as ``scorer_model`` (MiniLM by default, like the store).
         """
         checks = [
             ("budget", isinstance(budget, int) and budget >= 1, "an integer >= 1"),
@@ -155,6 +159,7 @@ class ChunkSelector:
         self.chunk_overhead_tokens = chunk_overhead_tokens
         self.on_tiny_budget = on_tiny_budget
         self.normalize = normalize
+        self.reuse_embeddings = reuse_embeddings
         self._tok: Any = None
         self._model: Any = None
         self._embeddings: OrderedDict[str, Any] = OrderedDict()
@@ -214,14 +219,30 @@ class ChunkSelector:
             self._embeddings.move_to_end(t)
         return np.stack([self._embeddings[t] for t in texts])
 
-    def _state_scorer(self, query: str, texts: list[str]) -> Any:
+    def _state_scorer(
+        self,
+        query: str,
+        texts: list[str],
+        given: list[Any] | None = None,
+        query_embedding: list[float] | None = None,
+    ) -> Any:
         if self.scorer == "utility":
+            import numpy as np
+
             from ragkit.selection.utility import CombinationUtility
 
-            vecs = self._embed([query, *texts])
+            if not self.reuse_embeddings or given is None:
+                given, query_embedding = [None] * len(texts), None
+            # embed only what the pipeline has not embedded already (cached per text)
+            todo = [query] if query_embedding is None else []
+            todo += [t for t, g in zip(texts, given, strict=True) if g is None]
+            fresh = iter(self._embed(todo) if todo else [])
+            vecs = [np.asarray(query_embedding if query_embedding is not None else next(fresh))]
+            vecs += [np.asarray(g) if g is not None else next(fresh) for g in given]
+            vecs = [v / max(float(np.linalg.norm(v)), 1e-12) for v in vecs]
             return CombinationUtility(
                 vecs[0],
-                vecs[1:],
+                np.stack(vecs[1:]),
                 query,
                 texts,
                 redundancy=self.redundancy,
@@ -231,12 +252,19 @@ class ChunkSelector:
         return _ModelStateScorer(self._model, query, texts)
 
     @component.output_types(documents=list[Document], shaping=dict[str, Any])
-    def run(self, query: str, documents: list[Document]) -> dict[str, Any]:
+    def run(
+        self,
+        query: str,
+        documents: list[Document],
+        query_embedding: list[float] | None = None,
+    ) -> dict[str, Any]:
         """Select and order chunks for ``query`` within the token budget.
 
         Args:
             query: The question.
             documents: Retrieved documents, best first.
+            query_embedding: The query's embedding when the pipeline already computed it (same
+                model as the scorer), so the default utility does not embed it again.
 
         Returns:
             ``documents``: the selected chunks in the chosen order; ``shaping``: budget, tokens
@@ -272,7 +300,8 @@ class ChunkSelector:
         started = time.perf_counter()
         state_scorer = None
         try:
-            state_scorer = self._state_scorer(query, texts)
+            given = [d.embedding for _, d in cands]
+            state_scorer = self._state_scorer(query, texts, given, query_embedding)
             selection = mcts_select(costs, self.budget, state_scorer, config)
         except Exception as exc:  # noqa: BLE001 - any scorer failure: keep answering, say so
             logger.warning(

@@ -166,3 +166,20 @@ def test_real_tokenizer_and_minilm_keep_the_budget() -> None:
     spent = sum(len(tok.encode(d.content, add_special_tokens=False)) + 4 for d in out["documents"])
     assert spent == out["shaping"]["tokens"] <= 40
     assert 3 in out["shaping"]["selected"]
+
+
+def test_reuses_embeddings_the_pipeline_already_has() -> None:
+    fresh = _selector(budget=45)
+    expected = fresh.run(query=QUESTION, documents=DOCS)["shaping"]["selected"]
+    vectors = FakeEmbedder().embed([QUESTION, *[d.content for d in DOCS]])
+    docs = [
+        Document(content=d.content, embedding=list(v * 3.0))  # unnormalized store vectors
+        for d, v in zip(DOCS, vectors[1:], strict=True)
+    ]
+    reuse = _selector(budget=45)
+    out = reuse.run(query=QUESTION, documents=docs, query_embedding=list(vectors[0]))
+    assert reuse._model.embedded == []  # nothing embedded again
+    assert out["shaping"]["selected"] == expected
+    partial = _selector(budget=45)
+    partial.run(query=QUESTION, documents=[docs[0], *DOCS[1:]])
+    assert partial._model.embedded == [QUESTION, *[d.content for d in DOCS[1:]]]
