@@ -85,12 +85,13 @@ def run_context_sweep(
             try:
                 for k in ks:
                     started = time.perf_counter()
-                    ems, f1s, demoted = [], [], 0
+                    ems, f1s, demoted, answers = [], [], 0, []
                     for ex in questions:
                         res = answer_question(pipe, ex.question, k)
                         answer = strip_citations(res.answer or "")
                         ems.append(exact_match(answer, ex.answers))
                         f1s.append(f1(answer, ex.answers))
+                        answers.append({"id": ex.id, "answer": answer, "f1": f1s[-1]})
                         info = res.shaping.get("reorderer", {})
                         demoted += len(info.get("hard_negatives") or [])
                     run = {
@@ -101,6 +102,7 @@ def run_context_sweep(
                         "f1": sum(f1s) / len(f1s) if f1s else 0.0,
                         "hard_negatives": demoted,
                         "seconds": time.perf_counter() - started,
+                        "answers": answers,
                     }
                     runs.append(run)
                     if progress:
@@ -164,6 +166,7 @@ def write_plot(result: dict[str, Any], path: Path) -> Path:
         pts = sorted((r["k"], r["f1"]) for r in result["runs"] if r["variant"] == variant)
         ax.plot([k for k, _ in pts], [f for _, f in pts], marker="o", label=variant)
     ax.set_xscale("log")
+    ax.minorticks_off()
     ax.set_xticks(result["ks"], [str(k) for k in result["ks"]])
     ax.set_xlabel("passages given to the reader (k)")
     ax.set_ylabel("F1")
