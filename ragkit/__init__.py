@@ -26,6 +26,7 @@ _register_allowlist()
 
 _EXPORTS: dict[str, str] = {
     "CausalLM": "ragkit.models.causal_lm",
+    "ChunkSelector": "ragkit.selection.components",
     "ContextFitter": "ragkit.answering.components",
     "EmbeddingSimilarityScorer": "ragkit.models.components",
     "LLMRelevanceScorer": "ragkit.models.components",
@@ -43,6 +44,7 @@ _EXPORTS: dict[str, str] = {
     "FileLoader": "ragkit.indexing.loaders",
     "Indexer": "ragkit.indexing.indexer",
     "PipelineError": "ragkit.pipeline",
+    "Reorderer": "ragkit.ordering.components",
     "Profile": "ragkit.config",
     "RagkitStore": "ragkit.stores.store",
     "StoreWriter": "ragkit.indexing.writer",

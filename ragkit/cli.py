@@ -212,6 +212,12 @@ def query(
     store: StoreOpt = None,
     profile: ProfileOpt = None,
     as_json: JsonOpt = False,
+    trace: Annotated[
+        bool,
+        typer.Option(
+            "--trace", help="Also print what context shaping did (order, dropped, chosen)."
+        ),
+    ] = False,
 ) -> None:
     """Ask a question: streams the answer, then lists the cited sources (or ranked passages)."""
 
@@ -268,6 +274,12 @@ def query(
                 f"[{label}] {score}  {where}  (chars {d.meta.get('start')}-{d.meta.get('end')})"
             )
             typer.echo(f"    {snippet[:300]}{'...' if len(snippet) > 300 else ''}")
+        if trace:
+            from ragkit.answering.run import shaping_lines
+
+            typer.echo("trace:")
+            for line in shaping_lines(result.shaping) or ["no context shaping in this pipeline"]:
+                typer.echo(f"  {line}")
 
     _run(body)
 
@@ -564,6 +576,82 @@ def bench_generate(
             )
             text += "\n\n" + llamacpp_bench.format_table(result["llamacpp"])
         typer.echo(json.dumps(result, indent=1, default=str) if as_json else text)
+
+    _run(body)
+
+
+@bench_app.command("selection")
+def bench_selection(
+    queries: Annotated[int, typer.Option("--queries", min=1, help="HotpotQA questions.")] = 3,
+    candidates: Annotated[int, typer.Option("--candidates", min=1)] = 30,
+    iterations: Annotated[int, typer.Option("--iterations", min=1)] = 20,
+    budget: Annotated[int, typer.Option("--budget", min=1, help="Tokens (reader's).")] = 1024,
+    reader: Annotated[
+        str, typer.Option("--reader", help="Generator timed beside the search (qwen*: llama.cpp).")
+    ] = "smollm2-135m-instruct",
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="torch threads (default: torch's choice).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Context shaping cost: CORAG search vs the generator call, states scored, reorderer overhead."""
+
+    def body() -> None:
+        from ragkit.bench.selection_bench import format_table, run_selection_bench
+
+        result = run_selection_bench(
+            queries, candidates, iterations, budget, reader, progress=not as_json, threads=threads
+        )
+        typer.echo(json.dumps(result, indent=1) if as_json else format_table(result))
+
+    _run(body)
+
+
+@bench_app.command("context")
+def bench_context(
+    dataset: Annotated[str, typer.Option("--dataset", help="ragkit eval dataset name or path.")] = (
+        "hotpotqa"
+    ),
+    pipeline: Annotated[
+        str, typer.Option("--pipeline", help="Pipeline with a 'reorderer' component.")
+    ] = "reorder_rag",
+    ks: Annotated[str, typer.Option("--k", help="Comma-separated passage counts.")] = "3,5,10,20",
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="First N questions.")] = 20,
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/context-sweep"),
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Inverted-U: F1 vs number of passages, plain / reordered / reordered + hard-negative demotion."""
+
+    def body() -> None:
+        import importlib.util
+
+        from ragkit.bench.context_sweep import format_markdown, run_context_sweep
+
+        try:
+            k_values = [int(k) for k in ks.split(",") if k.strip()]
+        except ValueError:
+            raise CLIError(f"--k must be comma-separated integers, got {ks!r}", 2) from None
+        if not k_values or min(k_values) < 1:
+            raise CLIError(f"--k must list positive integers, got {ks!r}", 2)
+        if importlib.util.find_spec("matplotlib") is None:
+            raise CLIError("the plot needs matplotlib: pip install 'ragkit[bench]'")
+        prof = _profile(profile)
+        result = run_context_sweep(
+            dataset,
+            find_yaml(pipeline, "pipelines", "--pipeline"),
+            out,
+            ks=k_values,
+            limit=limit,
+            overrides=prof.component_overrides(),
+            embedding_model=prof.embedding.model,
+            progress=not as_json,
+        )
+        if as_json:
+            typer.echo(json.dumps(result, indent=1))
+        else:
+            typer.echo(format_markdown(result))
+            typer.echo(f"plot: {result['plot']}")
 
     _run(body)
 

@@ -25,3 +25,15 @@ def known_errors() -> tuple[type[BaseException], ...]:
     ]
     errors.extend(getattr(model_errors, n) for n in model_errors.__all__)
     return tuple(errors)
+
+
+class InvalidParameter(ValueError):
+    """A component's init parameter is out of range; ``parameter`` names it.
+
+    Pipeline loading reports it as ``FILE: components.NAME.init_parameters.PARAMETER: message``.
+    """
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(f"{parameter}: {message}")
+        self.parameter = parameter
+        self.message = message

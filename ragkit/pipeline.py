@@ -244,6 +244,13 @@ def _build(
         try:
             instance = component_from_dict(spec.cls, payload, spec.name)
         except Exception as exc:  # noqa: BLE001 - a component's own validation error, reported per node
+            parameter = getattr(exc, "parameter", None)  # ragkit.errors.InvalidParameter
+            if isinstance(parameter, str):
+                message = getattr(exc, "message", str(exc))
+                problems.append(
+                    f"{source}: components.{spec.name}.init_parameters.{parameter}: {message}"
+                )
+                continue
             problems.append(
                 f"{source}: components.{spec.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             )

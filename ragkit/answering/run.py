@@ -27,6 +27,7 @@ class QueryResult:
     usage: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     empty_store: bool = False  # nothing indexed: the pipeline (and its reader) did not run
+    shaping: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form for ``--json``."""
@@ -43,7 +44,7 @@ class QueryResult:
                 "content": d.content,
             }
 
-        return {
+        out = {
             "answer": self.answer,
             "sources": [doc(d, i + 1) for i, d in enumerate(self.sources)],
             "passages": [doc(d, i + 1) for i, d in enumerate(self.ranked)],
@@ -53,6 +54,9 @@ class QueryResult:
             "no_passages": not self.ranked and not self.sources,
             "empty_store": self.empty_store,
         }
+        if self.shaping:
+            out["shaping"] = self.shaping
+        return out
 
 
 _CITATION = re.compile(r"\s*\[\d+(?:\s*[,;-]\s*\d+)*\](?:\s*\[\d+(?:\s*[,;-]\s*\d+)*\])*")
@@ -122,8 +126,46 @@ def answer_question(
             reply = outputs["replies"][0]
             answer = (getattr(reply, "text", None) or str(reply)).strip()
             usage = dict((getattr(reply, "meta", {}) or {}).get("usage") or {})
+    # context shaping reports (Reorderer, ChunkSelector): unconnected ``shaping`` outputs
+    shaping = {
+        name: outputs["shaping"]
+        for name, outputs in result.items()
+        if isinstance(outputs, dict) and isinstance(outputs.get("shaping"), dict)
+    }
     if answer is not None and not sources:
         sources = ranked  # nothing cited: show what the reader was given
     if top_k is not None:
         ranked = ranked[:top_k]
-    return QueryResult(answer, sources, ranked, seconds, usage, timings)
+    return QueryResult(answer, sources, ranked, seconds, usage, timings, shaping=shaping)
+
+
+def shaping_lines(shaping: dict[str, dict[str, Any]]) -> list[str]:
+    """Human-readable lines for ``ragkit query --trace``: what context shaping did."""
+    lines = []
+    for name, info in shaping.items():
+        if info.get("component") == "Reorderer":
+            text = f"{name}: order {' '.join(str(r) for r in info.get('order', []))}"
+            text += " (retrieval ranks)" if info.get("reordered") else " (kept, below min_k)"
+            hard = info.get("hard_negatives") or []
+            if hard:
+                text += "; hard negatives: " + ", ".join(
+                    f"rank {h['retrieval_rank']} ({h['action']}, relevance {h['relevance']:.3f})"
+                    for h in hard
+                )
+        elif info.get("component") == "ChunkSelector":
+            cfg = info.get("config", {})
+            text = (
+                f"{name}: ranks {' '.join(str(r) for r in info.get('selected', []))} of "
+                f"{info.get('candidates')} candidates, {info.get('tokens')}/{info.get('budget')} "
+                f"tokens, {info.get('states_scored')} states scored in "
+                f"{1000 * info.get('seconds', 0.0):.1f} ms ({info.get('question_type')}: "
+                f"C={cfg.get('c')} lambda={cfg.get('lam')} iterations={cfg.get('iterations')})"
+            )
+            if info.get("fallback"):
+                text += f"; fallback: {info['fallback']}"
+            if info.get("trimmed"):
+                text += "; budget below every chunk: best chunk trimmed"
+        else:
+            text = f"{name}: {info}"
+        lines.append(text)
+    return lines

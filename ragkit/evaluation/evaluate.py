@@ -303,6 +303,7 @@ def _run(
                     "raw_answer": res.answer,
                     "usage": res.usage,
                     "sources": [d.meta.get("title") for d in res.sources],
+                    **({"shaping": res.shaping} if res.shaping else {}),
                 },
             )
 

@@ -125,4 +125,5 @@ def test_cross_encoder_with_tiny_local_model(tmp_path: Path) -> None:
         "model": str(model_dir),
         "device": "cpu",
         "batch_size": 2,
+        "top_k": None,
     }

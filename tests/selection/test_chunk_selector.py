@@ -1,0 +1,185 @@
+"""ChunkSelector: the Haystack component around CORAG's MCTS (fakes, then the real models)."""
+
+from __future__ import annotations
+
+import logging
+import zlib
+
+import numpy as np
+import pytest
+from haystack import Document
+
+from ragkit.selection.components import ChunkSelector
+
+
+class FakeEmbedder:
+    """Bag-of-words hashing embedder: identical texts get identical vectors."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.embedded: list[str] = []
+
+    def warm_up(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if self.fail:
+            raise RuntimeError("scorer exploded")
+        self.embedded.extend(texts)
+        out = np.zeros((len(texts), 64))
+        for row, text in enumerate(texts):
+            for word in text.lower().replace("?", "").split():
+                out[row, zlib.crc32(word.encode()) % 64] += 1.0
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+
+def _selector(**kwargs) -> ChunkSelector:
+    selector = ChunkSelector(tokenizer=None, **kwargs)
+    selector._model = FakeEmbedder()
+    return selector
+
+
+QUESTION = "Which river flows through the capital of France?"
+DOCS = [
+    Document(content="Paris is the capital of France and its largest city."),
+    Document(content="Paris is the capital of France, and it is also its largest city."),
+    Document(content="The Seine is the river that flows through Paris."),
+    Document(content="Bananas are rich in potassium and grow in the tropics."),
+    Document(content="Lyon lies where the Rhone and the Saone meet."),
+]
+
+
+def test_selects_within_budget_and_reports() -> None:
+    selector = _selector(budget=45, chunk_overhead_tokens=2)
+    out = selector.run(query=QUESTION, documents=DOCS)
+    report = out["shaping"]
+    assert 0 < report["tokens"] <= 45
+    spent = sum(selector.count_tokens(d.content) + 2 for d in out["documents"])
+    assert spent == report["tokens"]
+    assert 3 in report["selected"]  # the Seine passage answers the question
+    assert not {1, 2} <= set(report["selected"])  # never both near-duplicates
+    assert report["question_type"] == "general" and report["fallback"] is None
+    assert report["states_scored"] > 0 and report["scorer_calls"] >= 1
+
+
+def test_embeddings_are_cached_across_queries() -> None:
+    selector = _selector(budget=60)
+    selector.run(query=QUESTION, documents=DOCS)
+    first = len(selector._model.embedded)
+    selector.run(query=QUESTION, documents=DOCS)
+    assert first == len(DOCS) + 1 and len(selector._model.embedded) == first
+
+
+def test_budget_smaller_than_any_chunk_trims_the_best_chunk(caplog) -> None:
+    selector = _selector(budget=6, chunk_overhead_tokens=2)
+    with caplog.at_level(logging.WARNING):
+        out = selector.run(query=QUESTION, documents=DOCS)
+    (doc,) = out["documents"]
+    assert doc.meta["trimmed"] is True and out["shaping"]["trimmed"] is True
+    assert selector.count_tokens(doc.content) + 2 <= 6
+    assert "smaller than every chunk" in caplog.text
+
+
+def test_budget_smaller_than_any_chunk_can_give_nothing(caplog) -> None:
+    selector = _selector(budget=6, on_tiny_budget="empty")
+    with caplog.at_level(logging.WARNING):
+        out = selector.run(query=QUESTION, documents=DOCS)
+    assert out["documents"] == [] and "no passages" in caplog.text
+
+
+def test_zero_candidates() -> None:
+    out = _selector().run(query=QUESTION, documents=[])
+    assert out["documents"] == [] and out["shaping"]["candidates"] == 0
+
+
+def test_duplicate_chunks_are_searched_once() -> None:
+    docs = [DOCS[2], Document(content="  The Seine is the river that flows through Paris. "), *DOCS]
+    out = _selector(budget=200).run(query=QUESTION, documents=docs)
+    assert out["shaping"]["duplicates"] == 2 and out["shaping"]["candidates"] == 5
+    contents = [" ".join(d.content.split()) for d in out["documents"]]
+    assert len(contents) == len(set(contents))
+
+
+def test_scorer_failure_falls_back_to_retriever_order(caplog) -> None:
+    selector = ChunkSelector(tokenizer=None, budget=48)
+    selector._model = FakeEmbedder(fail=True)
+    with caplog.at_level(logging.WARNING):
+        out = selector.run(query=QUESTION, documents=DOCS)
+    assert "falling back to retriever order" in caplog.text
+    assert out["shaping"]["fallback"].startswith("retriever_scores (RuntimeError")
+    assert out["shaping"]["selected"] == [1, 2]  # budget filled in retriever order
+    assert out["shaping"]["tokens"] == 48
+
+
+def test_candidates_limit_what_is_searched() -> None:
+    out = _selector(budget=500, candidates=2).run(query=QUESTION, documents=DOCS)
+    assert set(out["shaping"]["selected"]) <= {1, 2}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "parameter"),
+    [
+        ({"lam": -1.0}, "lam"),
+        ({"iterations": 0}, "iterations"),
+        ({"budget": 0}, "budget"),
+        ({"candidates": 0}, "candidates"),
+        ({"scorer": "cross_encoder"}, "scorer_model"),
+        ({"on_tiny_budget": "shrug"}, "on_tiny_budget"),
+    ],
+)
+def test_bad_settings_are_yaml_path_errors(tmp_path, kwargs: dict, parameter: str) -> None:
+    import yaml
+
+    from ragkit.pipeline import validate_pipeline_file
+
+    path = tmp_path / "p.yaml"
+    params = {"tokenizer": None, **kwargs}
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "components": {
+                    "selector": {
+                        "type": "ragkit.selection.components.ChunkSelector",
+                        "init_parameters": params,
+                    }
+                },
+                "connections": [],
+            }
+        )
+    )
+    problems = validate_pipeline_file(path)
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{path}: components.selector.init_parameters.{parameter}: ")
+
+
+def test_real_tokenizer_and_minilm_keep_the_budget() -> None:
+    """The packaged SmolLM2 tokenizer counts the budget; MiniLM drives the default utility."""
+    selector = ChunkSelector(tokenizer="smollm2-135m-instruct", budget=40, device="cpu")
+    try:
+        out = selector.run(query=QUESTION, documents=DOCS)
+    finally:
+        selector.close()
+    tok = selector._tok
+    spent = sum(len(tok.encode(d.content, add_special_tokens=False)) + 4 for d in out["documents"])
+    assert spent == out["shaping"]["tokens"] <= 40
+    assert 3 in out["shaping"]["selected"]
+
+
+def test_reuses_embeddings_the_pipeline_already_has() -> None:
+    fresh = _selector(budget=45)
+    expected = fresh.run(query=QUESTION, documents=DOCS)["shaping"]["selected"]
+    vectors = FakeEmbedder().embed([QUESTION, *[d.content for d in DOCS]])
+    docs = [
+        Document(content=d.content, embedding=list(v * 3.0))  # unnormalized store vectors
+        for d, v in zip(DOCS, vectors[1:], strict=True)
+    ]
+    reuse = _selector(budget=45)
+    out = reuse.run(query=QUESTION, documents=docs, query_embedding=list(vectors[0]))
+    assert reuse._model.embedded == []  # nothing embedded again
+    assert out["shaping"]["selected"] == expected
+    partial = _selector(budget=45)
+    partial.run(query=QUESTION, documents=[docs[0], *DOCS[1:]])
+    assert partial._model.embedded == [QUESTION, *[d.content for d in DOCS[1:]]]
