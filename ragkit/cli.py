@@ -32,6 +32,10 @@ models_app = typer.Typer(
 )
 app.add_typer(bench_app, name="bench")
 app.add_typer(models_app, name="models")
+memory_app = typer.Typer(
+    help="Build, extend, inspect and drop a store's global memory (MemoRAG).", no_args_is_help=True
+)
+app.add_typer(memory_app, name="memory")
 
 StoreOpt = Annotated[
     str | None,
@@ -215,6 +219,9 @@ def query(
     store: StoreOpt = None,
     profile: ProfileOpt = None,
     as_json: JsonOpt = False,
+    trace: Annotated[
+        bool, typer.Option("--trace", help="Also show how retrieval got there (e.g. MemoRAG clues).")
+    ] = False,
 ) -> None:
     """Ask a question: streams the answer, then lists the cited sources (or ranked passages)."""
 
@@ -266,6 +273,9 @@ def query(
                 f"[{label}] {score}  {where}  (chars {d.meta.get('start')}-{d.meta.get('end')})"
             )
             typer.echo(f"    {snippet[:300]}{'...' if len(snippet) > 300 else ''}")
+        if trace and result.trace:
+            typer.echo("trace:")
+            typer.echo(json.dumps(result.trace, indent=1, default=str))
 
     _run(body)
 
@@ -401,6 +411,7 @@ def eval_(
                     "raw_answer": res.answer,
                     "usage": res.usage,
                     "sources": [d.meta.get("title") for d in res.sources],
+                    **({"trace": res.trace} if res.trace else {}),
                 },
             )
 
@@ -582,6 +593,156 @@ def bench_generate(
             )
             text += "\n\n" + llamacpp_bench.format_table(result["llamacpp"])
         typer.echo(json.dumps(result, indent=1, default=str) if as_json else text)
+
+    _run(body)
+
+
+MemoryNameOpt = Annotated[
+    str, typer.Option("--name", help="Memory name (several memories can share a store).")
+]
+
+
+def _print_info(info: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(info, indent=1))
+        return
+    for key, value in info.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        typer.echo(f"{key:14} {value}")
+
+
+@memory_app.command("build")
+def memory_build(
+    store: StoreOpt = None,
+    profile: ProfileOpt = None,
+    pipeline: Annotated[
+        str, typer.Option("--pipeline", help="Memory pipeline whose MemoryRecall settings to use.")
+    ] = "memorag",
+    name: MemoryNameOpt = "default",
+    kind: Annotated[
+        str | None, typer.Option("--backend", help="kv (KV state of the corpus) or gist (MemoRAG-Lite).")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Memory model.")] = None,
+    model_backend: Annotated[
+        str | None, typer.Option("--model-backend", help="llamacpp or transformers.")
+    ] = None,
+    n_ctx: Annotated[int | None, typer.Option("--n-ctx", help="Memory model context.")] = None,
+    window_tokens: Annotated[
+        int | None, typer.Option("--window-tokens", help="Corpus tokens per memory window.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Memorize the whole store (replacing an older memory of the same name)."""
+
+    def body() -> None:
+        from ragkit.memory.components import memory_spec_for_pipeline
+        from ragkit.memory.store import build_memory
+        from ragkit.stores.store import release_store
+
+        prof = _profile(profile)
+        spec = memory_spec_for_pipeline(
+            find_yaml(pipeline, "pipelines", "--pipeline"),
+            prof.component_overrides(),
+            name=name,
+            kind=kind,
+            model=model,
+            model_backend=model_backend,
+            n_ctx=n_ctx,
+            window_tokens=window_tokens,
+        )
+        st = _open(store, prof, must_exist=True)
+        try:
+            info = build_memory(st, spec)
+        finally:
+            release_store(st)
+        _print_info(info, as_json)
+
+    _run(body)
+
+
+@memory_app.command("add")
+def memory_add(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to index and memorize.")],
+    store: StoreOpt = None,
+    profile: ProfileOpt = None,
+    name: MemoryNameOpt = "default",
+    indexer: Annotated[
+        str, typer.Option("--indexer", help="Indexing pipeline YAML (name in indexers/ or path).")
+    ] = "default",
+    as_json: JsonOpt = False,
+) -> None:
+    """Index PATHs and extend the memory with new and changed files only (no full re-read)."""
+
+    def body() -> None:
+        from ragkit.indexing.indexer import Indexer
+        from ragkit.memory.store import spec_from_manifest, update_memory
+        from ragkit.pipeline import bind_store, close_pipeline, load_pipeline
+        from ragkit.stores.store import release_store
+
+        prof = _profile(profile)
+        pipe = load_pipeline(
+            find_yaml(indexer, "indexers", "indexer"), overrides=prof.indexing_overrides()
+        )
+        st = _open(store, prof, must_exist=True)
+        try:
+            spec = spec_from_manifest(st, name)  # no memory: fail before indexing anything
+            bind_store(pipe, st)
+            report = Indexer(st, pipe, batch_bytes=prof.indexing.batch_bytes, progress=False).index(
+                list(paths)
+            )
+            close_pipeline(pipe)
+            info = update_memory(st, spec)
+        finally:
+            release_store(st)
+        for line in report.errors:
+            typer.echo(f"warning: {line}", err=True)
+        info["indexed"] = {"new": report.added, "changed": report.updated}
+        _print_info(info, as_json)
+        if report.errors:
+            raise typer.Exit(1)
+
+    _run(body)
+
+
+@memory_app.command("info")
+def memory_info_cmd(
+    store: StoreOpt = None, profile: ProfileOpt = None, name: MemoryNameOpt = "default", as_json: JsonOpt = False
+) -> None:
+    """Show a memory's model, size, windows, and whether the store changed since (stale)."""
+
+    def body() -> None:
+        from ragkit.memory.store import memory_info
+        from ragkit.stores.store import release_store
+
+        st = _open(store, _profile(profile), must_exist=True)
+        try:
+            info = memory_info(st, name)
+        finally:
+            release_store(st)
+        _print_info(info, as_json)
+
+    _run(body)
+
+
+@memory_app.command("drop")
+def memory_drop(
+    store: StoreOpt = None, profile: ProfileOpt = None, name: MemoryNameOpt = "default"
+) -> None:
+    """Delete a memory (the store itself is untouched)."""
+
+    def body() -> None:
+        from ragkit.memory.store import drop_memory
+        from ragkit.stores.store import release_store
+
+        st = _open(store, _profile(profile), must_exist=True)
+        try:
+            dropped = drop_memory(st, name)
+        finally:
+            release_store(st)
+        if not dropped:
+            raise CLIError(f"store {st.directory} has no memory {name!r}")
+        typer.echo(f"dropped memory {name!r} of {st.directory}")
 
     _run(body)
 

@@ -26,6 +26,7 @@ class QueryResult:
     seconds: float
     usage: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    trace: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form for ``--json``."""
@@ -42,7 +43,7 @@ class QueryResult:
                 "content": d.content,
             }
 
-        return {
+        out = {
             "answer": self.answer,
             "sources": [doc(d, i + 1) for i, d in enumerate(self.sources)],
             "passages": [doc(d, i + 1) for i, d in enumerate(self.ranked)],
@@ -50,6 +51,9 @@ class QueryResult:
             "usage": self.usage,
             "timings": self.timings,
         }
+        if self.trace:
+            out["trace"] = self.trace
+        return out
 
 
 _CITATION = re.compile(r"\s*\[\d+(?:\s*[,;-]\s*\d+)*\](?:\s*\[\d+(?:\s*[,;-]\s*\d+)*\])*")
@@ -75,9 +79,12 @@ def answer_question(
 ) -> QueryResult:
     """Run ``pipe`` on ``question``; works for retrieval-only and answering pipelines."""
     rankers = ranking_components(pipe)
+    # components that explain their work (e.g. MemoRAG's clues) expose a ``trace`` output
+    tracers = [n for n, c in pipe.walk() if "trace" in c.__haystack_output__._sockets_dict]
     start = time.perf_counter()
     result = pipe.run(
-        run_inputs(pipe, question, top_k, streaming_callback), include_outputs_from=set(rankers)
+        run_inputs(pipe, question, top_k, streaming_callback),
+        include_outputs_from=set(rankers) | set(tracers),
     )
     seconds = time.perf_counter() - start
     ranked: list[Document] = []
@@ -106,4 +113,5 @@ def answer_question(
         sources = ranked  # nothing cited: show what the reader was given
     if top_k is not None:
         ranked = ranked[:top_k]
-    return QueryResult(answer, sources, ranked, seconds, usage, timings)
+    trace = {n: result[n]["trace"] for n in tracers if "trace" in result.get(n, {})}
+    return QueryResult(answer, sources, ranked, seconds, usage, timings, trace)

@@ -11,6 +11,7 @@ top-k per query and returns the union ordered by corpus position (or fused score
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from haystack import Document, component
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from ragkit.memory.store import MemorySpec
     from ragkit.stores.store import RagkitStore
 
-__all__ = ["ClueRetriever", "MemoryRecall"]
+__all__ = ["ClueRetriever", "MemoryRecall", "memory_spec_for_pipeline"]
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class MemoryRecall(StoreBound):
 
     def bind_store(self, store: RagkitStore) -> None:
         """Use ``store``; its memory is (re)loaded on the next question."""
-        super().bind_store(store)
+        StoreBound.bind_store(self, store)  # @component rebuilds the class: no zero-arg super()
         self._memory = None
         self._memory_store = None
 
@@ -144,7 +145,7 @@ class MemoryRecall(StoreBound):
                 inner.close()
             self._lm = None
         self._memory = None
-        super().close()
+        StoreBound.close(self)
 
     def memory(self) -> WindowedMemory:
         """The bound store's memory (loaded once per store)."""
@@ -294,3 +295,35 @@ class ClueRetriever(StoreBound):
             for d in docs
         ]
         return {"documents": docs, "trace": {"queries": per_query, "passages": passages}}
+
+
+def memory_spec_for_pipeline(
+    path: str | Path,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    **changes: Any,
+) -> MemorySpec:
+    """The memory spec of a pipeline's ``MemoryRecall`` (after profile overrides), with changes.
+
+    ``ragkit memory build`` uses it so the memory it builds is the one ``ragkit query`` with the
+    same pipeline and profile will load (same model, kind and window settings).
+
+    Args:
+        path: Pipeline YAML with a ``MemoryRecall`` component.
+        overrides: Profile component overrides.
+        **changes: ``MemoryRecall`` init parameters to set (``None`` values are ignored).
+
+    Raises:
+        PipelineError: The pipeline has no ``MemoryRecall`` component.
+    """
+    from ragkit.pipeline import PipelineError, apply_overrides, read_pipeline_yaml
+
+    data, source = read_pipeline_yaml(path)
+    data = apply_overrides(data, overrides)
+    comps = data.get("components") if isinstance(data, dict) else None
+    for body in (comps or {}).values():
+        if isinstance(body, dict) and str(body.get("type", "")).endswith(".MemoryRecall"):
+            params = dict(body.get("init_parameters") or {})
+            params.update({k: v for k, v in changes.items() if v is not None})
+            params.pop("store", None)
+            return MemoryRecall(**params).spec()
+    raise PipelineError([f"{source}: no MemoryRecall component; use a memory pipeline (memorag)"])

@@ -334,7 +334,7 @@ class WindowedMemory:
                 f"memory at {directory} is corrupt ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); not loaded"
             ) from None
         self.windows = windows
-        self.meta = {k: manifest[k] for k in ("corpus_hash", "sources", "store") if k in manifest}
+        self.meta = {k: manifest[k] for k in ("corpus_hash", "sources", "store", "spec") if k in manifest}
         self.build_seconds = float(manifest.get("build_seconds") or 0.0)
 
 

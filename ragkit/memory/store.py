@@ -48,6 +48,7 @@ __all__ = [
     "new_memory",
     "open_memory",
     "source_hashes",
+    "spec_from_manifest",
     "update_memory",
 ]
 
@@ -183,7 +184,12 @@ def build_memory(
     target = memory_dir(store, spec.name)
     memory.save(
         target,
-        {"corpus_hash": corpus_hash(sources), "sources": sources, "store": _store_label(store)},
+        {
+            "corpus_hash": corpus_hash(sources),
+            "sources": sources,
+            "store": _store_label(store),
+            "spec": spec.model_dump(),
+        },
     )
     return _summary(memory, target)
 
@@ -266,7 +272,12 @@ def update_memory(store: RagkitStore, spec: MemorySpec, lm: MemoryLM | None = No
         raise EmptyCorpusError(f"store {store.directory} is empty: nothing left to memorize")
     memory.save(
         directory,
-        {"corpus_hash": corpus_hash(now), "sources": now, "store": _store_label(store)},
+        {
+            "corpus_hash": corpus_hash(now),
+            "sources": now,
+            "store": _store_label(store),
+            "spec": spec.model_dump(),
+        },
     )
     return {
         "added": len(added),
@@ -276,9 +287,32 @@ def update_memory(store: RagkitStore, spec: MemorySpec, lm: MemoryLM | None = No
     }
 
 
-def memory_info(store: RagkitStore, spec: MemorySpec) -> dict[str, Any]:
+def spec_from_manifest(store: RagkitStore, name: str = "default") -> MemorySpec:
+    """The spec a saved memory was built with (so ``memory add`` extends it the same way).
+
+    Raises:
+        NoMemoryError: No memory ``name`` in this store.
+        CorruptMemoryError: The manifest is unreadable or has no valid spec.
+    """
+    from ragkit.memory.backend import CorruptMemoryError
+
+    directory = memory_dir(store, name)
+    if not (directory / "manifest.json").exists():
+        raise NoMemoryError(
+            f"store {store.directory} has no memory {name!r}; run: ragkit memory build "
+            f"--store {store.directory}" + (f" --name {name}" if name != "default" else "")
+        )
+    manifest = read_manifest(directory)
+    try:
+        return MemorySpec(**manifest["spec"])
+    except Exception as exc:  # noqa: BLE001 - pydantic/key errors: an altered manifest
+        raise CorruptMemoryError(f"memory at {directory} has no valid spec ({exc}); rebuild it") from None
+
+
+def memory_info(store: RagkitStore, name: str = "default") -> dict[str, Any]:
     """What the manifest says, the size on disk, and whether the memory is stale (no model load)."""
-    directory = memory_dir(store, spec.name)
+    spec = spec_from_manifest(store, name)
+    directory = memory_dir(store, name)
     manifest = read_manifest(directory)
     now = source_hashes(store)
     added, changed, removed = _diff(manifest.get("sources") or {}, now)
@@ -298,7 +332,12 @@ def memory_info(store: RagkitStore, spec: MemorySpec) -> dict[str, Any]:
         "bytes": _size(directory),
         "stale": stale,
         "changes": {"added": len(added), "changed": len(changed), "removed": len(removed)},
-        "fix": rebuild_command(store, spec) if stale else None,
+        "fix": (
+            f"ragkit memory add PATH --store {store.directory} (the new or changed files), or: "
+            f"{rebuild_command(store, spec)}"
+            if stale
+            else None
+        ),
     }
 
 
@@ -346,7 +385,15 @@ def cached_memory(
             shutil.rmtree(directory, ignore_errors=True)  # a cache entry is disposable
     memory = new_memory(lm, spec.settings)
     memory.memorize(units)
-    memory.save(directory, {"corpus_hash": corpus_hash(sources), "sources": sources, "store": ":memory:"})
+    memory.save(
+        directory,
+        {
+            "corpus_hash": corpus_hash(sources),
+            "sources": sources,
+            "store": ":memory:",
+            "spec": spec.model_dump(),
+        },
+    )
     if on_build is not None:
         on_build(memory)
     return memory
