@@ -220,7 +220,8 @@ def query(
     profile: ProfileOpt = None,
     as_json: JsonOpt = False,
     trace: Annotated[
-        bool, typer.Option("--trace", help="Also show how retrieval got there (e.g. MemoRAG clues).")
+        bool,
+        typer.Option("--trace", help="Also show how retrieval got there (e.g. MemoRAG clues)."),
     ] = False,
 ) -> None:
     """Ask a question: streams the answer, then lists the cited sources (or ranked passages)."""
@@ -597,6 +598,42 @@ def bench_generate(
     _run(body)
 
 
+@bench_app.command("memory")
+def bench_memory(
+    sizes: Annotated[
+        str, typer.Option("--sizes", help="Corpus sizes in tokens, comma-separated.")
+    ] = "2000,8000,30000",
+    model: Annotated[str, typer.Option("--model", help="Memory model.")] = "smollm2-135m-instruct",
+    model_backend: Annotated[
+        str, typer.Option("--model-backend", help="llamacpp or transformers.")
+    ] = "llamacpp",
+    kind: Annotated[str, typer.Option("--backend", help="kv or gist.")] = "kv",
+    n_ctx: Annotated[int, typer.Option("--n-ctx", help="Memory model context.")] = 8192,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="llama.cpp threads (default: its choice).")
+    ] = None,
+    task_tokens: Annotated[
+        int, typer.Option("--task-tokens", help="Max new tokens per clue task.")
+    ] = 48,
+    as_json: JsonOpt = False,
+) -> None:
+    """Global memory: build, reload (goal <= 5% of build), clue latency restored vs re-read, size, RSS."""
+
+    def body() -> None:
+        from ragkit.bench.memory_bench import format_table, run_memory_bench
+
+        try:
+            size_list = [int(x) for x in sizes.split(",") if x.strip()]
+        except ValueError:
+            raise CLIError(f"--sizes must be comma-separated integers, not {sizes!r}", 2) from None
+        result = run_memory_bench(
+            size_list, model, model_backend, kind, n_ctx, threads, task_tokens, progress=not as_json
+        )
+        typer.echo(json.dumps(result, indent=1, default=str) if as_json else format_table(result))
+
+    _run(body)
+
+
 MemoryNameOpt = Annotated[
     str, typer.Option("--name", help="Memory name (several memories can share a store).")
 ]
@@ -621,7 +658,8 @@ def memory_build(
     ] = "memorag",
     name: MemoryNameOpt = "default",
     kind: Annotated[
-        str | None, typer.Option("--backend", help="kv (KV state of the corpus) or gist (MemoRAG-Lite).")
+        str | None,
+        typer.Option("--backend", help="kv (KV state of the corpus) or gist (MemoRAG-Lite)."),
     ] = None,
     model: Annotated[str | None, typer.Option("--model", help="Memory model.")] = None,
     model_backend: Annotated[
@@ -707,7 +745,10 @@ def memory_add(
 
 @memory_app.command("info")
 def memory_info_cmd(
-    store: StoreOpt = None, profile: ProfileOpt = None, name: MemoryNameOpt = "default", as_json: JsonOpt = False
+    store: StoreOpt = None,
+    profile: ProfileOpt = None,
+    name: MemoryNameOpt = "default",
+    as_json: JsonOpt = False,
 ) -> None:
     """Show a memory's model, size, windows, and whether the store changed since (stale)."""
 

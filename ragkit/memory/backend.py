@@ -177,9 +177,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     return manifest
 
 
-def check_identity(
-    manifest: dict[str, Any], lm: MemoryLM, directory: Path, rebuild: str
-) -> None:
+def check_identity(manifest: dict[str, Any], lm: MemoryLM, directory: Path, rebuild: str) -> None:
     """Refuse a memory built by another model (name or weights) or another backend format."""
     if manifest.get("format") != MEMORY_FORMAT:
         raise MemoryMismatchError(
@@ -192,7 +190,9 @@ def check_identity(
 
         def label(ident: dict[str, Any]) -> str:
             sha = str(ident.get("sha256") or "")[:12]
-            return f"{ident.get('model')!r} ({ident.get('backend')}{', sha256 ' + sha if sha else ''})"
+            return (
+                f"{ident.get('model')!r} ({ident.get('backend')}{', sha256 ' + sha if sha else ''})"
+            )
 
         raise MemoryMismatchError(
             f"memory at {directory} was built with model {label(built)}, not {label(mine)}; "

@@ -284,7 +284,9 @@ class ClueRetriever(StoreBound):
         hits = [(q, self._search(store, q.text, k)) for q in queries]
         docs, per_query = union_hits(hits, order=self.order)
         if self.max_documents is not None and len(docs) > self.max_documents:
-            keep = {d.id for d in sorted(docs, key=lambda d: -(d.score or 0.0))[: self.max_documents]}
+            keep = {
+                d.id for d in sorted(docs, key=lambda d: -(d.score or 0.0))[: self.max_documents]
+            }
             docs = [d for d in docs if d.id in keep]
         passages = [
             {

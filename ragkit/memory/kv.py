@@ -106,7 +106,10 @@ class WindowedMemory:
         while lo < len(words):
             # grow a piece geometrically then back off: O(log) token counts per piece
             n = min(len(words) - lo, max(1, budget // 2))
-            while lo + n < len(words) and self.lm.count_tokens(" ".join(words[lo : lo + 2 * n])) <= budget:
+            while (
+                lo + n < len(words)
+                and self.lm.count_tokens(" ".join(words[lo : lo + 2 * n])) <= budget
+            ):
                 n = min(len(words) - lo, 2 * n)
             while n > 1 and self.lm.count_tokens(" ".join(words[lo : lo + n])) > budget:
                 n = max(1, int(n * 0.8))
@@ -211,9 +214,7 @@ class WindowedMemory:
         spans = self.ask_all(prompts.SPAN.format(question=question))
         surrogates = self.ask_all(prompts.SUR.format(question=question))
         answer = self.draft_answer(question) if draft else None
-        clues = build_clues(
-            question, spans, surrogates, answer, min_words=self.settings.min_words
-        )
+        clues = build_clues(question, spans, surrogates, answer, min_words=self.settings.min_words)
         clues.llm_calls = self.llm_calls - calls
         clues.seconds = time.perf_counter() - started
         return clues
@@ -280,7 +281,9 @@ class WindowedMemory:
             for i, w in enumerate(self.windows):
                 name = f"window-{i:03d}"
                 self.lm.save_state(w.state, tmp / name)
-                windows.append({"dir": name, "num_tokens": w.state.num_tokens, "units": len(w.units)})
+                windows.append(
+                    {"dir": name, "num_tokens": w.state.num_tokens, "units": len(w.units)}
+                )
             files = {}
             for path in sorted(tmp.rglob("*")):
                 if path.is_file():
@@ -325,7 +328,9 @@ class WindowedMemory:
             for i, entry in enumerate(manifest["windows"]):
                 state = self.lm.load_state(directory / entry["dir"])
                 if state.num_tokens != entry["num_tokens"]:
-                    raise ValueError(f"window {i} holds {state.num_tokens} tokens, not {entry['num_tokens']}")
+                    raise ValueError(
+                        f"window {i} holds {state.num_tokens} tokens, not {entry['num_tokens']}"
+                    )
                 windows.append(_Window(by_window.get(i, []), state))
         except GlobalMemoryError:
             raise
@@ -334,7 +339,9 @@ class WindowedMemory:
                 f"memory at {directory} is corrupt ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); not loaded"
             ) from None
         self.windows = windows
-        self.meta = {k: manifest[k] for k in ("corpus_hash", "sources", "store", "spec") if k in manifest}
+        self.meta = {
+            k: manifest[k] for k in ("corpus_hash", "sources", "store", "spec") if k in manifest
+        }
         self.build_seconds = float(manifest.get("build_seconds") or 0.0)
 
 

@@ -304,6 +304,8 @@ def load_memory_lm(
 
         lm = CausalMemoryLM(CausalLM.load(model, device="cpu"))
     else:
-        raise ValueError(f"model_backend must be 'llamacpp' or 'transformers', not {model_backend!r}")
+        raise ValueError(
+            f"model_backend must be 'llamacpp' or 'transformers', not {model_backend!r}"
+        )
     lm.load_seconds = time.perf_counter() - started  # type: ignore[attr-defined]
     return lm

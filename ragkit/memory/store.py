@@ -223,7 +223,9 @@ def open_memory(
         if auto_build:
             build_memory(store, spec, lm)
         else:
-            raise NoMemoryError(f"store {store.directory} has no memory {spec.name!r}; run: {rebuild}")
+            raise NoMemoryError(
+                f"store {store.directory} has no memory {spec.name!r}; run: {rebuild}"
+            )
     memory = load_memory(directory, lm, rebuild=rebuild)
     now = source_hashes(store)
     if memory.meta.get("corpus_hash") != corpus_hash(now):
@@ -244,7 +246,9 @@ def open_memory(
     return memory
 
 
-def update_memory(store: RagkitStore, spec: MemorySpec, lm: MemoryLM | None = None) -> dict[str, Any]:
+def update_memory(
+    store: RagkitStore, spec: MemorySpec, lm: MemoryLM | None = None
+) -> dict[str, Any]:
     """Bring the memory up to date with the store, reading only new and changed files.
 
     Returns:
@@ -306,7 +310,9 @@ def spec_from_manifest(store: RagkitStore, name: str = "default") -> MemorySpec:
     try:
         return MemorySpec(**manifest["spec"])
     except Exception as exc:  # noqa: BLE001 - pydantic/key errors: an altered manifest
-        raise CorruptMemoryError(f"memory at {directory} has no valid spec ({exc}); rebuild it") from None
+        raise CorruptMemoryError(
+            f"memory at {directory} has no valid spec ({exc}); rebuild it"
+        ) from None
 
 
 def memory_info(store: RagkitStore, name: str = "default") -> dict[str, Any]:
@@ -372,11 +378,13 @@ def cached_memory(
     from ragkit.memory.kv import load_memory
 
     sources = {
-        "corpus": _sha([[u.key, u.source, hashlib.sha256(u.text.encode()).hexdigest()] for u in units])
+        "corpus": _sha(
+            [[u.key, u.source, hashlib.sha256(u.text.encode()).hexdigest()] for u in units]
+        )
     }
-    key = _sha(
-        {"corpus": sources, "model": lm.identity(), "settings": spec.settings.model_dump()}
-    )[:24]
+    key = _sha({"corpus": sources, "model": lm.identity(), "settings": spec.settings.model_dump()})[
+        :24
+    ]
     directory = (cache_root or _cache_root()) / key
     if (directory / "manifest.json").exists():
         try:

@@ -23,7 +23,9 @@ def test_build_clues_filters_short_lines_and_duplicates_across_windows() -> None
         (1, "- the tower was FINISHED in 1889.\nIts designer was Gustave Eiffel"),
     ]
     surrogates = [(0, "When was the Eiffel Tower finished?\nWho designed the tower?")]
-    clues = build_clues("When was the Eiffel Tower finished?", spans, surrogates, draft="1889\nextra")
+    clues = build_clues(
+        "When was the Eiffel Tower finished?", spans, surrogates, draft="1889\nextra"
+    )
     assert [q.text for q in clues.spans] == [
         "The tower was finished in 1889",
         "Its designer was Gustave Eiffel",
@@ -75,6 +77,8 @@ def test_union_orders_by_position_or_fused_score() -> None:
 
 
 def test_union_uses_passage_position_meta() -> None:
-    docs = [Document(id=f"p{i}", content="x", meta={"source": "ds", "position": i}) for i in range(3)]
+    docs = [
+        Document(id=f"p{i}", content="x", meta={"source": "ds", "position": i}) for i in range(3)
+    ]
     out, _ = union_hits([(Query("question", "q"), [docs[2], docs[0], docs[1]])])
     assert [d.id for d in out] == ["p0", "p1", "p2"]

@@ -90,7 +90,9 @@ def store(tmp_path: Path):
 
 
 def spec() -> MemorySpec:
-    return MemorySpec(model="scripted-memory", settings=MemorySettings(window_tokens=64, reserve_tokens=32))
+    return MemorySpec(
+        model="scripted-memory", settings=MemorySettings(window_tokens=64, reserve_tokens=32)
+    )
 
 
 def test_build_then_stale_after_indexing_then_add_reads_only_new_files(store) -> None:
@@ -99,7 +101,9 @@ def test_build_then_stale_after_indexing_then_add_reads_only_new_files(store) ->
         open_memory(store, spec(), lm)
     info = build_memory(store, spec(), lm)
     assert info["units"] == 3 and info["sources"] == 2 and info["bytes"] > 0
-    assert [u.text for u in corpus_units(store)][:2] == FILES["/c/curie.txt"] + FILES["/c/tesla.txt"][:1]
+    assert [u.text for u in corpus_units(store)][:2] == FILES["/c/curie.txt"] + FILES[
+        "/c/tesla.txt"
+    ][:1]
     assert info["windows"] == 2
     open_memory(store, spec(), lm)  # fresh: loads
     assert memory_info(store)["stale"] is False
@@ -181,7 +185,9 @@ def _pipeline(lm: ScriptedMemoryLM, store, **recall) -> Pipeline:
 
 def test_components_trace_which_clue_found_which_passage(store) -> None:
     lm = ScriptedMemoryLM(script)
-    build_memory(store, MemorySpec(model="scripted-memory", settings=MemorySettings(window_tokens=64)), lm)
+    build_memory(
+        store, MemorySpec(model="scripted-memory", settings=MemorySettings(window_tokens=64)), lm
+    )
     pipe = _pipeline(lm, store)
     q = "When was Tesla born in Smiljan"
     out = pipe.run({"recall": {"question": q}}, include_outputs_from={"recall"})
@@ -206,10 +212,14 @@ def test_components_trace_which_clue_found_which_passage(store) -> None:
 
 def test_no_usable_clue_falls_back_to_the_question_and_says_so(store, caplog) -> None:
     lm = ScriptedMemoryLM(lambda task, c, q: "Ok." if task != "draft" else "")
-    build_memory(store, MemorySpec(model="scripted-memory", settings=MemorySettings(window_tokens=64)), lm)
+    build_memory(
+        store, MemorySpec(model="scripted-memory", settings=MemorySettings(window_tokens=64)), lm
+    )
     pipe = _pipeline(lm, store)
     with caplog.at_level(logging.INFO, logger="ragkit.memory.components"):
-        out = pipe.run({"recall": {"question": "Marie Curie Nobel Prize"}}, include_outputs_from={"recall"})
+        out = pipe.run(
+            {"recall": {"question": "Marie Curie Nobel Prize"}}, include_outputs_from={"recall"}
+        )
     trace = out["recall"]["trace"]
     assert trace["fallback"] is True and "question alone" in trace["note"]
     assert [q["kind"] for q in out["clues"]["trace"]["queries"]] == ["question"]
