@@ -669,6 +669,9 @@ def memory_build(
     window_tokens: Annotated[
         int | None, typer.Option("--window-tokens", help="Corpus tokens per memory window.")
     ] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="llama.cpp threads (default: the pipeline's).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Memorize the whole store (replacing an older memory of the same name)."""
@@ -688,6 +691,7 @@ def memory_build(
             model_backend=model_backend,
             n_ctx=n_ctx,
             window_tokens=window_tokens,
+            n_threads=threads,
         )
         st = _open(store, prof, must_exist=True)
         try:
