@@ -275,8 +275,13 @@ def query(
             )
             typer.echo(f"    {snippet[:300]}{'...' if len(snippet) > 300 else ''}")
         if trace and result.trace:
+            from ragkit.memory.components import format_memory_trace
+
             typer.echo("trace:")
-            typer.echo(json.dumps(result.trace, indent=1, default=str))
+            lines = format_memory_trace(result.trace)
+            typer.echo(
+                "\n".join(lines) if lines else json.dumps(result.trace, indent=1, default=str)
+            )
 
     _run(body)
 

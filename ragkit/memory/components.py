@@ -329,3 +329,36 @@ def memory_spec_for_pipeline(
             params.pop("store", None)
             return MemoryRecall(**params).spec()
     raise PipelineError([f"{source}: no MemoryRecall component; use a memory pipeline (memorag)"])
+
+
+def format_memory_trace(trace: dict[str, Any]) -> list[str]:
+    """Readable lines for ``ragkit query --trace``: the clues, then which clue found which passage.
+
+    Args:
+        trace: ``QueryResult.trace`` (component name -> its ``trace`` output).
+
+    Returns:
+        Lines for the MemoRAG components found in ``trace`` (empty when there are none).
+    """
+    lines: list[str] = []
+    for name, data in trace.items():
+        if not isinstance(data, dict):
+            continue
+        if "queries" in data and "windows" in data:  # MemoryRecall
+            lines.append(
+                f"{name}: {data.get('llm_calls')} memory calls over {data.get('windows')} "
+                f"window(s), {float(data.get('seconds') or 0):.1f} s"
+            )
+            for q in data["queries"]:
+                lines.append(f"  {q['kind']:<9} {q['text']}")
+            for r in data.get("rejected") or []:
+                lines.append(f"  rejected  {r}")
+            if data.get("note"):
+                lines.append(f"  note: {data['note']}")
+        elif "passages" in data and "queries" in data:  # ClueRetriever
+            lines.append(f"{name}: {len(data['passages'])} passages")
+            for p in data["passages"]:
+                lines.append(f"  {p.get('title') or p['id']}")
+                for clue in p.get("found_by") or []:
+                    lines.append(f"    <- {clue}")
+    return lines

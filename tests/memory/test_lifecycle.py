@@ -208,6 +208,13 @@ def test_components_trace_which_clue_found_which_passage(store) -> None:
     ]
     # corpus order: tesla chunk 0 before chunk 1
     assert ids.index("/c/tesla.txt:0") < ids.index("/c/tesla.txt:1")
+    from ragkit.memory.components import format_memory_trace
+
+    text = "\n".join(
+        format_memory_trace({"recall": out["recall"]["trace"], "clues": out["clues"]["trace"]})
+    )
+    assert "  span      Nikola Tesla was born in 1856 in Smiljan." in text
+    assert "/c/tesla.txt\n" in text and "    <- Who did Tesla work for in New York?" in text
 
 
 def test_no_usable_clue_falls_back_to_the_question_and_says_so(store, caplog) -> None:
