@@ -27,6 +27,8 @@ _register_allowlist()
 _EXPORTS: dict[str, str] = {
     "CausalLM": "ragkit.models.causal_lm",
     "ChunkSelector": "ragkit.selection.components",
+    "ClueRetriever": "ragkit.memory.components",
+    "MemoryRecall": "ragkit.memory.components",
     "ContextFitter": "ragkit.answering.components",
     "EmbeddingSimilarityScorer": "ragkit.models.components",
     "LLMRelevanceScorer": "ragkit.models.components",

@@ -32,6 +32,10 @@ models_app = typer.Typer(
 )
 app.add_typer(bench_app, name="bench")
 app.add_typer(models_app, name="models")
+memory_app = typer.Typer(
+    help="Build, extend, inspect and drop a store's global memory (MemoRAG).", no_args_is_help=True
+)
+app.add_typer(memory_app, name="memory")
 
 StoreOpt = Annotated[
     str | None,
@@ -215,7 +219,8 @@ def query(
     trace: Annotated[
         bool,
         typer.Option(
-            "--trace", help="Also print what context shaping did (order, dropped, chosen)."
+            "--trace",
+            help="Also show how the context was built (MemoRAG clues, context shaping).",
         ),
     ] = False,
 ) -> None:
@@ -278,7 +283,14 @@ def query(
             from ragkit.answering.run import shaping_lines
 
             typer.echo("trace:")
-            for line in shaping_lines(result.shaping) or ["no context shaping in this pipeline"]:
+            lines = shaping_lines(result.shaping)
+            if result.trace:
+                from ragkit.memory.components import format_memory_trace
+
+                lines += format_memory_trace(result.trace) or [
+                    json.dumps(result.trace, default=str)
+                ]
+            for line in lines or ["nothing to trace in this pipeline"]:
                 typer.echo(f"  {line}")
 
     _run(body)
@@ -652,6 +664,200 @@ def bench_context(
         else:
             typer.echo(format_markdown(result))
             typer.echo(f"plot: {result['plot']}")
+
+    _run(body)
+
+
+@bench_app.command("memory")
+def bench_memory(
+    sizes: Annotated[
+        str, typer.Option("--sizes", help="Corpus sizes in tokens, comma-separated.")
+    ] = "2000,8000,30000",
+    model: Annotated[str, typer.Option("--model", help="Memory model.")] = "smollm2-135m-instruct",
+    model_backend: Annotated[
+        str, typer.Option("--model-backend", help="llamacpp or transformers.")
+    ] = "llamacpp",
+    kind: Annotated[str, typer.Option("--backend", help="kv or gist.")] = "kv",
+    n_ctx: Annotated[int, typer.Option("--n-ctx", help="Memory model context.")] = 8192,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="llama.cpp threads (default: its choice).")
+    ] = None,
+    task_tokens: Annotated[
+        int, typer.Option("--task-tokens", help="Max new tokens per clue task.")
+    ] = 48,
+    as_json: JsonOpt = False,
+) -> None:
+    """Global memory: build, reload (goal <= 5% of build), clue latency restored vs re-read, size, RSS."""
+
+    def body() -> None:
+        from ragkit.bench.memory_bench import format_table, run_memory_bench
+
+        try:
+            size_list = [int(x) for x in sizes.split(",") if x.strip()]
+        except ValueError:
+            raise CLIError(f"--sizes must be comma-separated integers, not {sizes!r}", 2) from None
+        result = run_memory_bench(
+            size_list, model, model_backend, kind, n_ctx, threads, task_tokens, progress=not as_json
+        )
+        typer.echo(json.dumps(result, indent=1, default=str) if as_json else format_table(result))
+
+    _run(body)
+
+
+MemoryNameOpt = Annotated[
+    str, typer.Option("--name", help="Memory name (several memories can share a store).")
+]
+
+
+def _print_info(info: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(info, indent=1))
+        return
+    for key, value in info.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        typer.echo(f"{key:14} {value}")
+
+
+@memory_app.command("build")
+def memory_build(
+    store: StoreOpt = None,
+    profile: ProfileOpt = None,
+    pipeline: Annotated[
+        str, typer.Option("--pipeline", help="Memory pipeline whose MemoryRecall settings to use.")
+    ] = "memorag",
+    name: MemoryNameOpt = "default",
+    kind: Annotated[
+        str | None,
+        typer.Option("--backend", help="kv (KV state of the corpus) or gist (MemoRAG-Lite)."),
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Memory model.")] = None,
+    model_backend: Annotated[
+        str | None, typer.Option("--model-backend", help="llamacpp or transformers.")
+    ] = None,
+    n_ctx: Annotated[int | None, typer.Option("--n-ctx", help="Memory model context.")] = None,
+    window_tokens: Annotated[
+        int | None, typer.Option("--window-tokens", help="Corpus tokens per memory window.")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="llama.cpp threads (default: the pipeline's).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Memorize the whole store (replacing an older memory of the same name)."""
+
+    def body() -> None:
+        from ragkit.memory.components import memory_spec_for_pipeline
+        from ragkit.memory.store import build_memory
+        from ragkit.stores.store import release_store
+
+        prof = _profile(profile)
+        spec = memory_spec_for_pipeline(
+            find_yaml(pipeline, "pipelines", "--pipeline"),
+            prof.component_overrides(),
+            name=name,
+            kind=kind,
+            model=model,
+            model_backend=model_backend,
+            n_ctx=n_ctx,
+            window_tokens=window_tokens,
+            n_threads=threads,
+        )
+        st = _open(store, prof, must_exist=True)
+        try:
+            info = build_memory(st, spec)
+        finally:
+            release_store(st)
+        _print_info(info, as_json)
+
+    _run(body)
+
+
+@memory_app.command("add")
+def memory_add(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to index and memorize.")],
+    store: StoreOpt = None,
+    profile: ProfileOpt = None,
+    name: MemoryNameOpt = "default",
+    indexer: Annotated[
+        str, typer.Option("--indexer", help="Indexing pipeline YAML (name in indexers/ or path).")
+    ] = "default",
+    as_json: JsonOpt = False,
+) -> None:
+    """Index PATHs and extend the memory with new and changed files only (no full re-read)."""
+
+    def body() -> None:
+        from ragkit.indexing.indexer import Indexer
+        from ragkit.memory.store import spec_from_manifest, update_memory
+        from ragkit.pipeline import bind_store, close_pipeline, load_pipeline
+        from ragkit.stores.store import release_store
+
+        prof = _profile(profile)
+        pipe = load_pipeline(
+            find_yaml(indexer, "indexers", "indexer"), overrides=prof.indexing_overrides()
+        )
+        st = _open(store, prof, must_exist=True)
+        try:
+            spec = spec_from_manifest(st, name)  # no memory: fail before indexing anything
+            bind_store(pipe, st)
+            report = Indexer(st, pipe, batch_bytes=prof.indexing.batch_bytes, progress=False).index(
+                list(paths)
+            )
+            close_pipeline(pipe)
+            info = update_memory(st, spec)
+        finally:
+            release_store(st)
+        for line in report.errors:
+            typer.echo(f"warning: {line}", err=True)
+        info["indexed"] = {"new": report.added, "changed": report.updated}
+        _print_info(info, as_json)
+        if report.errors:
+            raise typer.Exit(1)
+
+    _run(body)
+
+
+@memory_app.command("info")
+def memory_info_cmd(
+    store: StoreOpt = None,
+    profile: ProfileOpt = None,
+    name: MemoryNameOpt = "default",
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a memory's model, size, windows, and whether the store changed since (stale)."""
+
+    def body() -> None:
+        from ragkit.memory.store import memory_info
+        from ragkit.stores.store import release_store
+
+        st = _open(store, _profile(profile), must_exist=True)
+        try:
+            info = memory_info(st, name)
+        finally:
+            release_store(st)
+        _print_info(info, as_json)
+
+    _run(body)
+
+
+@memory_app.command("drop")
+def memory_drop(
+    store: StoreOpt = None, profile: ProfileOpt = None, name: MemoryNameOpt = "default"
+) -> None:
+    """Delete a memory (the store itself is untouched)."""
+
+    def body() -> None:
+        from ragkit.memory.store import drop_memory
+        from ragkit.stores.store import release_store
+
+        st = _open(store, _profile(profile), must_exist=True)
+        try:
+            dropped = drop_memory(st, name)
+        finally:
+            release_store(st)
+        if not dropped:
+            raise CLIError(f"store {st.directory} has no memory {name!r}")
+        typer.echo(f"dropped memory {name!r} of {st.directory}")
 
     _run(body)
 

@@ -8,6 +8,7 @@ def known_errors() -> tuple[type[BaseException], ...]:
     from ragkit.config import ConfigError
     from ragkit.evaluation.datasets import DatasetError
     from ragkit.indexing.manifest import ManifestError
+    from ragkit.memory.backend import GlobalMemoryError
     from ragkit.models import errors as model_errors
     from ragkit.pipeline import PipelineError
     from ragkit.stores.bm25 import BM25IndexError
@@ -18,6 +19,7 @@ def known_errors() -> tuple[type[BaseException], ...]:
         BM25IndexError,
         ConfigError,
         DatasetError,
+        GlobalMemoryError,
         ManifestError,
         PipelineError,
         StoreError,

@@ -28,6 +28,7 @@ class QueryResult:
     timings: dict[str, float] = field(default_factory=dict)
     empty_store: bool = False  # nothing indexed: the pipeline (and its reader) did not run
     shaping: dict[str, Any] = field(default_factory=dict)
+    trace: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form for ``--json``."""
@@ -56,6 +57,8 @@ class QueryResult:
         }
         if self.shaping:
             out["shaping"] = self.shaping
+        if self.trace:
+            out["trace"] = self.trace
         return out
 
 
@@ -97,11 +100,15 @@ def answer_question(
     answer from nothing, so the result has no answer and ``empty_store`` set.
     """
     rankers = ranking_components(pipe)
+    # components that explain their work (e.g. MemoRAG's clues) expose a ``trace`` output
+    outputs = pipe.outputs(include_components_with_connected_outputs=True)
+    tracers = [name for name, sockets in outputs.items() if "trace" in sockets]
     start = time.perf_counter()
     if _all_bound_stores_empty(pipe):
         return QueryResult(None, [], [], time.perf_counter() - start, empty_store=True)
     result = pipe.run(
-        run_inputs(pipe, question, top_k, streaming_callback), include_outputs_from=set(rankers)
+        run_inputs(pipe, question, top_k, streaming_callback),
+        include_outputs_from=set(rankers) | set(tracers),
     )
     seconds = time.perf_counter() - start
     ranked: list[Document] = []
@@ -136,7 +143,10 @@ def answer_question(
         sources = ranked  # nothing cited: show what the reader was given
     if top_k is not None:
         ranked = ranked[:top_k]
-    return QueryResult(answer, sources, ranked, seconds, usage, timings, shaping=shaping)
+    trace = {n: result[n]["trace"] for n in tracers if "trace" in result.get(n, {})}
+    return QueryResult(
+        answer, sources, ranked, seconds, usage, timings, shaping=shaping, trace=trace
+    )
 
 
 def shaping_lines(shaping: dict[str, dict[str, Any]]) -> list[str]:

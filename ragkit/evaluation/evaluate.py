@@ -304,6 +304,7 @@ def _run(
                     "usage": res.usage,
                     "sources": [d.meta.get("title") for d in res.sources],
                     **({"shaping": res.shaping} if res.shaping else {}),
+                    **({"trace": res.trace} if res.trace else {}),
                 },
             )
 

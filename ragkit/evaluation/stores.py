@@ -30,9 +30,9 @@ def passage_documents(passages: list[Passage], dataset: str) -> list[Document]:
         Document(
             id=p.id,
             content=f"{p.title}\n{p.text}" if p.title else p.text,
-            meta={"passage_id": p.id, "title": p.title, "source": dataset},
+            meta={"passage_id": p.id, "title": p.title, "source": dataset, "position": i},
         )
-        for p in passages
+        for i, p in enumerate(passages)
     ]
 
 

@@ -98,7 +98,7 @@ def test_plain_pipeline_trace_says_nothing_was_shaped(sample_store: Path) -> Non
         "query", QUESTION, "--store", str(sample_store), "--pipeline", "retrieve", "--trace"
     )
     assert code == 0, err
-    assert "no context shaping in this pipeline" in out
+    assert "nothing to trace in this pipeline" in out
 
 
 def test_negative_lambda_in_yaml_is_a_path_error(tmp_path: Path) -> None:

@@ -1,0 +1,61 @@
+"""MemoRAG: a global memory of the corpus writes clues; the clues drive retrieval.
+
+Layout: :mod:`~ragkit.memory.lm` (the narrow model interface and its adapters),
+:mod:`~ragkit.memory.backend` (interface, settings, manifest, errors), :mod:`~ragkit.memory.kv`
+and :mod:`~ragkit.memory.gist` (the two backends), :mod:`~ragkit.memory.clues` (parsing,
+filtering, union), :mod:`~ragkit.memory.store` (lifecycle beside a store, per-question cache) and
+:mod:`~ragkit.memory.components` (Haystack components). Names load lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ClueRetriever": "components",
+    "MemoryRecall": "components",
+    "ClueSet": "clues",
+    "build_clues": "clues",
+    "clue_lines": "clues",
+    "union_hits": "clues",
+    "CorruptMemoryError": "backend",
+    "EmptyCorpusError": "backend",
+    "GlobalMemoryError": "backend",
+    "MemoryBackend": "backend",
+    "MemoryMismatchError": "backend",
+    "MemorySettings": "backend",
+    "MemoryUnit": "backend",
+    "NoMemoryError": "backend",
+    "StaleMemoryError": "backend",
+    "GistMemory": "gist",
+    "KVMemory": "kv",
+    "load_memory": "kv",
+    "CausalMemoryLM": "lm",
+    "ChatMemoryLM": "lm",
+    "LlamaCppMemoryLM": "lm",
+    "MemoryLM": "lm",
+    "load_memory_lm": "lm",
+    "MemorySpec": "store",
+    "build_memory": "store",
+    "cached_memory": "store",
+    "drop_memory": "store",
+    "memory_info": "store",
+    "open_memory": "store",
+    "update_memory": "store",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ragkit.memory' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"ragkit.memory.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

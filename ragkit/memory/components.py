@@ -1,0 +1,364 @@
+"""Haystack components for MemoRAG: ``MemoryRecall`` (question -> clues) and ``ClueRetriever``.
+
+``MemoryRecall`` loads the store's memory (checked for staleness and model identity; built into
+a content-hash cache for in-memory stores such as per-question evaluation) and asks it for clue
+spans, surrogate questions and optionally a draft answer. ``ClueRetriever`` runs every clue, the
+draft and the question through the hybrid retrievers (dense + BM25, reciprocal-rank fusion), takes
+top-k per query and returns the union ordered by corpus position (or fused score). Both emit a
+``trace`` that ``ragkit query --trace/--json`` shows: the clues, and which clue found which passage.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from haystack import Document, component
+
+from ragkit.stores.components import StoreBound
+
+if TYPE_CHECKING:
+    from ragkit.memory.kv import WindowedMemory
+    from ragkit.memory.lm import MemoryLM
+    from ragkit.memory.store import MemorySpec
+    from ragkit.stores.store import RagkitStore
+
+__all__ = ["ClueRetriever", "MemoryRecall", "memory_spec_for_pipeline"]
+
+logger = logging.getLogger(__name__)
+
+
+@component
+class MemoryRecall(StoreBound):
+    """Question -> clues from the corpus's global memory (MemoRAG).
+
+    ### Usage example
+    ```python
+    recall = MemoryRecall(store=".ragkit", draft=True)
+    clues = recall.run(question="Who founded the company that makes the Model S?")["clues"]
+    ```
+    """
+
+    def __init__(
+        self,
+        store: str | None = None,
+        name: str = "default",
+        kind: Literal["kv", "gist"] = "kv",
+        model: str = "smollm2-135m-instruct",
+        model_backend: Literal["llamacpp", "transformers"] = "llamacpp",
+        n_ctx: int = 8192,
+        n_threads: int | None = None,
+        draft: bool = True,
+        answer_hint: bool = True,
+        window_tokens: int | None = None,
+        task_tokens: int = 128,
+        gist_chunk_tokens: int = 1024,
+        min_words: int = 3,
+        auto_build: bool = False,
+        embedding_model: str = "minilm",
+    ) -> None:
+        """Configure the memory; the model loads in :meth:`warm_up`.
+
+        Args:
+            store: Store location (bound by the pipeline loader when it has a store).
+            name: Memory name under ``<store>/memory/``.
+            kind: ``kv`` (KV state over the corpus) or ``gist`` (MemoRAG-Lite gists).
+            model: Memory model (packaged name or path); must be the one that built the memory.
+            model_backend: ``llamacpp`` or ``transformers``.
+            n_ctx: Memory model context (bounds the window size).
+            n_threads: llama.cpp threads.
+            draft: Also ask the memory for a draft answer (one more generation per window);
+                it becomes a retrieval query.
+            answer_hint: Pass the draft on as ``draft`` for the prompt ("the answer might be").
+            window_tokens: Corpus tokens per memory window (default: what the context allows).
+            task_tokens: Max new tokens per memory task (upstream 128).
+            gist_chunk_tokens: Corpus tokens per gist (``kind: gist``).
+            min_words: Clue lines need more than this many words (upstream 3).
+            auto_build: Build a missing memory for an on-disk store on first use (otherwise
+                that is an error naming ``ragkit memory build``).
+            embedding_model: The store's embedding model (the store checks it).
+        """
+        self.store = store
+        self.name = name
+        self.kind = kind
+        self.model = model
+        self.model_backend = model_backend
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+        self.draft = draft
+        self.answer_hint = answer_hint
+        self.window_tokens = window_tokens
+        self.task_tokens = task_tokens
+        self.gist_chunk_tokens = gist_chunk_tokens
+        self.min_words = min_words
+        self.auto_build = auto_build
+        self.embedding_model = embedding_model
+        self.spec()  # invalid settings fail at construction, not at the first question
+        self._lm: MemoryLM | None = None
+        self._memory: WindowedMemory | None = None
+        self._memory_store: RagkitStore | None = None
+
+    def spec(self) -> MemorySpec:
+        """The memory spec these parameters describe."""
+        from ragkit.memory.backend import MemorySettings
+        from ragkit.memory.store import MemorySpec
+
+        return MemorySpec(
+            name=self.name,
+            model=self.model,
+            model_backend=self.model_backend,
+            n_ctx=self.n_ctx,
+            n_threads=self.n_threads,
+            settings=MemorySettings(
+                kind=self.kind,
+                window_tokens=self.window_tokens,
+                task_tokens=self.task_tokens,
+                gist_chunk_tokens=self.gist_chunk_tokens,
+                min_words=self.min_words,
+            ),
+        )
+
+    @classmethod
+    def from_model(cls, lm: MemoryLM, **kwargs: Any) -> MemoryRecall:
+        """Use an already-loaded memory model (tests, shared models)."""
+        instance = cls(model=lm.name, **kwargs)
+        instance._lm = lm
+        return instance
+
+    def bind_store(self, store: RagkitStore) -> None:
+        """Use ``store``; its memory is (re)loaded on the next question."""
+        StoreBound.bind_store(self, store)  # @component rebuilds the class: no zero-arg super()
+        self._memory = None
+        self._memory_store = None
+
+    def warm_up(self) -> None:
+        """Load the memory model."""
+        if self._lm is None:
+            self._lm = self.spec().load_lm()
+
+    def close(self) -> None:
+        """Release the memory model, the memory and a store this component opened."""
+        if self._lm is not None:
+            inner = getattr(self._lm, "lm", None)
+            if inner is not None and hasattr(inner, "close"):
+                inner.close()
+            self._lm = None
+        self._memory = None
+        StoreBound.close(self)
+
+    def memory(self) -> WindowedMemory:
+        """The bound store's memory (loaded once per store)."""
+        from ragkit.memory.store import open_memory
+
+        store = self.open_bound_store()
+        if self._memory is None or self._memory_store is not store:
+            self.warm_up()
+            assert self._lm is not None
+            self._memory = open_memory(store, self.spec(), self._lm, auto_build=self.auto_build)
+            self._memory_store = store
+        return self._memory
+
+    @component.output_types(clues=dict[str, Any], draft=str, trace=dict[str, Any])
+    def run(self, question: str) -> dict[str, Any]:
+        """Ask the memory for clues about ``question``.
+
+        Returns:
+            ``clues``: the clue set (``queries``: kind/text/window per retrieval query);
+            ``draft``: the draft answer for the prompt hint ("" when off or empty);
+            ``trace``: clues, rejected lines, fallback flag, memory calls and seconds.
+        """
+        memory = self.memory()
+        clues = memory.recall_clues(question, draft=self.draft)
+        data = clues.as_dict()
+        data["queries"] = [
+            {"kind": q.kind, "text": q.text, "window": q.window} for q in clues.queries()
+        ]
+        trace = {k: v for k, v in data.items() if k != "raw"}
+        trace["windows"] = len(memory.windows)
+        if clues.fallback:
+            note = "no usable clue line from the memory; retrieving with the question alone"
+            trace["note"] = note
+            logger.info("%s (question %r)", note, question)
+        hint = (clues.draft or "") if self.answer_hint else ""
+        return {"clues": data, "draft": hint, "trace": trace}
+
+
+@component
+class ClueRetriever(StoreBound):
+    """Clues -> passages: hybrid retrieval per clue, union ordered by corpus position or score.
+
+    ### Usage example
+    ```python
+    docs = ClueRetriever(store=".ragkit", top_k=3).run(clues=clues)["documents"]
+    ```
+    """
+
+    def __init__(
+        self,
+        store: str | None = None,
+        top_k: int = 3,
+        order: Literal["position", "score"] = "position",
+        candidates: int = 10,
+        dense: bool = True,
+        bm25: bool = True,
+        max_documents: int | None = None,
+        embedding_model: str = "minilm",
+    ) -> None:
+        """Configure retrieval per clue.
+
+        Args:
+            store: Store location (bound by the pipeline loader).
+            top_k: Passages kept per query (upstream ``ret_hit=3``).
+            order: ``position`` (corpus order, upstream) or ``score`` (reciprocal-rank fusion
+                over all queries).
+            candidates: Hits per retriever per query before fusion.
+            dense: Use dense retrieval.
+            bm25: Use BM25 retrieval.
+            max_documents: Cap on the union (best fused score kept), ``None`` for all.
+            embedding_model: The store's embedding model.
+        """
+        if top_k < 1 or candidates < 1:
+            raise ValueError("top_k and candidates must be >= 1")
+        if not (dense or bm25):
+            raise ValueError("enable dense, bm25 or both")
+        if order not in ("position", "score"):
+            raise ValueError(f"order must be 'position' or 'score', not {order!r}")
+        self.store = store
+        self.top_k = top_k
+        self.order = order
+        self.candidates = candidates
+        self.dense = dense
+        self.bm25 = bm25
+        self.max_documents = max_documents
+        self.embedding_model = embedding_model
+        self._embedder: Any = None
+
+    def warm_up(self) -> None:
+        """Load the query embedder and open the store."""
+        if self.dense and self._embedder is None:
+            from ragkit.retrieval.embedders import TextEmbedder
+
+            self._embedder = TextEmbedder(model=self.embedding_model)
+            self._embedder.warm_up()
+        self.open_bound_store()
+
+    def _search(self, store: RagkitStore, text: str, top_k: int) -> list[Document]:
+        lists: list[list[Document]] = []
+        if self.dense:
+            self.warm_up()
+            emb = self._embedder.run(text=text)["embedding"]
+            lists.append(store.dense_search(emb, top_k=max(self.candidates, top_k)))
+        if self.bm25:
+            lists.append(store.bm25_search(text, top_k=max(self.candidates, top_k)))
+        if len(lists) == 1:
+            return lists[0][:top_k]
+        from haystack.components.joiners import DocumentJoiner
+
+        joiner = DocumentJoiner(join_mode="reciprocal_rank_fusion", top_k=top_k)
+        return joiner.run(documents=lists)["documents"]
+
+    @component.output_types(documents=list[Document], trace=dict[str, Any])
+    def run(self, clues: dict[str, Any], top_k: int | None = None) -> dict[str, Any]:
+        """Retrieve top-k per query in ``clues["queries"]`` and return the union.
+
+        Args:
+            clues: ``MemoryRecall``'s ``clues`` output.
+            top_k: Per-query override of ``top_k``.
+
+        Returns:
+            ``documents`` (``meta["found_by"]``: indexes of the queries that found each) and
+            ``trace`` (each query with the passages it found).
+        """
+        from ragkit.memory.clues import Query, union_hits
+
+        store = self.open_bound_store()
+        k = top_k or self.top_k
+        queries = [
+            Query(q.get("kind", "question"), q["text"], q.get("window"))
+            for q in clues.get("queries") or []
+            if (q.get("text") or "").strip()
+        ]
+        if not queries and clues.get("question"):
+            queries = [Query("question", str(clues["question"]))]
+        hits = [(q, self._search(store, q.text, k)) for q in queries]
+        docs, per_query = union_hits(hits, order=self.order)
+        if self.max_documents is not None and len(docs) > self.max_documents:
+            keep = {
+                d.id for d in sorted(docs, key=lambda d: -(d.score or 0.0))[: self.max_documents]
+            }
+            docs = [d for d in docs if d.id in keep]
+        passages = [
+            {
+                "id": d.id,
+                "title": d.meta.get("title") or d.meta.get("source"),
+                "found_by": [queries[i].text for i in d.meta.get("found_by", [])],
+            }
+            for d in docs
+        ]
+        return {"documents": docs, "trace": {"queries": per_query, "passages": passages}}
+
+
+def memory_spec_for_pipeline(
+    path: str | Path,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    **changes: Any,
+) -> MemorySpec:
+    """The memory spec of a pipeline's ``MemoryRecall`` (after profile overrides), with changes.
+
+    ``ragkit memory build`` uses it so the memory it builds is the one ``ragkit query`` with the
+    same pipeline and profile will load (same model, kind and window settings).
+
+    Args:
+        path: Pipeline YAML with a ``MemoryRecall`` component.
+        overrides: Profile component overrides.
+        **changes: ``MemoryRecall`` init parameters to set (``None`` values are ignored).
+
+    Raises:
+        PipelineError: The pipeline has no ``MemoryRecall`` component.
+    """
+    from ragkit.pipeline import PipelineError, apply_overrides, read_pipeline_yaml
+
+    data, source = read_pipeline_yaml(path)
+    data = apply_overrides(data, overrides)
+    comps = data.get("components") if isinstance(data, dict) else None
+    for body in (comps or {}).values():
+        if isinstance(body, dict) and str(body.get("type", "")).endswith(".MemoryRecall"):
+            params = dict(body.get("init_parameters") or {})
+            params.update({k: v for k, v in changes.items() if v is not None})
+            params.pop("store", None)
+            return MemoryRecall(**params).spec()
+    raise PipelineError([f"{source}: no MemoryRecall component; use a memory pipeline (memorag)"])
+
+
+def format_memory_trace(trace: dict[str, Any]) -> list[str]:
+    """Readable lines for ``ragkit query --trace``: the clues, then which clue found which passage.
+
+    Args:
+        trace: ``QueryResult.trace`` (component name -> its ``trace`` output).
+
+    Returns:
+        Lines for the MemoRAG components found in ``trace`` (empty when there are none).
+    """
+    lines: list[str] = []
+    for name, data in trace.items():
+        if not isinstance(data, dict):
+            continue
+        if "queries" in data and "windows" in data:  # MemoryRecall
+            lines.append(
+                f"{name}: {data.get('llm_calls')} memory calls over {data.get('windows')} "
+                f"window(s), {float(data.get('seconds') or 0):.1f} s"
+            )
+            for q in data["queries"]:
+                lines.append(f"  {q['kind']:<9} {q['text']}")
+            for r in data.get("rejected") or []:
+                lines.append(f"  rejected  {r}")
+            if data.get("note"):
+                lines.append(f"  note: {data['note']}")
+        elif "passages" in data and "queries" in data:  # ClueRetriever
+            lines.append(f"{name}: {len(data['passages'])} passages")
+            for p in data["passages"]:
+                lines.append(f"  {p.get('title') or p['id']}")
+                for clue in p.get("found_by") or []:
+                    lines.append(f"    <- {clue}")
+    return lines

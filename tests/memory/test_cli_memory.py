@@ -1,0 +1,100 @@
+"""``ragkit memory build|add|info|drop`` and a memory pipeline through the real CLI (SmolLM2)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ragkit.cli import app
+
+pytest.importorskip("llama_cpp")
+
+runner = CliRunner()
+SAMPLE = Path(__file__).resolve().parents[2] / "ragkit" / "data" / "sample"
+
+# retrieval-only MemoRAG (no reader): memory -> clues -> hybrid retrieval per clue
+PIPELINE = """
+components:
+  memory_recall:
+    type: ragkit.memory.components.MemoryRecall
+    init_parameters: {model: smollm2-135m-instruct, n_ctx: 2048, n_threads: 1, draft: false,
+                      task_tokens: 24}
+  clue_retriever:
+    type: ragkit.memory.components.ClueRetriever
+    init_parameters: {top_k: 2}
+connections:
+  - {sender: memory_recall.clues, receiver: clue_retriever.clues}
+"""
+
+
+def ragkit(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_memory_lifecycle_through_the_cli(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(SAMPLE / "volcanoes.md", corpus)
+    later = tmp_path / "later"
+    later.mkdir()
+    shutil.copy(SAMPLE / "solar_system.md", later)
+    pipe = tmp_path / "memorag_retrieve.yaml"
+    pipe.write_text(PIPELINE)
+    store = str(tmp_path / "store")
+    assert ragkit("index", str(corpus), "--store", store, "-q")[0] == 0
+
+    code, _, err = ragkit("memory", "info", "--store", store)
+    assert code == 1 and "has no memory 'default'; run: ragkit memory build" in err
+
+    code, out, err = ragkit("memory", "build", "--store", store, "--pipeline", str(pipe), "--json")
+    assert code == 0, err
+    built = json.loads(out)
+    assert built["windows"] == 1 and built["tokens"] > 100 and built["kind"] == "kv"
+    code, out, _ = ragkit("memory", "info", "--store", store, "--json")
+    info = json.loads(out)
+    assert info["stale"] is False and info["model"] == "smollm2-135m-instruct"
+    assert len(info["model_sha256"]) == 64
+
+    # `ragkit index` leaves the memory alone; the memory is then reported stale, never used
+    assert ragkit("index", str(later), "--store", store, "-q")[0] == 0
+    info = json.loads(ragkit("memory", "info", "--store", store, "--json")[1])
+    assert info["stale"] is True and info["changes"]["added"] == 1
+    code, _, err = ragkit("query", "Which planet has the strongest winds?", "--store", store,
+                          "--pipeline", str(pipe))  # fmt: skip
+    assert code == 1 and "is stale" in err and "ragkit memory add PATH" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+    code, out, err = ragkit("memory", "add", str(later), "--store", store, "--json")
+    assert code == 0, err
+    added = json.loads(out)
+    assert added["added"] == 1 and added["windows"] == 2  # the new file got its own window
+    code, out, err = ragkit("query", "Which planet has the strongest winds?", "--store", store,
+                            "--pipeline", str(pipe), "--json")  # fmt: skip
+    assert code == 0, err
+    result = json.loads(out)
+    recall = result["trace"]["memory_recall"]
+    assert recall["queries"][-1] == {
+        "kind": "question",
+        "text": "Which planet has the strongest winds?",
+        "window": None,
+    }
+    assert recall["windows"] == 2 and recall["llm_calls"] == 4
+    found = result["trace"]["clue_retriever"]["passages"]
+    assert found and all(p["found_by"] for p in found)
+    assert any("Neptune" in p["content"] for p in result["passages"])
+
+    # a truncated state file is detected and the memory not loaded
+    blob = Path(store) / "memory" / "default" / "window-000" / "state.bin"
+    blob.write_bytes(blob.read_bytes()[:100])
+    code, _, err = ragkit("query", "Which planet?", "--store", store, "--pipeline", str(pipe))
+    assert code == 1 and "corrupt" in err and "not loaded" in err
+
+    code, out, _ = ragkit("memory", "drop", "--store", store)
+    assert code == 0 and "dropped memory 'default'" in out
+    code, _, err = ragkit("memory", "drop", "--store", store)
+    assert code == 1 and "no memory 'default'" in err
