@@ -90,6 +90,7 @@ def _open(
     must_exist: bool,
     embedding_model: str | None = None,
     embedding_dim: int | None = None,
+    read_only: bool = False,
 ) -> Any:
     from ragkit.config import EmbeddedStore
     from ragkit.stores.store import open_store
@@ -101,7 +102,9 @@ def _open(
             raise CLIError(f"store path {d} is a file; give a directory for --store")
         if not (d / "store.json").exists():
             raise CLIError(f"no ragkit store at {d}; run `ragkit index PATH --store {d}` first")
-    return open_store(cfg, embedding_model=embedding_model, embedding_dim=embedding_dim)
+    return open_store(
+        cfg, embedding_model=embedding_model, embedding_dim=embedding_dim, read_only=read_only
+    )
 
 
 def _explicit_model(profile: Profile) -> str | None:
@@ -313,7 +316,9 @@ def query(
             raise CLIError("the question is empty", 2)
         prof = _profile(profile)
         pipe = _load_query_pipeline(pipeline, prof)
-        st = _open(store, prof, must_exist=True, embedding_model=_explicit_model(prof))
+        st = _open(
+            store, prof, must_exist=True, embedding_model=_explicit_model(prof), read_only=True
+        )
         streamed: list[str] = []
 
         def on_chunk(chunk: Any) -> None:
@@ -389,7 +394,7 @@ def stats(store: StoreOpt = None, profile: ProfileOpt = None, as_json: JsonOpt =
         from ragkit.stores.store import release_store
 
         prof = _profile(profile)
-        st = _open(store, prof, must_exist=True)
+        st = _open(store, prof, must_exist=True, read_only=True)
         try:
             info = st.stats()
             if st.directory is not None:

@@ -56,6 +56,7 @@ class RagkitStore:
         config: AnyStore,
         embedding_model: str | None = None,
         embedding_dim: int | None = None,
+        read_only: bool = False,
     ) -> None:
         """Open a store.
 
@@ -66,8 +67,12 @@ class RagkitStore:
                 with another model is refused.
             embedding_dim: that model's vector size; None takes the recorded one (384 for a
                 new store). A store recorded with another dimension is refused.
+            read_only: for commands that only read (``query``, ``stats``): the store must
+                exist, a Qdrant half whose files are gone is reported instead of recreated,
+                and every write raises :class:`StoreError`.
         """
         self.config = config
+        self.read_only = read_only
         self._asked_model = embedding_model
         self._asked_dim = embedding_dim
         self.embedding_model = embedding_model or DEFAULT_EMBEDDING_MODEL
@@ -95,12 +100,19 @@ class RagkitStore:
             directory = Path(cfg.path).expanduser().resolve()
             if directory.exists() and not directory.is_dir():
                 raise StoreError(f"store path {directory} is a file; give a directory for --store")
+            if self.read_only and not (directory / "store.json").is_file():
+                raise StoreError(
+                    f"no ragkit store at {directory}; "
+                    f"run `ragkit index PATH --store {directory}` first"
+                )
             directory.mkdir(parents=True, exist_ok=True)
             self._lock = StoreLock(directory)
             self._lock.acquire()
             self.directory = directory
             try:
                 self._check_meta()
+                if self.read_only:
+                    self._check_qdrant_files(directory / "qdrant")
                 common["embedding_dim"] = self.embedding_dim
                 self.qdrant = QdrantDocumentStore(path=str(directory / "qdrant"), **common)
                 self._bm25 = self._load_bm25()
@@ -186,6 +198,25 @@ class RagkitStore:
         else:
             write_json_atomic(meta_path, meta)
 
+    def _check_qdrant_files(self, qdrant_dir: Path) -> None:
+        """Refuse (read-only) a collection whose files are gone: Qdrant would recreate them empty."""
+        name = self.config.collection
+        storage = qdrant_dir / "collection" / name / "storage.sqlite"
+        try:
+            meta = json.loads((qdrant_dir / "meta.json").read_text(encoding="utf-8"))
+            listed = name in meta.get("collections", {})
+        except (OSError, ValueError, AttributeError):
+            listed = False
+        if not listed or not storage.is_file() or storage.stat().st_size == 0:
+            raise StoreError(
+                f"store {self.directory} is damaged: its Qdrant collection {name!r} is missing "
+                f"or empty ({storage}); run `ragkit repair --store {self.directory}`"
+            )
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise StoreError(f"store {self._where()} was opened read-only")
+
     def _load_bm25(self) -> BM25Index:
         """Load the saved BM25 index; a damaged one is reported, never rebuilt here (no writes)."""
         from ragkit.stores.bm25 import BM25Index, BM25IndexError
@@ -206,6 +237,7 @@ class RagkitStore:
         """Rebuild the whole BM25 index from the texts in Qdrant and save it (writers only)."""
         from ragkit.stores.bm25 import BM25Index
 
+        self._writable()
         if self._bm25 is None:
             return
         index = BM25Index()
@@ -222,6 +254,7 @@ class RagkitStore:
 
     def resync_bm25_source(self, source: str) -> int:
         """Replace one source's BM25 entries with its chunks in Qdrant; returns chunks indexed."""
+        self._writable()
         if self._bm25 is None:
             return 0
         self._bm25.delete_source(source)
@@ -255,6 +288,7 @@ class RagkitStore:
         """Upsert chunks (with dense embeddings) into Qdrant and BM25; ids make it idempotent."""
         from haystack.document_stores.types import DuplicatePolicy
 
+        self._writable()
         if not documents:
             return 0
         docs = list(documents)
@@ -283,6 +317,7 @@ class RagkitStore:
 
     def delete_source(self, source: str) -> int:
         """Delete every chunk of one source file from Qdrant and BM25."""
+        self._writable()
         n = self.qdrant.delete_by_filter(
             {"field": "meta.source", "operator": "==", "value": source}
         )
@@ -297,6 +332,7 @@ class RagkitStore:
             StoreError: the saved BM25 index was damaged and not rebuilt; saving the partial
                 in-memory one would hide the damage.
         """
+        self._writable()
         if self._bm25 is not None and isinstance(self.config, EmbeddedStore):
             assert self.directory is not None
             if self.bm25_problem is not None:
@@ -425,7 +461,11 @@ class _OpenStores:
         return None  # every :memory: store is its own
 
     def open(
-        self, config: AnyStore, embedding_model: str | None, embedding_dim: int | None
+        self,
+        config: AnyStore,
+        embedding_model: str | None,
+        embedding_dim: int | None,
+        read_only: bool,
     ) -> RagkitStore:
         key = self.key(config)
         with self._lock:
@@ -437,9 +477,14 @@ class _OpenStores:
                         f"{store.embedding_model!r}, not {embedding_model!r}; "
                         "use the same model or another --store"
                     )
+                if store.read_only and not read_only:
+                    raise StoreError(f"store {store._where()} is already open read-only")
             else:
                 store = RagkitStore(
-                    config, embedding_model=embedding_model, embedding_dim=embedding_dim
+                    config,
+                    embedding_model=embedding_model,
+                    embedding_dim=embedding_dim,
+                    read_only=read_only,
                 )
                 if key is not None:
                     self._stores[key] = store
@@ -461,7 +506,10 @@ _OPEN = _OpenStores()
 
 
 def open_store(
-    config: AnyStore, embedding_model: str | None = None, embedding_dim: int | None = None
+    config: AnyStore,
+    embedding_model: str | None = None,
+    embedding_dim: int | None = None,
+    read_only: bool = False,
 ) -> RagkitStore:
     """Open (or share the already open) store for ``config``; pair with :func:`release_store`.
 
@@ -469,11 +517,12 @@ def open_store(
         config: where the store lives.
         embedding_model: the model the caller embeds with; None takes the store's recorded one.
         embedding_dim: that model's dimension; None takes the store's recorded one.
+        read_only: open for reading only (see :class:`RagkitStore`).
 
     Returns:
         The open store; opening never rebuilds or saves anything.
     """
-    return _OPEN.open(config, embedding_model, embedding_dim)
+    return _OPEN.open(config, embedding_model, embedding_dim, read_only)
 
 
 def release_store(store: RagkitStore) -> None:

@@ -44,8 +44,11 @@ def passages(store: Path, question: str, top_k: int = 5, *extra: str) -> tuple[l
 
 
 def tree(directory: Path) -> dict[str, bytes]:
+    """Every file of a store but the process locks (their content is the holder's pid)."""
     return {
-        str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()
+        str(p.relative_to(directory)): p.read_bytes()
+        for p in directory.rglob("*")
+        if p.is_file() and p.name != ".lock"
     }
 
 
@@ -103,15 +106,14 @@ def test_stats_on_damaged_qdrant_writes_nothing_and_index_repairs(
     assert index(sample_corpus, store)[0] == 0
     good, _ = stats(store)
     assert good["integrity"] == "ok"
-    bm25_before = tree(store / "bm25")
     (store / "qdrant" / "collection" / "ragkit" / "storage.sqlite").write_bytes(b"")
+    before = tree(store)
 
-    code, out, err = ragkit("stats", "--store", str(store))
-    assert code == 0
-    assert "damaged" in err and f"ragkit repair --store {store.resolve()}" in err
-    assert tree(store / "bm25") == bm25_before  # the intact BM25 half was not "rebuilt"
-    _, err = passages(store, "Neptune winds")
-    assert "ragkit repair" in err
+    for cmd in (("stats",), ("query", "Neptune winds", "--pipeline", "retrieve")):
+        code, out, err = ragkit(*cmd, "--store", str(store))
+        assert code == 1 and err.count("\n") == 1, err
+        assert "damaged" in err and f"ragkit repair --store {store.resolve()}" in err
+        assert tree(store) == before  # read-only: nothing rebuilt, recreated or saved
 
     code, out, err = index(sample_corpus, store)
     assert code == 0, err
@@ -159,8 +161,12 @@ def test_swapped_bm25_terms_are_detected_and_index_rebuilds_from_qdrant(
     else:
         pytest.fail("no vocabulary part holds 'pompeii'")
 
+    before = tree(store)
     info, err = stats(store)
     assert "checksum" in info["integrity"] and "ragkit repair" in err
+    _, err = passages(store, "Pompeii", 1)
+    assert "checksum" in err and "ragkit repair" in err
+    assert tree(store) == before
 
     code, out, err = index(sample_corpus, store)
     assert code == 0, err
