@@ -8,8 +8,8 @@ which the next run redoes.
 A file counts as unchanged only when its content hash, the fingerprint of the indexing settings
 and its chunk counts in Qdrant and BM25 all match the manifest; anything else re-indexes it.
 Each run first heals what it can without the source files (a damaged BM25 index is rebuilt from
-Qdrant, chunks no manifest entry owns are deleted); :meth:`Indexer.repair` does the same for
-every damaged file of the store.
+Qdrant, BM25 entries that disagree with intact Qdrant chunks are re-added from Qdrant);
+:meth:`Indexer.repair` also re-indexes every damaged file of the store.
 """
 
 from __future__ import annotations
@@ -123,10 +123,10 @@ class Indexer:
     def heal(self) -> set[str]:
         """Fix what needs no source file; returns indexed files whose Qdrant chunks are damaged.
 
-        A BM25 index that failed to load is rebuilt from Qdrant, a file whose BM25 entries
-        disagree with intact Qdrant chunks gets them re-added from Qdrant, and chunks that no
-        manifest entry owns are deleted. Files whose Qdrant chunks disagree with the manifest
-        can only be restored from the files themselves; the caller re-indexes them.
+        A BM25 index that failed to load is rebuilt from Qdrant; a source whose BM25 entries
+        disagree with intact Qdrant chunks (or that the manifest does not list: Qdrant holds the
+        documents) gets them re-added from Qdrant. Files whose Qdrant chunks disagree with the
+        manifest can only be restored from the files themselves; the caller re-indexes them.
         """
         changed = False
         if self.store.bm25_problem:
@@ -134,7 +134,7 @@ class Indexer:
             self.store.rebuild_bm25()
         found = check_store(self.store, self.manifest)
         for src in found.orphans:
-            self.store.delete_source(src)
+            self.store.resync_bm25_source(src)
             changed = True
         damaged: set[str] = set()
         for src, counts in found.mismatched.items():

@@ -35,7 +35,10 @@ class IntegrityReport:
     """What :func:`check_store` found; empty means the store is consistent."""
 
     bm25_problem: str | None = None
+    # indexed files (done in the manifest) whose chunk counts disagree
     mismatched: dict[str, SourceCounts] = field(default_factory=dict)
+    # sources the manifest does not list (written through the API) whose Qdrant and BM25 halves
+    # disagree; ones that agree are not ragkit's to judge and are left alone
     orphans: dict[str, SourceCounts] = field(default_factory=dict)
     pending: list[str] = field(default_factory=list)
 
@@ -57,7 +60,10 @@ class IntegrityReport:
                 f"manifest {first.manifest}, qdrant {first.qdrant}, bm25 {first.bm25})"
             )
         if self.orphans:
-            out.append(f"chunks of {len(self.orphans)} files the manifest does not list")
+            out.append(
+                f"{len(self.orphans)} sources the manifest does not list have different chunks "
+                "in Qdrant and BM25"
+            )
         if self.pending:
             out.append(f"{len(self.pending)} files left pending by an interrupted run")
         return out
@@ -99,9 +105,11 @@ def check_store(store: RagkitStore, manifest: Manifest | None) -> IntegrityRepor
             qdrant=qdrant.get(src, 0),
             bm25=None if bm25 is None else bm25.get(src, 0),
         )
-        if manifest is not None and src not in done:
+        if counts.agree():
+            continue
+        if counts.manifest is None:
             report.orphans[src] = counts
-        elif not counts.agree():
+        else:
             report.mismatched[src] = counts
     return report
 

@@ -288,3 +288,39 @@ def test_bad_model_name_writes_nothing(sample_corpus: Path, tmp_path: Path) -> N
     assert not store.exists() or not any(store.iterdir())
     code, out, err = index(sample_corpus, store)
     assert code == 0 and "5 new" in out, err
+
+
+def test_index_resyncs_bm25_from_qdrant_and_keeps_unmanaged_chunks(
+    sample_corpus: Path, tmp_path: Path
+) -> None:
+    from haystack import Document
+
+    store = tmp_path / "store"
+    assert index(sample_corpus, store)[0] == 0
+    good, _ = stats(store)
+    volcanoes = str((sample_corpus / "volcanoes.md").resolve())
+    st = open_store(EmbeddedStore(path=str(store)))
+    try:
+        vec = [1.0] + [0.0] * 383
+        st.write(
+            [Document(id="api-1", content="zeppelin notes", embedding=vec, meta={"source": "api"})]
+        )
+        st._bm25.delete_source(volcanoes)  # BM25 loses one file; Qdrant keeps it
+        st.commit()
+    finally:
+        release_store(st)
+    info, err = stats(store)
+    assert volcanoes in info["integrity"] and "ragkit repair" in err
+
+    code, out, err = index(sample_corpus, store)
+    assert code == 0, err
+    assert "5 unchanged" in out and "0 chunks written" in out  # healed from Qdrant
+    fixed, err = stats(store)
+    assert fixed["integrity"] == "ok" and "warning" not in err
+    assert fixed["chunks"] == fixed["bm25"]["docs"] == good["chunks"] + 1  # API chunk kept
+    st = open_store(EmbeddedStore(path=str(store)))
+    try:
+        assert st.bm25_search("Pompeii", top_k=1)[0].meta["source"] == volcanoes
+        assert st.bm25_search("zeppelin", top_k=1)[0].id == "api-1"
+    finally:
+        release_store(st)
