@@ -107,6 +107,20 @@ def _open(
     )
 
 
+def _embedding_dim(store: str | None, profile: Profile, pipe: Any, model: str) -> int | None:
+    """The indexing embedder's dimension: the store's record if it has this model, else measured.
+
+    Measuring loads the model, so a bad model name fails here, before anything is written.
+    """
+    from ragkit.indexing.settings import probe_embedding_dim
+    from ragkit.stores.store import recorded_embedding
+
+    recorded = recorded_embedding(store_from_location(store, profile))
+    if recorded is not None and recorded[0] == model:
+        return recorded[1]
+    return probe_embedding_dim(pipe)
+
+
 def _explicit_model(profile: Profile) -> str | None:
     """The profile's embedding model if it names one; else None (queries take the store's)."""
     return profile.embedding.model if "model" in profile.embedding.model_fields_set else None
@@ -188,7 +202,7 @@ def index(
 
     def body() -> None:
         from ragkit.indexing.indexer import Indexer
-        from ragkit.indexing.settings import embedding_model, probe_embedding_dim
+        from ragkit.indexing.settings import embedding_model
         from ragkit.pipeline import bind_store, close_pipeline, load_pipeline
         from ragkit.stores.store import release_store
 
@@ -200,7 +214,7 @@ def index(
         pipe = load_pipeline(pipe_file, overrides=prof.indexing_overrides())
         # the model that actually embeds, loaded and measured before the store is touched
         model = embedding_model(pipe) or prof.embedding.model
-        dim = probe_embedding_dim(pipe) if paths else None
+        dim = _embedding_dim(store, prof, pipe, model) if paths else None
         st = _open(store, prof, must_exist=False, embedding_model=model, embedding_dim=dim)
         try:
             bind_store(pipe, st)
@@ -257,7 +271,7 @@ def repair(
 
     def body() -> None:
         from ragkit.indexing.indexer import Indexer
-        from ragkit.indexing.settings import embedding_model, probe_embedding_dim
+        from ragkit.indexing.settings import embedding_model
         from ragkit.pipeline import bind_store, close_pipeline, load_pipeline
         from ragkit.stores.store import release_store
 
@@ -266,7 +280,7 @@ def repair(
             find_yaml(indexer, "indexers", "indexer"), overrides=prof.indexing_overrides()
         )
         model = embedding_model(pipe) or prof.embedding.model
-        dim = probe_embedding_dim(pipe)
+        dim = _embedding_dim(store, prof, pipe, model)
         st = _open(store, prof, must_exist=True, embedding_model=model, embedding_dim=dim)
         try:
             bind_store(pipe, st)

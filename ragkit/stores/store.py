@@ -437,6 +437,21 @@ class RagkitStore:
         return out
 
 
+def recorded_embedding(config: AnyStore) -> tuple[str, int] | None:
+    """(model, dimension) an existing embedded store recorded in ``store.json``, without opening it.
+
+    Lets ``ragkit index`` skip loading the embedder just to measure a dimension already known.
+    """
+    if not isinstance(config, EmbeddedStore):
+        return None
+    meta_path = Path(config.path).expanduser().resolve() / "store.json"
+    try:
+        found = json.loads(meta_path.read_text(encoding="utf-8"))
+        return str(found["embedding_model"]), int(found.get("embedding_dim", EMBEDDING_DIM))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def _safe_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:120]
 
