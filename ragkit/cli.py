@@ -80,7 +80,14 @@ def _profile(profile: str | None) -> Profile:
         raise CLIError(str(exc), 2) from None
 
 
-def _open(store: str | None, profile: Profile, must_exist: bool) -> Any:
+def _open(
+    store: str | None,
+    profile: Profile,
+    must_exist: bool,
+    embedding_model: str | None = None,
+    embedding_dim: int | None = None,
+    read_only: bool = False,
+) -> Any:
     from ragkit.config import EmbeddedStore
     from ragkit.stores.store import open_store
 
@@ -91,7 +98,41 @@ def _open(store: str | None, profile: Profile, must_exist: bool) -> Any:
             raise CLIError(f"store path {d} is a file; give a directory for --store")
         if not (d / "store.json").exists():
             raise CLIError(f"no ragkit store at {d}; run `ragkit index PATH --store {d}` first")
-    return open_store(cfg, embedding_model=profile.embedding.model)
+    return open_store(
+        cfg, embedding_model=embedding_model, embedding_dim=embedding_dim, read_only=read_only
+    )
+
+
+def _embedding_dim(store: str | None, profile: Profile, pipe: Any, model: str) -> int | None:
+    """The indexing embedder's dimension: the store's record if it has this model, else measured.
+
+    Measuring loads the model, so a bad model name fails here, before anything is written.
+    """
+    from ragkit.indexing.settings import probe_embedding_dim
+    from ragkit.stores.store import recorded_embedding
+
+    recorded = recorded_embedding(store_from_location(store, profile))
+    if recorded is not None and recorded[0] == model:
+        return recorded[1]
+    return probe_embedding_dim(pipe)
+
+
+def _explicit_model(profile: Profile) -> str | None:
+    """The profile's embedding model if it names one; else None (queries take the store's)."""
+    return profile.embedding.model if "model" in profile.embedding.model_fields_set else None
+
+
+def _warn_if_damaged(st: Any, full: bool) -> list[str]:
+    """Warn on stderr (with the repair command) when the store's halves disagree; reads only."""
+    from ragkit.indexing.integrity import check_store, quick_problems, repair_command
+    from ragkit.indexing.manifest import Manifest
+
+    path = st.directory / "manifest.json" if st.directory is not None else None
+    man = Manifest.load(path) if path is not None and path.exists() else None
+    problems = check_store(st, man).problems() if full else quick_problems(st, man)
+    for line in problems:
+        typer.echo(f"warning: store is damaged: {line}; run `{repair_command(st)}`", err=True)
+    return problems
 
 
 def _root_cause(exc: BaseException) -> BaseException:
@@ -157,6 +198,7 @@ def index(
 
     def body() -> None:
         from ragkit.indexing.indexer import Indexer
+        from ragkit.indexing.settings import embedding_model
         from ragkit.pipeline import bind_store, close_pipeline, load_pipeline
         from ragkit.stores.store import release_store
 
@@ -169,7 +211,10 @@ def index(
         pipe = load_pipeline(
             pipe_file, overrides=prof.indexing_overrides(), overrides_from=_profile_label(profile)
         )
-        st = _open(store, prof, must_exist=False)
+        # the model that actually embeds, loaded and measured before the store is touched
+        model = embedding_model(pipe) or prof.embedding.model
+        dim = _embedding_dim(store, prof, pipe, model) if paths else None
+        st = _open(store, prof, must_exist=False, embedding_model=model, embedding_dim=dim)
         try:
             bind_store(pipe, st)
             idx = Indexer(
@@ -196,9 +241,68 @@ def index(
                     f"{out['deleted_files']} removed files; {report.chunks_written} chunks written "
                     f"({rate:.0f}/s); {report.chunks_total} chunks in store"
                 )
+                _echo_rework(report)
             else:
                 typer.echo(f"removed {removed} files from the index")
         if out["errors"]:
+            raise typer.Exit(1)
+
+    _run(body)
+
+
+def _echo_rework(report: Any) -> None:
+    """Say why files that did not change on disk were indexed again."""
+    if report.settings_changed:
+        typer.echo(f"re-chunked {report.settings_changed} files: the indexing settings changed")
+    if report.repaired:
+        typer.echo(f"repaired {report.repaired} files whose chunks were missing from the store")
+
+
+@app.command()
+def repair(
+    store: StoreOpt = None,
+    profile: ProfileOpt = None,
+    indexer: Annotated[
+        str, typer.Option("--indexer", help="Indexing pipeline YAML (name in indexers/ or path).")
+    ] = "default",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Repair a damaged store: rebuild BM25 from Qdrant, re-index files with missing chunks."""
+
+    def body() -> None:
+        from ragkit.indexing.indexer import Indexer
+        from ragkit.indexing.settings import embedding_model
+        from ragkit.pipeline import bind_store, close_pipeline, load_pipeline
+        from ragkit.stores.store import release_store
+
+        prof = _profile(profile)
+        pipe = load_pipeline(
+            find_yaml(indexer, "indexers", "indexer"), overrides=prof.indexing_overrides()
+        )
+        model = embedding_model(pipe) or prof.embedding.model
+        dim = _embedding_dim(store, prof, pipe, model)
+        st = _open(store, prof, must_exist=True, embedding_model=model, embedding_dim=dim)
+        try:
+            bind_store(pipe, st)
+            idx = Indexer(
+                st, pipe, batch_bytes=prof.indexing.batch_bytes, progress=not quiet and not as_json
+            )
+            report = idx.repair()
+            close_pipeline(pipe)
+            left = _warn_if_damaged(st, full=True)
+        finally:
+            release_store(st)
+        if as_json:
+            typer.echo(json.dumps({**report.as_dict(), "problems_left": left}, indent=1))
+        else:
+            for line in report.errors:
+                typer.echo(f"warning: {line}", err=True)
+            typer.echo(
+                f"repaired: {report.updated} files re-indexed, {report.removed} missing files "
+                f"dropped; {report.chunks_total} chunks in store"
+            )
+        if report.errors or left:
             raise typer.Exit(1)
 
     _run(body)
@@ -235,7 +339,9 @@ def query(
             raise CLIError("the question is empty", 2)
         prof = _profile(profile)
         pipe = _load_query_pipeline(pipeline, prof, profile)
-        st = _open(store, prof, must_exist=True)
+        st = _open(
+            store, prof, must_exist=True, embedding_model=_explicit_model(prof), read_only=True
+        )
         streamed: list[str] = []
 
         def on_chunk(chunk: Any) -> None:
@@ -248,6 +354,7 @@ def query(
                 sys.stdout.flush()
 
         try:
+            _warn_if_damaged(st, full=False)
             _bind_and_warm(pipe, st)
             result = answer_question(pipe, question, top_k, None if as_json else on_chunk)
         finally:
@@ -350,13 +457,15 @@ def stats(store: StoreOpt = None, profile: ProfileOpt = None, as_json: JsonOpt =
         from ragkit.stores.store import release_store
 
         prof = _profile(profile)
-        st = _open(store, prof, must_exist=True)
+        st = _open(store, prof, must_exist=True, read_only=True)
         try:
             info = st.stats()
             if st.directory is not None:
                 man = Manifest.load(st.directory / "manifest.json")
                 info["files"] = sum(1 for e in man.files.values() if e.status == "done")
                 info["pending_files"] = sum(1 for e in man.files.values() if e.status != "done")
+            problems = _warn_if_damaged(st, full=True)
+            info["integrity"] = "; ".join(problems) if problems else "ok"
         finally:
             release_store(st)
         if as_json:
@@ -788,15 +897,20 @@ def memory_add(
 
     def body() -> None:
         from ragkit.indexing.indexer import Indexer
+        from ragkit.indexing.settings import embedding_model
         from ragkit.memory.store import spec_from_manifest, update_memory
         from ragkit.pipeline import bind_store, close_pipeline, load_pipeline
         from ragkit.stores.store import release_store
 
         prof = _profile(profile)
         pipe = load_pipeline(
-            find_yaml(indexer, "indexers", "indexer"), overrides=prof.indexing_overrides()
+            find_yaml(indexer, "indexers", "indexer"),
+            overrides=prof.indexing_overrides(),
+            overrides_from=_profile_label(profile),
         )
-        st = _open(store, prof, must_exist=True)
+        model = embedding_model(pipe) or prof.embedding.model
+        dim = _embedding_dim(store, prof, pipe, model)
+        st = _open(store, prof, must_exist=True, embedding_model=model, embedding_dim=dim)
         try:
             spec = spec_from_manifest(st, name)  # no memory: fail before indexing anything
             bind_store(pipe, st)
@@ -830,7 +944,7 @@ def memory_info_cmd(
         from ragkit.memory.store import memory_info
         from ragkit.stores.store import release_store
 
-        st = _open(store, _profile(profile), must_exist=True)
+        st = _open(store, _profile(profile), must_exist=True, read_only=True)
         try:
             info = memory_info(st, name)
         finally:

@@ -51,6 +51,8 @@ def pooled_store(
     path = default_cache_dir() / "eval-stores" / f"{safe}-{key}"
     store = open_store(EmbeddedStore(path=str(path)), embedding_model=embedding_model)
     if store.count() == len(passages):
+        if store.bm25_problem or store.bm25_count() != store.count():
+            store.rebuild_bm25()  # a cache: its BM25 half is rebuilt from the intact Qdrant half
         return store
     docs = passage_documents(passages, dataset.name)
     bar = None

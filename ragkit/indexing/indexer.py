@@ -4,6 +4,12 @@ The manifest records each file's content hash. A run adds new files, re-indexes 
 (old chunks deleted by source first), deletes chunks of files that disappeared, and leaves the
 rest untouched. Work is committed in batches so an interrupted run loses at most one batch,
 which the next run redoes.
+
+A file counts as unchanged only when its content hash, the fingerprint of the indexing settings
+and its chunk counts in Qdrant and BM25 all match the manifest; anything else re-indexes it.
+Each run first heals what it can without the source files (a damaged BM25 index is rebuilt from
+Qdrant, BM25 entries that disagree with intact Qdrant chunks are re-added from Qdrant);
+:meth:`Indexer.repair` also re-indexes every damaged file of the store.
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ragkit.atomic import file_sha256
+from ragkit.indexing.integrity import check_store, repair_command
 from ragkit.indexing.loaders import is_supported
 from ragkit.indexing.manifest import FileEntry, Manifest
+from ragkit.indexing.settings import embedding_model, indexing_fingerprint
 
 if TYPE_CHECKING:
     from haystack import Pipeline
@@ -35,6 +43,8 @@ class IndexReport:
     updated: int = 0
     removed: int = 0
     unchanged: int = 0
+    settings_changed: int = 0
+    repaired: int = 0
     chunks_written: int = 0
     chunks_total: int = 0
     errors: list[str] = field(default_factory=list)
@@ -94,11 +104,62 @@ class Indexer:
         """
         if store.directory is None:
             raise ValueError("incremental indexing needs a store with a directory (not :memory:)")
+        from ragkit.stores.store import StoreError
+
+        model = embedding_model(pipeline)
+        if model is not None and model != store.embedding_model:
+            raise StoreError(
+                f"store {store.directory} was built with embedding model "
+                f"{store.embedding_model!r}, but the indexing pipeline embeds with {model!r}; "
+                "use the same model or another --store"
+            )
         self.store = store
         self.pipeline = pipeline
         self.batch_bytes = batch_bytes
         self.progress = progress
         self.manifest = Manifest.load(store.directory / "manifest.json")
+        self.fingerprint = indexing_fingerprint(pipeline, store.embedding_dim)
+
+    def heal(self) -> set[str]:
+        """Fix what needs no source file; returns indexed files whose Qdrant chunks are damaged.
+
+        A BM25 index that failed to load is rebuilt from Qdrant; a source whose BM25 entries
+        disagree with intact Qdrant chunks (or that the manifest does not list: Qdrant holds the
+        documents) gets them re-added from Qdrant. Files whose Qdrant chunks disagree with the
+        manifest can only be restored from the files themselves; the caller re-indexes them.
+        """
+        changed = False
+        if self.store.bm25_problem:
+            logger.warning("%s; rebuilding BM25 from Qdrant", self.store.bm25_problem)
+            self.store.rebuild_bm25()
+        found = check_store(self.store, self.manifest)
+        for src in found.orphans:
+            self.store.resync_bm25_source(src)
+            changed = True
+        damaged: set[str] = set()
+        for src, counts in found.mismatched.items():
+            if counts.bm25 is not None and counts.qdrant == counts.manifest:
+                self.store.resync_bm25_source(src)
+                changed = True
+            else:
+                damaged.add(src)
+        if changed:
+            self.store.commit()
+        return damaged
+
+    def repair(self) -> IndexReport:
+        """Restore every damaged file of the store: re-index it from disk, or drop it if gone."""
+        start = time.perf_counter()
+        damaged = self.heal()
+        damaged |= {s for s, e in self.manifest.files.items() if e.status != "done"}
+        present = [Path(s) for s in sorted(damaged) if Path(s).is_file()]
+        gone = [Path(s) for s in sorted(damaged) if not Path(s).is_file()]
+        removed = self.delete(gone) if gone else 0
+        report = self.index(present) if present else IndexReport()
+        report.removed += removed
+        report.chunks_total = self.store.count()
+        report.seconds = time.perf_counter() - start
+        return report
 
     def _delete_sources(self, sources: list[str]) -> None:
         for src in sources:
@@ -124,7 +185,14 @@ class Indexer:
         """Bring the store in line with the files under ``paths``."""
         start = time.perf_counter()
         report = IndexReport()
+        damaged = self.heal()
         files, roots = discover(paths, report.errors)
+        listed = {str(f) for f in files}
+        for src in sorted(damaged - listed):
+            report.errors.append(
+                f"{src}: its chunks are missing from the store; "
+                f"run `{repair_command(self.store)}` (or index it)"
+            )
 
         # files that were indexed under these roots but are gone now
         present = {str(f) for f in files}
@@ -144,14 +212,20 @@ class Indexer:
             except OSError as exc:
                 report.errors.append(f"{f}: cannot read ({exc.strerror}); skipped")
                 continue
-            old = self.manifest.files.get(str(f))
-            if old is not None and old.status == "done" and old.sha256 == entry.sha256:
+            src = str(f)
+            old = self.manifest.files.get(src)
+            same = old is not None and old.status == "done" and old.sha256 == entry.sha256
+            if same and old.fingerprint == self.fingerprint and src not in damaged:
                 report.unchanged += 1
                 continue
             if old is None:
                 report.added += 1
             else:
                 report.updated += 1
+                if same and src in damaged:
+                    report.repaired += 1
+                elif same:
+                    report.settings_changed += 1
             todo.append((f, entry))
 
         bar = None
@@ -192,18 +266,22 @@ class Indexer:
         # 1. durably mark the batch pending; 2. load -> split -> embed -> write (the writer
         # replaces each loaded file's chunks); 3. persist BM25; 4. mark done
         for src, (_, entry) in zip(sources, batch, strict=True):
-            self.manifest.files[src] = FileEntry(sha256=entry.sha256, size=entry.size)
+            self.manifest.files[src] = FileEntry(
+                sha256=entry.sha256, size=entry.size, fingerprint=self.fingerprint
+            )
         self.manifest.save()
         result = self.pipeline.run({"sources": sources})
         errors: list[str] = []
         counts: dict[str, int] = {}
+        failed: set[str] = set()
         written = 0
         for outputs in result.values():
             errors.extend(outputs.get("errors", []))
+            # failures travel as data (the loader's failed_sources), never parsed from messages
+            failed.update(outputs.get("failed_sources", []))
             counts.update(outputs.get("chunks_by_source", {}))
             written += int(outputs.get("documents_written", 0))
         report.errors.extend(errors)
-        failed = {e.split(": ", 1)[0] for e in errors}
         for src in sources:
             old = previous[src]
             if src in failed and src not in counts:

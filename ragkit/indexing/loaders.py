@@ -1,7 +1,9 @@
 """File loading: turns txt, md, html, jsonl (and pdf with the extra) into Haystack Documents.
 
 Every failure becomes one line naming the file (and line, for jsonl) in the ``errors`` output,
-so one bad file never stops the good files of the same run from being indexed.
+so one bad file never stops the good files of the same run from being indexed. Files that could
+not be loaded at all are also listed, as data, in ``failed_sources``: the indexer keeps their
+earlier chunks instead of taking them for empty files.
 """
 
 from __future__ import annotations
@@ -159,18 +161,26 @@ class FileLoader:
         self.text_field = text_field
         self.max_file_mb = max_file_mb
 
-    @component.output_types(documents=list[Document], errors=list[str])
+    @component.output_types(documents=list[Document], errors=list[str], failed_sources=list[str])
     def run(self, sources: list[str]) -> dict[str, list]:
-        """Load ``sources``; failures go to ``errors`` and never stop the other files."""
+        """Load ``sources``; failures go to ``errors`` and never stop the other files.
+
+        Returns:
+            ``documents``; ``errors`` (one line per problem); ``failed_sources``, the sources
+            exactly as given that could not be loaded at all (a jsonl file with some bad lines
+            is not failed).
+        """
         documents: list[Document] = []
         errors: list[str] = []
+        failed: list[str] = []
         limit = int(self.max_file_mb * 2**20)
         for src in sources:
             try:
                 docs, errs = load_file(Path(src), self.text_field, limit)
             except LoadError as exc:
                 errors.append(str(exc))
+                failed.append(src)
                 continue
             documents.extend(docs)
             errors.extend(errs)
-        return {"documents": documents, "errors": errors}
+        return {"documents": documents, "errors": errors, "failed_sources": failed}

@@ -29,6 +29,7 @@ class FileEntry:
     size: int
     chunks: int = 0
     status: str = "pending"  # "pending" until its chunks are fully written, then "done"
+    fingerprint: str = ""  # indexing settings it was chunked and embedded with ("" = unknown)
 
 
 class Manifest:

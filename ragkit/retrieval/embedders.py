@@ -72,13 +72,24 @@ class DocumentEmbedder:
 
 @component
 class TextEmbedder:
-    """Embeds a query string with the same model the documents were indexed with."""
+    """Embeds a query string with the same model the documents were indexed with.
+
+    Bound to a store (``ragkit query``, ``ragkit.load_pipeline(..., store=...)``) it takes the
+    store's recorded embedding model, so queries always live in the vector space of the chunks.
+    """
 
     def __init__(self, model: str = "minilm", device: str = "auto") -> None:
-        """Create a query embedder for ``model``."""
+        """Create a query embedder for ``model`` (replaced by the store's model when bound)."""
         self.model = model
         self.device = device
         self._impl: Any = None
+
+    def bind_store(self, store: Any) -> None:
+        """Embed with the model ``store`` was built with (its vectors are only comparable to it)."""
+        model = getattr(store, "embedding_model", None)
+        if model and model != self.model:
+            self.model = str(model)
+            self._impl = None
 
     def warm_up(self) -> None:
         """Load the model once."""

@@ -22,7 +22,9 @@ Layout (Lucene-like, so updates never rebuild the whole index):
   changes, so an update never costs an O(postings) refresh.
 * `save` writes each segment once (`.npz`, no pickle), tombstones as small `.npy` files, the
   vocabulary as append-only JSON parts, then a JSON manifest, each through a temp file and
-  `os.replace`, so a crash leaves the previous index readable.
+  `os.replace`, so a crash leaves the previous index readable. The manifest records the sha256
+  of every file it references (and of itself), and `load` verifies them all, so corruption the
+  structural checks cannot see (two vocabulary terms swapped, a flipped tf) is still refused.
 
 Deviation from rank-bm25, on purpose: `search` returns only documents that share at least one
 term with the query. rank-bm25 scores every document; the others all score 0 and cannot be
@@ -34,6 +36,8 @@ The index is not thread-safe: guard writes with a lock if several threads share 
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import re
@@ -48,13 +52,13 @@ from typing import Any
 
 import numpy as np
 
-from ragkit.atomic import atomic_file, write_bytes_atomic
+from ragkit.atomic import file_sha256, write_bytes_atomic
 from ragkit.stores.tokenize import tokenize, tokenize_many
 
 __all__ = ["BM25Index", "BM25IndexError"]
 
 FORMAT_NAME = "ragkit-bm25"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: sha256 of every file in the manifest
 MANIFEST = "manifest.json"
 _VOCAB_PART_LIMIT = 16
 # Names are unique per content (random tags), so "file exists" means "already written".
@@ -142,6 +146,7 @@ class BM25Index:
         self._by_source: dict[str, set[str]] = {}
         self._uid = uuid.uuid4().hex[:12]
         self._vocab_parts: list[tuple[int, int, str]] = []  # saved (start, end, file) parts
+        self._file_sha: dict[str, str] = {}  # sha256 of each file this index wrote or verified
         self._next_seq = 0
         self._idf: np.ndarray | None = None
 
@@ -167,6 +172,14 @@ class BM25Index:
                 ids = seg.ids
                 out.extend(ids[r] for r in np.flatnonzero(seg.live).tolist())
         return out
+
+    def source_counts(self) -> dict[str, int]:
+        """Live documents per source (documents added without a source are not counted).
+
+        Returns:
+            source -> number of live documents.
+        """
+        return {src: len(ids) for src, ids in self._by_source.items()}
 
     def stats(self) -> dict[str, int]:
         """Summarise the index size, for logs, benchmarks and merge-policy tuning.
@@ -421,28 +434,33 @@ class BM25Index:
             self._vocab_parts = [(0, vocab, _vocab_file(self._uid, 0, vocab))]
         vocab_entries = []
         for start, end, fname in self._vocab_parts:
-            path = directory / fname
-            if not path.exists():
-                _atomic_write(path, json.dumps(self._terms[start:end]).encode("utf-8"))
-            vocab_entries.append({"file": fname, "start": start, "end": end})
+            sha = self._ensure_file(
+                directory,
+                fname,
+                lambda s=start, e=end: json.dumps(self._terms[s:e]).encode("utf-8"),
+            )
+            vocab_entries.append({"file": fname, "start": start, "end": end, "sha256": sha})
         seg_entries = []
         for seg in self._segments:
             fname = f"{seg.name}.npz"
-            path = directory / fname
-            if not path.exists():
-                _atomic_savez(path, seg)
+            sha = self._ensure_file(directory, fname, lambda seg=seg: _segment_bytes(seg))
             del_name = None
+            del_sha = None
             if seg.n_live < seg.n_docs:
                 if seg.del_file is None:
                     seg.del_file = f"{seg.name}.del-{uuid.uuid4().hex[:8]}.npy"
                 del_name = seg.del_file
-                del_path = directory / del_name
-                if not del_path.exists():
-                    _atomic_save_npy(del_path, seg.dead_rows().astype(np.int32))
+                del_sha = self._ensure_file(
+                    directory,
+                    del_name,
+                    lambda seg=seg: _npy_bytes(seg.dead_rows().astype(np.int32)),
+                )
             seg_entries.append(
                 {
                     "file": fname,
+                    "sha256": sha,
                     "deletes": del_name,
+                    "deletes_sha256": del_sha,
                     "n_docs": seg.n_docs,
                     "n_live": seg.n_live,
                     "n_terms": len(seg.terms),
@@ -468,15 +486,29 @@ class BM25Index:
             "vocab": vocab_entries,
             "segments": seg_entries,
         }
+        manifest["sha256"] = _manifest_sha(manifest)
         _atomic_write(directory / MANIFEST, json.dumps(manifest, indent=1).encode("utf-8"))
         referenced = {MANIFEST} | {v["file"] for v in vocab_entries}
         for entry in seg_entries:
             referenced.add(entry["file"])
             if entry["deletes"]:
                 referenced.add(entry["deletes"])
+        self._file_sha = {k: v for k, v in self._file_sha.items() if k in referenced}
         for path in directory.iterdir():
             if _OWN_FILE_RE.match(path.name) and path.name not in referenced:
                 path.unlink(missing_ok=True)
+
+    def _ensure_file(self, directory: Path, fname: str, make: Any) -> str:
+        """Write ``fname`` unless this index already wrote (or verified) it there; its sha256."""
+        path = directory / fname
+        known = self._file_sha.get(fname)
+        if known is not None and path.exists():
+            return known
+        data: bytes = make()
+        _atomic_write(path, data)
+        sha = hashlib.sha256(data).hexdigest()
+        self._file_sha[fname] = sha
+        return sha
 
     @classmethod
     def load(cls, directory: Path | str) -> BM25Index:
@@ -512,6 +544,10 @@ class BM25Index:
                 f"BM25 index in {directory} has format version {version!r}, this ragkit reads "
                 f"{FORMAT_VERSION}; {rebuild}"
             )
+        if manifest.get("sha256") != _manifest_sha(manifest):
+            raise BM25IndexError(
+                f"corrupt BM25 manifest in {directory}: its checksum does not match; {rebuild}"
+            )
         try:
             return cls._from_manifest(directory, manifest)
         except BM25IndexError:
@@ -531,11 +567,21 @@ class BM25Index:
         for entry in [*manifest["vocab"], *manifest["segments"]]:
             for key in ("file", "deletes"):
                 name = entry.get(key)
-                if name is not None and not (directory / name).is_file():
+                if name is None:
+                    continue
+                path = directory / name
+                if not path.is_file():
                     raise BM25IndexError(
                         f"BM25 index in {directory} is missing {name} listed in {MANIFEST}; "
                         f"{rebuild}"
                     )
+                want = entry.get("sha256" if key == "file" else "deletes_sha256")
+                if not isinstance(want, str) or file_sha256(path) != want:
+                    raise BM25IndexError(
+                        f"BM25 index in {directory} is corrupt: {name} does not match the "
+                        f"checksum in {MANIFEST}; {rebuild}"
+                    )
+                index._file_sha[name] = want
         terms: list[str] = []
         for entry in manifest["vocab"]:
             start, end = int(entry["start"]), int(entry["end"])
@@ -837,23 +883,31 @@ def _atomic_write(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    with atomic_file(path) as fh:
-        np.save(fh, array, allow_pickle=False)
+def _manifest_sha(manifest: dict[str, Any]) -> str:
+    """Checksum of a manifest's content (every key but ``sha256``), canonically serialized."""
+    body = {k: v for k, v in manifest.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-def _atomic_savez(path: Path, seg: _Segment) -> None:
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _segment_bytes(seg: _Segment) -> bytes:
     meta = json.dumps({"ids": seg.ids, "sources": seg.sources}).encode("utf-8")
-    with atomic_file(path) as fh:
-        np.savez(
-            fh,
-            doc_len=seg.doc_len,
-            terms=seg.terms,
-            indptr=seg.indptr,
-            rows=seg.rows,
-            tfs=seg.tfs,
-            meta=np.frombuffer(meta, dtype=np.uint8),
-        )
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        doc_len=seg.doc_len,
+        terms=seg.terms,
+        indptr=seg.indptr,
+        rows=seg.rows,
+        tfs=seg.tfs,
+        meta=np.frombuffer(meta, dtype=np.uint8),
+    )
+    return buf.getvalue()
 
 
 def _load_segment(directory: Path, entry: dict[str, Any], n_terms: int) -> _Segment:

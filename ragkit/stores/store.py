@@ -3,6 +3,12 @@
 Embedded and in-memory stores keep BM25 in ragkit's own segmented index (fast, incremental,
 persisted beside Qdrant). Server stores keep BM25 in Qdrant itself as sparse vectors with the
 IDF modifier, so every client of the cluster sees the same lexical index.
+
+Opening a store never rebuilds or saves anything, so read-only commands (``query``, ``stats``)
+cannot destroy an intact half of a damaged store. A BM25 index that fails its checks is reported
+in ``bm25_problem``; writers (``ragkit index``, ``ragkit repair``) call :meth:`rebuild_bm25` or
+re-index the affected files. ``store.json`` records the embedding model and its dimension, and
+writes or queries with vectors of another dimension are refused.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 STORE_FORMAT = 1
-EMBEDDING_DIM = 384
+DEFAULT_EMBEDDING_MODEL = "minilm"
+EMBEDDING_DIM = 384  # MiniLM's; the dimension of a new store when nothing else is known
 
 
 class StoreError(RuntimeError):
@@ -44,12 +51,36 @@ class RagkitStore:
     Use :func:`open_store` rather than the constructor so one process shares one client per path.
     """
 
-    def __init__(self, config: AnyStore, embedding_model: str = "minilm") -> None:
+    def __init__(
+        self,
+        config: AnyStore,
+        embedding_model: str | None = None,
+        embedding_dim: int | None = None,
+        read_only: bool = False,
+    ) -> None:
+        """Open a store.
+
+        Args:
+            config: where the store lives.
+            embedding_model: the model whose vectors the caller writes or queries with; None
+                takes the store's recorded model (MiniLM for a new store). A store recorded
+                with another model is refused.
+            embedding_dim: that model's vector size; None takes the recorded one (384 for a
+                new store). A store recorded with another dimension is refused.
+            read_only: for commands that only read (``query``, ``stats``): the store must
+                exist, a Qdrant half whose files are gone is reported instead of recreated,
+                and every write raises :class:`StoreError`.
+        """
         self.config = config
-        self.embedding_model = embedding_model
+        self.read_only = read_only
+        self._asked_model = embedding_model
+        self._asked_dim = embedding_dim
+        self.embedding_model = embedding_model or DEFAULT_EMBEDDING_MODEL
+        self.embedding_dim = embedding_dim or EMBEDDING_DIM
         self.directory: Path | None = None
         self._lock: StoreLock | None = None
         self._bm25: BM25Index | None = None
+        self.bm25_problem: str | None = None
         self._sparse: SparseBM25Encoder | None = None
         self._refs = 0
         self._open()
@@ -61,7 +92,6 @@ class RagkitStore:
         cfg = self.config
         common: dict[str, Any] = {
             "index": cfg.collection,
-            "embedding_dim": EMBEDDING_DIM,
             "similarity": "cosine",
             "progress_bar": False,
             "write_batch_size": 256,
@@ -70,12 +100,20 @@ class RagkitStore:
             directory = Path(cfg.path).expanduser().resolve()
             if directory.exists() and not directory.is_dir():
                 raise StoreError(f"store path {directory} is a file; give a directory for --store")
+            if self.read_only and not (directory / "store.json").is_file():
+                raise StoreError(
+                    f"no ragkit store at {directory}; "
+                    f"run `ragkit index PATH --store {directory}` first"
+                )
             directory.mkdir(parents=True, exist_ok=True)
             self._lock = StoreLock(directory)
             self._lock.acquire()
             self.directory = directory
             try:
                 self._check_meta()
+                if self.read_only:
+                    self._check_qdrant_files(directory / "qdrant")
+                common["embedding_dim"] = self.embedding_dim
                 self.qdrant = QdrantDocumentStore(path=str(directory / "qdrant"), **common)
                 _probe_local_qdrant(self.qdrant, directory / "qdrant")
                 self._bm25 = self._load_bm25()
@@ -83,6 +121,7 @@ class RagkitStore:
                 self._lock.release()
                 raise
         elif isinstance(cfg, MemoryStore):
+            common["embedding_dim"] = self.embedding_dim
             sparse = cfg.bm25 == "sparse"
             self.qdrant = QdrantDocumentStore(
                 location=":memory:", use_sparse_embeddings=sparse, sparse_idf=sparse, **common
@@ -96,6 +135,7 @@ class RagkitStore:
         else:
             from haystack.utils import Secret
 
+            common["embedding_dim"] = self.embedding_dim
             api_key = (
                 Secret.from_env_var(cfg.api_key_env, strict=False) if cfg.api_key_env else None
             )
@@ -120,10 +160,14 @@ class RagkitStore:
             self.directory = server_state_dir(cfg)
 
     def _check_meta(self) -> None:
-        """Record the embedding model on first use and refuse a store built with another one."""
+        """Record the embedding model and dimension on first use; refuse a store built otherwise."""
         assert self.directory is not None
         meta_path = self.directory / "store.json"
-        meta = {"format": STORE_FORMAT, "embedding_model": self.embedding_model}
+        meta = {
+            "format": STORE_FORMAT,
+            "embedding_model": self.embedding_model,
+            "embedding_dim": self.embedding_dim,
+        }
         if meta_path.exists():
             try:
                 found = json.loads(meta_path.read_text())
@@ -135,12 +179,22 @@ class RagkitStore:
                 raise StoreError(
                     f"{meta_path}: store format {found.get('format')} is not {STORE_FORMAT}; re-index"
                 )
-            if found.get("embedding_model") != self.embedding_model:
+            recorded = found.get("embedding_model")
+            if self._asked_model is not None and recorded != self._asked_model:
                 raise StoreError(
                     f"store {self.directory} was built with embedding model "
-                    f"{found.get('embedding_model')!r}, not {self.embedding_model!r}; "
+                    f"{recorded!r}, not {self._asked_model!r}; "
                     "use the same model or another --store"
                 )
+            # stores written before the dimension was recorded all hold MiniLM's 384-d vectors
+            dim = found.get("embedding_dim", EMBEDDING_DIM)
+            if self._asked_dim is not None and dim != self._asked_dim:
+                raise StoreError(
+                    f"store {self.directory} holds {dim}-d vectors of {recorded!r}, but the "
+                    f"embedder makes {self._asked_dim}-d ones; use the same model or another --store"
+                )
+            self.embedding_model = str(recorded)
+            self.embedding_dim = int(dim)
         elif any(p.name in {"qdrant", "bm25", "manifest.json"} for p in self.directory.iterdir()):
             raise StoreError(
                 f"{self.directory} holds store files but no store.json; is it a ragkit store?"
@@ -148,31 +202,48 @@ class RagkitStore:
         else:
             write_json_atomic(meta_path, meta)
 
+    def _check_qdrant_files(self, qdrant_dir: Path) -> None:
+        """Refuse (read-only) a collection whose files are gone: Qdrant would recreate them empty."""
+        name = self.config.collection
+        storage = qdrant_dir / "collection" / name / "storage.sqlite"
+        try:
+            meta = json.loads((qdrant_dir / "meta.json").read_text(encoding="utf-8"))
+            listed = name in meta.get("collections", {})
+        except (OSError, ValueError, AttributeError):
+            listed = False
+        if not listed or not storage.is_file() or storage.stat().st_size == 0:
+            raise StoreError(
+                f"store {self.directory} is damaged: its Qdrant collection {name!r} is missing "
+                f"or empty ({storage}); run `ragkit repair --store {self.directory}`"
+            )
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise StoreError(f"store {self._where()} was opened read-only")
+
     def _load_bm25(self) -> BM25Index:
+        """Load the saved BM25 index; a damaged one is reported, never rebuilt here (no writes)."""
         from ragkit.stores.bm25 import BM25Index, BM25IndexError
 
         assert self.directory is not None
         bm25_dir = self.directory / "bm25"
         if not (bm25_dir / "manifest.json").exists():
-            index = BM25Index()
-        else:
-            try:
-                index = BM25Index.load(bm25_dir)
-            except BM25IndexError as exc:
-                logger.warning("%s; rebuilding BM25 from the stored documents", exc)
-                index = self._rebuild_bm25()
-        if len(index) != self.qdrant.count_documents():
-            logger.warning(
-                "BM25 index has %d chunks but Qdrant has %d; rebuilding BM25 from Qdrant",
-                len(index),
-                self.qdrant.count_documents(),
-            )
-            index = self._rebuild_bm25()
-        return index
+            if bm25_dir.is_dir() and any(bm25_dir.iterdir()):
+                self.bm25_problem = f"BM25 index in {bm25_dir} has no manifest.json"
+            return BM25Index()
+        try:
+            return BM25Index.load(bm25_dir)
+        except BM25IndexError as exc:
+            self.bm25_problem = str(exc)
+            return BM25Index()
 
-    def _rebuild_bm25(self) -> BM25Index:
+    def rebuild_bm25(self) -> None:
+        """Rebuild the whole BM25 index from the texts in Qdrant and save it (writers only)."""
         from ragkit.stores.bm25 import BM25Index
 
+        self._writable()
+        if self._bm25 is None:
+            return
         index = BM25Index()
         docs = self.qdrant.filter_documents()
         if docs:
@@ -181,9 +252,24 @@ class RagkitStore:
                 [d.content or "" for d in docs],
                 [str((d.meta or {}).get("source", "")) for d in docs],
             )
-        assert self.directory is not None
-        index.save(self.directory / "bm25")
-        return index
+        self._bm25 = index
+        self.bm25_problem = None
+        self.commit()
+
+    def resync_bm25_source(self, source: str) -> int:
+        """Replace one source's BM25 entries with its chunks in Qdrant; returns chunks indexed."""
+        self._writable()
+        if self._bm25 is None:
+            return 0
+        self._bm25.delete_source(source)
+        docs = self.qdrant.filter_documents(
+            {"field": "meta.source", "operator": "==", "value": source}
+        )
+        if docs:
+            self._bm25.add(
+                [d.id for d in docs], [d.content or "" for d in docs], [source] * len(docs)
+            )
+        return len(docs)
 
     def close(self) -> None:
         """Close the Qdrant client and release the directory lock."""
@@ -206,9 +292,17 @@ class RagkitStore:
         """Upsert chunks (with dense embeddings) into Qdrant and BM25; ids make it idempotent."""
         from haystack.document_stores.types import DuplicatePolicy
 
+        self._writable()
         if not documents:
             return 0
         docs = list(documents)
+        for d in docs:
+            if d.embedding is not None and len(d.embedding) != self.embedding_dim:
+                raise StoreError(
+                    f"chunk of {d.meta.get('source', d.id)} has a {len(d.embedding)}-d embedding, "
+                    f"but store {self._where()} holds {self.embedding_dim}-d vectors of "
+                    f"{self.embedding_model!r}; embed with that model or use another --store"
+                )
         if self._sparse is not None:
             docs = [
                 dataclasses.replace(
@@ -227,6 +321,7 @@ class RagkitStore:
 
     def delete_source(self, source: str) -> int:
         """Delete every chunk of one source file from Qdrant and BM25."""
+        self._writable()
         n = self.qdrant.delete_by_filter(
             {"field": "meta.source", "operator": "==", "value": source}
         )
@@ -235,15 +330,60 @@ class RagkitStore:
         return n
 
     def commit(self) -> None:
-        """Persist the BM25 index (Qdrant persists on every write)."""
+        """Persist the BM25 index (Qdrant persists on every write).
+
+        Raises:
+            StoreError: the saved BM25 index was damaged and not rebuilt; saving the partial
+                in-memory one would hide the damage.
+        """
+        self._writable()
         if self._bm25 is not None and isinstance(self.config, EmbeddedStore):
             assert self.directory is not None
+            if self.bm25_problem is not None:
+                raise StoreError(
+                    f"{self.bm25_problem}; run `ragkit repair --store {self.directory}`"
+                )
             self._bm25.save(self.directory / "bm25")
+
+    def _where(self) -> str:
+        return str(self.directory) if self.directory is not None else self.config.kind
 
     # ------------------------------------------------------------------ reading
     def count(self) -> int:
         """Number of chunks in the store."""
         return self.qdrant.count_documents()
+
+    def qdrant_source_counts(self) -> dict[str, int]:
+        """Chunks per ``meta.source`` in Qdrant (payloads only, no vectors)."""
+        from collections import Counter
+
+        self.qdrant._initialize_client()
+        client = self.qdrant._client
+        counts: Counter[str] = Counter()
+        offset = None
+        while True:
+            points, offset = client.scroll(
+                collection_name=self.config.collection,
+                limit=1024,
+                offset=offset,
+                with_payload=["meta"],
+                with_vectors=False,
+            )
+            for point in points:
+                meta = (point.payload or {}).get("meta") or {}
+                counts[str(meta.get("source", ""))] += 1
+            if offset is None:
+                return dict(counts)
+
+    def bm25_count(self) -> int | None:
+        """Chunks in ragkit's BM25 index; None when BM25 lives in Qdrant."""
+        return None if self._bm25 is None else len(self._bm25)
+
+    def bm25_source_counts(self) -> dict[str, int] | None:
+        """Chunks per source in ragkit's BM25 index; None when BM25 lives in Qdrant."""
+        if self._bm25 is None:
+            return None
+        return self._bm25.source_counts()
 
     def bm25_search(self, query: str, top_k: int = 10) -> list[Document]:
         """Lexical search; returns documents with ``score`` set, best first."""
@@ -272,6 +412,12 @@ class RagkitStore:
         self, embedding: list[float], top_k: int = 10, filters: dict[str, Any] | None = None
     ) -> list[Document]:
         """Cosine search over the dense vectors."""
+        if len(embedding) != self.embedding_dim:
+            raise StoreError(
+                f"the query embedding has {len(embedding)} dimensions, but store "
+                f"{self._where()} holds {self.embedding_dim}-d vectors of "
+                f"{self.embedding_model!r}; embed queries with that model"
+            )
         from haystack_integrations.components.retrievers.qdrant import QdrantEmbeddingRetriever
 
         retriever = QdrantEmbeddingRetriever(document_store=self.qdrant, top_k=top_k)
@@ -284,6 +430,7 @@ class RagkitStore:
             "collection": self.config.collection,
             "chunks": self.count(),
             "embedding_model": self.embedding_model,
+            "embedding_dim": self.embedding_dim,
         }
         if self.directory is not None:
             out["directory"] = str(self.directory)
@@ -292,6 +439,21 @@ class RagkitStore:
         else:
             out["bm25"] = {"backend": "qdrant-sparse-idf"}
         return out
+
+
+def recorded_embedding(config: AnyStore) -> tuple[str, int] | None:
+    """(model, dimension) an existing embedded store recorded in ``store.json``, without opening it.
+
+    Lets ``ragkit index`` skip loading the embedder just to measure a dimension already known.
+    """
+    if not isinstance(config, EmbeddedStore):
+        return None
+    meta_path = Path(config.path).expanduser().resolve() / "store.json"
+    try:
+        found = json.loads(meta_path.read_text(encoding="utf-8"))
+        return str(found["embedding_model"]), int(found.get("embedding_dim", EMBEDDING_DIM))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def _safe_name(text: str) -> str:
@@ -380,13 +542,32 @@ class _OpenStores:
             return f"{config.url}#{config.collection}"
         return None  # every :memory: store is its own
 
-    def open(self, config: AnyStore, embedding_model: str) -> RagkitStore:
+    def open(
+        self,
+        config: AnyStore,
+        embedding_model: str | None,
+        embedding_dim: int | None,
+        read_only: bool,
+    ) -> RagkitStore:
         key = self.key(config)
         with self._lock:
             if key is not None and key in self._stores:
                 store = self._stores[key]
+                if embedding_model is not None and embedding_model != store.embedding_model:
+                    raise StoreError(
+                        f"store {store._where()} was built with embedding model "
+                        f"{store.embedding_model!r}, not {embedding_model!r}; "
+                        "use the same model or another --store"
+                    )
+                if store.read_only and not read_only:
+                    raise StoreError(f"store {store._where()} is already open read-only")
             else:
-                store = RagkitStore(config, embedding_model=embedding_model)
+                store = RagkitStore(
+                    config,
+                    embedding_model=embedding_model,
+                    embedding_dim=embedding_dim,
+                    read_only=read_only,
+                )
                 if key is not None:
                     self._stores[key] = store
             store._refs += 1
@@ -406,9 +587,24 @@ class _OpenStores:
 _OPEN = _OpenStores()
 
 
-def open_store(config: AnyStore, embedding_model: str = "minilm") -> RagkitStore:
-    """Open (or share the already open) store for ``config``; pair with :func:`release_store`."""
-    return _OPEN.open(config, embedding_model)
+def open_store(
+    config: AnyStore,
+    embedding_model: str | None = None,
+    embedding_dim: int | None = None,
+    read_only: bool = False,
+) -> RagkitStore:
+    """Open (or share the already open) store for ``config``; pair with :func:`release_store`.
+
+    Args:
+        config: where the store lives.
+        embedding_model: the model the caller embeds with; None takes the store's recorded one.
+        embedding_dim: that model's dimension; None takes the store's recorded one.
+        read_only: open for reading only (see :class:`RagkitStore`).
+
+    Returns:
+        The open store; opening never rebuilds or saves anything.
+    """
+    return _OPEN.open(config, embedding_model, embedding_dim, read_only)
 
 
 def release_store(store: RagkitStore) -> None:

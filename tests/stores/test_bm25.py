@@ -245,11 +245,19 @@ def test_load_reports_missing_and_corrupt_indexes(docs, tmp_path: Path) -> None:
         BM25Index.load(directory)
     assert str(directory) in str(err.value) and "\n" not in str(err.value)
 
-    manifest_path.write_text(good.replace('"format_version": 1', '"format_version": 99'))
+    manifest_path.write_text(good.replace('"format_version": 2', '"format_version": 99'))
     with pytest.raises(BM25IndexError, match="format version 99"):
         BM25Index.load(directory)
 
     manifest_path.write_text(json.dumps({**json.loads(good), "n_docs": 101}))
+    with pytest.raises(BM25IndexError, match="checksum"):
+        BM25Index.load(directory)
+    # a manifest edited consistently (checksum recomputed) still fails the structural checks
+    from ragkit.stores.bm25 import _manifest_sha
+
+    lying = {**json.loads(good), "n_docs": 101}
+    lying["sha256"] = _manifest_sha(lying)
+    manifest_path.write_text(json.dumps(lying))
     with pytest.raises(BM25IndexError, match="manifest says 101"):
         BM25Index.load(directory)
 
@@ -263,3 +271,42 @@ def test_load_reports_missing_and_corrupt_indexes(docs, tmp_path: Path) -> None:
     with pytest.raises(BM25IndexError, match="missing seg-"):
         BM25Index.load(directory)
     assert issubclass(BM25IndexError, RuntimeError)
+
+
+def test_checksums_catch_corruption_the_structure_checks_miss(tmp_path: Path) -> None:
+    directory = tmp_path / "idx"
+    index = BM25Index()
+    index.add(["a", "b", "c"], ["apple banana", "cherry durian", "apple cherry"], ["x", "y", "z"])
+    index.add([f"f{i}" for i in range(10)], [f"filler{i} apple" for i in range(10)])
+    index.delete(["f0"])  # a tombstone file too (1 of 10: below the rewrite ratio)
+    index.save(directory)
+    assert BM25Index.load(directory).search("banana") == index.search("banana")
+
+    # two vocabulary terms swapped: same length, same structure, wrong answers
+    vocab = next(directory.glob("vocab-*.json"))
+    good_vocab = vocab.read_bytes()
+    terms = json.loads(good_vocab)
+    i, j = terms.index("banana"), terms.index("durian")
+    terms[i], terms[j] = terms[j], terms[i]
+    vocab.write_text(json.dumps(terms))
+    with pytest.raises(BM25IndexError, match="checksum") as err:
+        BM25Index.load(directory)
+    assert vocab.name in str(err.value) and str(directory) in str(err.value)
+    vocab.write_bytes(good_vocab)
+
+    # one byte flipped inside the tombstones (still a valid array of in-range rows)
+    dels = next(directory.glob("seg-*.del-*.npy"))
+    good_dels = dels.read_bytes()
+    arr = np.load(dels)
+    arr[0] = 0 if arr[0] else 1
+    np.save(dels, arr)
+    with pytest.raises(BM25IndexError, match="checksum"):
+        BM25Index.load(directory)
+    dels.write_bytes(good_dels)
+    assert BM25Index.load(directory).search("banana") == index.search("banana")
+
+    # an unchanged re-save keeps the verified files and their checksums
+    loaded = BM25Index.load(directory)
+    loaded.add(["d"], ["elderberry"], ["w"])
+    loaded.save(directory)
+    assert BM25Index.load(directory).search("elderberry")[0][0] == "d"
