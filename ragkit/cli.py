@@ -45,7 +45,11 @@ StoreOpt = Annotated[
     ),
 ]
 ProfileOpt = Annotated[
-    str | None, typer.Option("--profile", help="Profile name in configs/ or a YAML file.")
+    str | None,
+    typer.Option(
+        "--profile",
+        help="Profile name in configs/ or a YAML file. Default: configs/default.yaml (= cpu-quality).",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
@@ -73,9 +77,12 @@ def find_yaml(name: str, folder: str, what: str) -> Path:
         raise CLIError(str(exc)) from None
 
 
+DEFAULT_PROFILE = "default"
+
+
 def _profile(profile: str | None) -> Profile:
     try:
-        return load_profile(profile)
+        return load_profile(profile if profile is not None else DEFAULT_PROFILE)
     except ConfigError as exc:
         raise CLIError(str(exc), 2) from None
 

@@ -62,6 +62,8 @@ def test_local_model_answer_streams_then_sources(sample_store: Path) -> None:
         str(sample_store),
         "--top-k",
         "3",
+        "--profile",
+        "cpu-small",  # the default profile's Qwen reader is fetched on request; CI has SmolLM2
     )
     assert code == 0, err
     assert out.startswith("answer: ")
@@ -70,8 +72,9 @@ def test_local_model_answer_streams_then_sources(sample_store: Path) -> None:
     assert "solar_system.md" in sources_part
 
     code, out, err = ragkit(
-        "query", "Which planet has the strongest winds?", "--store", str(sample_store), "--json"
-    )
+        "query", "Which planet has the strongest winds?", "--store", str(sample_store), "--json",
+        "--profile", "cpu-small",
+    )  # fmt: skip
     assert code == 0, err
     data = json.loads(out)
     assert data["answer"]

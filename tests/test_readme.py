@@ -14,3 +14,6 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert tests.startswith("python3 -m venv .venv") and tests.endswith("-m pytest")
     assert tests in (REPO / ".ci" / "run").read_text()
     assert "torch==2.13.0" in main_job and "ragkit index" in main_job and "ragkit query" in main_job
+    # the default profile's reader is set up by the same line: llama.cpp build + Qwen fetch
+    assert "llamacpp" in main_job and "ragkit models fetch qwen2.5-coder-1.5b-instruct" in main_job
+    assert main_job.count("\n") == 0
