@@ -13,7 +13,13 @@ from typing import Annotated, Any
 
 import typer
 
-from ragkit.config import ConfigError, Profile, load_profile, store_from_location
+from ragkit.config import (
+    ConfigError,
+    Profile,
+    default_profile_name,
+    load_profile,
+    store_from_location,
+)
 
 app = typer.Typer(
     help="ragkit: retrieval-augmented generation over long and messy corpora.",
@@ -77,12 +83,9 @@ def find_yaml(name: str, folder: str, what: str) -> Path:
         raise CLIError(str(exc)) from None
 
 
-DEFAULT_PROFILE = "default"
-
-
 def _profile(profile: str | None) -> Profile:
     try:
-        return load_profile(profile if profile is not None else DEFAULT_PROFILE)
+        return load_profile(profile if profile is not None else default_profile_name())
     except ConfigError as exc:
         raise CLIError(str(exc), 2) from None
 
@@ -533,7 +536,7 @@ def eval_(
         summary = evaluate(
             dataset,
             pipeline,
-            profile,
+            profile if profile is not None else default_profile_name(),
             mode,
             top_k=top_k,
             limit=limit,

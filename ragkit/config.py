@@ -6,6 +6,8 @@ profile is reported with its YAML path instead of being silently ignored.
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -200,6 +202,18 @@ def configs_dir() -> Path:
     from ragkit.resources import shipped_dir
 
     return shipped_dir("configs")
+
+
+DEFAULT_PROFILE_ENV = "RAGKIT_PROFILE"
+
+
+def default_profile_name() -> str:
+    """The profile the CLI uses without ``--profile``: ``$RAGKIT_PROFILE``, else ``default``.
+
+    The variable lets a test suite or a machine without the llama.cpp reader pick another
+    default (the tests use ``cpu-small``) without repeating ``--profile`` on every command.
+    """
+    return os.environ.get(DEFAULT_PROFILE_ENV) or "default"
 
 
 def load_profile(name_or_path: str | Path | None) -> Profile:

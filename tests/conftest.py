@@ -14,6 +14,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# the shipped default profile reads with Qwen 1.5B through llama.cpp, which CI does not fetch:
+# commands without --profile use the small packaged reader here
+os.environ.setdefault("RAGKIT_PROFILE", "cpu-small")
 # one model/eval-store cache per test session: SmolLM2 is converted from GGUF once, not per test
 os.environ.setdefault("RAGKIT_CACHE", tempfile.mkdtemp(prefix="ragkit-test-cache-"))
 

@@ -27,15 +27,18 @@ def test_shipped_profiles_load() -> None:
     assert isinstance(load_profile("memory").store, MemoryStore)
 
 
-def test_cli_default_profile_is_cpu_quality() -> None:
+def test_cli_default_profile_is_cpu_quality(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without --profile the CLI answers with the stronger reader; cpu-small stays the small one."""
     from ragkit.cli import _profile
 
+    monkeypatch.delenv("RAGKIT_PROFILE", raising=False)
     default = _profile(None).component_overrides()
     assert default == load_profile("cpu-quality").component_overrides()
     assert default["generator"]["init_parameters"]["model"] == "qwen2.5-coder-1.5b-instruct"
     small = load_profile("cpu-small").component_overrides()
     assert small["generator"]["init_parameters"]["model"] == "smollm2-135m-instruct"
+    monkeypatch.setenv("RAGKIT_PROFILE", "cpu-small")
+    assert _profile(None).component_overrides() == small
 
 
 def test_unknown_key_and_bad_value_name_the_yaml_path(tmp_path: Path) -> None:
