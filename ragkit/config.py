@@ -7,7 +7,6 @@ profile is reported with its YAML path instead of being silently ignored.
 from __future__ import annotations
 
 import os
-
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
