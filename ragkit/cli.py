@@ -215,6 +215,12 @@ def query(
     store: StoreOpt = None,
     profile: ProfileOpt = None,
     as_json: JsonOpt = False,
+    trace: Annotated[
+        bool,
+        typer.Option(
+            "--trace", help="Print each step of iterative pipelines (e.g. adaptive_note)."
+        ),
+    ] = False,
 ) -> None:
     """Ask a question: streams the answer, then lists the cited sources (or ranked passages)."""
 
@@ -266,6 +272,14 @@ def query(
                 f"[{label}] {score}  {where}  (chars {d.meta.get('start')}-{d.meta.get('end')})"
             )
             typer.echo(f"    {snippet[:300]}{'...' if len(snippet) > 300 else ''}")
+        if trace:
+            from ragkit.notes.trace import format_trace
+
+            typer.echo(
+                format_trace(result.trace)
+                if result.trace is not None
+                else "trace: this pipeline records no steps"
+            )
 
     _run(body)
 

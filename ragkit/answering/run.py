@@ -26,6 +26,7 @@ class QueryResult:
     seconds: float
     usage: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    trace: dict[str, Any] | None = None  # a step-by-step record, from pipelines that keep one
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form for ``--json``."""
@@ -42,7 +43,7 @@ class QueryResult:
                 "content": d.content,
             }
 
-        return {
+        out = {
             "answer": self.answer,
             "sources": [doc(d, i + 1) for i, d in enumerate(self.sources)],
             "passages": [doc(d, i + 1) for i, d in enumerate(self.ranked)],
@@ -50,6 +51,9 @@ class QueryResult:
             "usage": self.usage,
             "timings": self.timings,
         }
+        if self.trace is not None:
+            out["trace"] = self.trace
+        return out
 
 
 _CITATION = re.compile(r"\s*\[\d+(?:\s*[,;-]\s*\d+)*\](?:\s*\[\d+(?:\s*[,;-]\s*\d+)*\])*")
@@ -88,6 +92,7 @@ def answer_question(
     sources: list[Document] = []
     usage: dict[str, int] = {}
     timings: dict[str, float] = {"total_seconds": seconds}
+    trace: dict[str, Any] | None = None
     for outputs in result.values():
         if outputs.get("answers"):
             generated = outputs["answers"][0]
@@ -95,6 +100,7 @@ def answer_question(
             sources = list(generated.documents or [])
             meta = generated.meta or {}
             usage = dict(meta.get("usage") or {})
+            trace = meta.get("trace") if isinstance(meta.get("trace"), dict) else None
             for key, value in (meta.get("timings") or {}).items():
                 if isinstance(value, int | float):
                     timings[f"generate_{key}"] = float(value)
@@ -106,4 +112,4 @@ def answer_question(
         sources = ranked  # nothing cited: show what the reader was given
     if top_k is not None:
         ranked = ranked[:top_k]
-    return QueryResult(answer, sources, ranked, seconds, usage, timings)
+    return QueryResult(answer, sources, ranked, seconds, usage, timings, trace)

@@ -19,11 +19,17 @@ from haystack import Document, component
 from haystack.dataclasses import ChatMessage, GeneratedAnswer
 from haystack.dataclasses.streaming_chunk import SyncStreamingCallbackT
 
-from ragkit.notes.loop import LLMReply, NoteSettings, Passage, run_adaptive_note
+from ragkit.notes.loop import ChatLLM, Fit, LLMReply, NoteSettings, Passage, run_adaptive_note
 from ragkit.notes.prompts import load_prompt_set
 from ragkit.stores.components import StoreBound
 
-__all__ = ["DEFAULT_FITTER", "DEFAULT_GENERATOR", "AdaptiveNoteAnswerer"]
+__all__ = [
+    "DEFAULT_FITTER",
+    "DEFAULT_GENERATOR",
+    "AdaptiveNoteAnswerer",
+    "fitter_fit",
+    "generator_llm",
+]
 
 DEFAULT_GENERATOR: dict[str, Any] = {
     "type": "ragkit.models.components.LocalChatGenerator",
@@ -48,6 +54,55 @@ def _component(value: Any, default: dict[str, Any], name: str) -> Any:
             f"{name}: expected a Haystack component or a {{type, init_parameters}} mapping"
         )
     return value
+
+
+def generator_llm(generator: Any, callback: SyncStreamingCallbackT | None = None) -> ChatLLM:
+    """Adapt a Haystack chat generator to the loop's :class:`ChatLLM` (usage read from reply meta).
+
+    Args:
+        generator: Any chat generator (``run(messages, generation_kwargs, streaming_callback)``).
+        callback: Streams the final answer only.
+
+    Returns:
+        The callable the loop uses; ``max_tokens`` goes out as ``generation_kwargs``, which
+        ragkit's generators and OpenAI-compatible ones both read.
+    """
+
+    def call(messages: list[dict[str, str]], max_tokens: int, final: bool = False) -> LLMReply:
+        chat = [
+            ChatMessage.from_system(m["content"])
+            if m["role"] == "system"
+            else ChatMessage.from_user(m["content"])
+            for m in messages
+        ]
+        kwargs: dict[str, Any] = {"generation_kwargs": {"max_tokens": max_tokens}}
+        if final and callback is not None:
+            kwargs["streaming_callback"] = callback
+        start = time.perf_counter()
+        reply = generator.run(messages=chat, **kwargs)["replies"][0]
+        meta = reply.meta or {}
+        usage = meta.get("usage") or {}
+        timings = meta.get("timings") or {}
+        return LLMReply(
+            text=reply.text or "",
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            prefix_tokens_reused=int(timings.get("prefix_tokens_reused") or 0),
+            seconds=time.perf_counter() - start,
+        )
+
+    return call
+
+
+def fitter_fit(fitter: Any) -> Fit:
+    """Adapt a ``ContextFitter``-like component (``run(question, documents)``) to the loop's fit."""
+
+    def fit(question: str, texts: list[str]) -> list[str]:
+        docs = [Document(content=t) for t in texts]
+        out = fitter.run(question=question, documents=docs)["documents"]
+        return [d.content or "" for d in out]
+
+    return fit
 
 
 @component
@@ -82,7 +137,7 @@ class AdaptiveNoteAnswerer(StoreBound):
         query_max_chars: int = 500,
         dedup: str = "always",
         fail_count: str = "consecutive",
-        note_max_tokens: int = 256,
+        note_max_tokens: int = 160,
         query_max_tokens: int = 64,
         verdict_max_tokens: int = 32,
         answer_max_tokens: int = 64,
@@ -184,7 +239,7 @@ class AdaptiveNoteAnswerer(StoreBound):
         if callable(close):
             close()
         self._embedder = None
-        super().close()
+        StoreBound.close(self)  # the @component class is rebuilt, so no zero-arg super()
 
     # ------------------------------------------------------------------ adapters for the loop
 
@@ -203,38 +258,6 @@ class AdaptiveNoteAnswerer(StoreBound):
             )
             for d in fused
         ]
-
-    def _fit(self, question: str, texts: list[str]) -> list[str]:
-        docs = [Document(content=t) for t in texts]
-        return [
-            d.content or "" for d in self.fitter.run(question=question, documents=docs)["documents"]
-        ]
-
-    def _llm(self, callback: SyncStreamingCallbackT | None) -> Any:
-        def call(messages: list[dict[str, str]], max_tokens: int, final: bool = False) -> LLMReply:
-            chat = [
-                ChatMessage.from_system(m["content"])
-                if m["role"] == "system"
-                else ChatMessage.from_user(m["content"])
-                for m in messages
-            ]
-            kwargs: dict[str, Any] = {"generation_kwargs": {"max_tokens": max_tokens}}
-            if final and callback is not None:
-                kwargs["streaming_callback"] = callback
-            start = time.perf_counter()
-            reply = self.generator.run(messages=chat, **kwargs)["replies"][0]
-            meta = reply.meta or {}
-            usage = meta.get("usage") or {}
-            timings = meta.get("timings") or {}
-            return LLMReply(
-                text=reply.text or "",
-                prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                completion_tokens=int(usage.get("completion_tokens") or 0),
-                prefix_tokens_reused=int(timings.get("prefix_tokens_reused") or 0),
-                seconds=time.perf_counter() - start,
-            )
-
-        return call
 
     @component.output_types(
         answers=list[GeneratedAnswer], documents=list[Document], note=str, trace=dict
@@ -265,11 +288,11 @@ class AdaptiveNoteAnswerer(StoreBound):
         start = time.perf_counter()
         result = run_adaptive_note(
             question,
-            self._llm(streaming_callback),
+            generator_llm(self.generator, streaming_callback),
             self._search,
             settings,
             self._prompt_set,
-            self._fit,
+            fitter_fit(self.fitter),
         )
         seconds = time.perf_counter() - start
         totals = result.trace["totals"]

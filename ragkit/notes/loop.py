@@ -125,7 +125,7 @@ class NoteSettings:
     query_max_chars: int = 500
     dedup: Literal["always", "near_cap"] = "always"
     fail_count: Literal["consecutive", "total"] = "consecutive"
-    note_max_tokens: int = 256
+    note_max_tokens: int = 160
     query_max_tokens: int = 64
     verdict_max_tokens: int = 32
     answer_max_tokens: int = 64
