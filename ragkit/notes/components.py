@@ -56,6 +56,16 @@ def _component(value: Any, default: dict[str, Any], name: str) -> Any:
     return value
 
 
+def _label(doc: Document) -> str:
+    """Short name of a passage for the trace: its title, else file name and character span."""
+    if doc.meta.get("title"):
+        return str(doc.meta["title"])
+    source = str(doc.meta.get("source") or doc.id)
+    name = source.replace("\\", "/").rsplit("/", 1)[-1]
+    start = doc.meta.get("start")
+    return f"{name}@{start}" if start is not None else name
+
+
 def generator_llm(generator: Any, callback: SyncStreamingCallbackT | None = None) -> ChatLLM:
     """Adapt a Haystack chat generator to the loop's :class:`ChatLLM` (usage read from reply meta).
 
@@ -253,7 +263,8 @@ class AdaptiveNoteAnswerer(StoreBound):
             Passage(
                 id=str(d.id),
                 text=d.content or "",
-                title=d.meta.get("title") or d.meta.get("source"),
+                title=d.meta.get("title"),
+                label=_label(d),
                 ref=d,
             )
             for d in fused

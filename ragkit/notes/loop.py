@@ -51,13 +51,15 @@ class Passage:
     Attributes:
         id: Stable identity, used to skip passages already read.
         text: The passage text.
-        title: Where it comes from (title or source), for the trace.
+        title: Its title, shown to the LLM before the text when there is one.
+        label: Short name for the trace (default: title, else id).
         ref: The backend's own object (e.g. a Haystack Document), handed back untouched.
     """
 
     id: str
     text: str
     title: str | None = None
+    label: str | None = None
     ref: Any = None
 
 
@@ -260,7 +262,7 @@ class _Run:
 
 
 def _passage_refs(passages: list[Passage]) -> list[dict[str, Any]]:
-    return [{"id": p.id, "title": p.title} for p in passages]
+    return [{"id": p.id, "title": p.label or p.title or p.id} for p in passages]
 
 
 def run_adaptive_note(

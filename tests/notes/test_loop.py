@@ -39,7 +39,10 @@ def generator(verdicts: list[str], **extra_rules: Any) -> ScriptedChatGenerator:
     rules += [
         {"contains": "Task: write a note.", "reply": "note0 born in Tacoma?"},
         {"contains": "Task: plan new searches.", "reply": "Frank Herbert birthplace\nDune author"},
-        {"contains": "Task: improve the note.", "replies": [f"note{i} more facts" for i in range(1, 9)]},
+        {
+            "contains": "Task: improve the note.",
+            "replies": [f"note{i} more facts" for i in range(1, 9)],
+        },
         {"contains": "Task: compare two notes.", "replies": verdicts},
         {"contains": "Task: answer.", "reply": "Tacoma"},
     ]
@@ -55,7 +58,9 @@ def answer_prompt(gen: ScriptedChatGenerator) -> str:
 def test_all_refinements_kept_runs_max_steps_with_2_plus_3n_calls() -> None:
     gen = generator([YES, YES])
     retr = ScriptedRetriever(ids(0, 5), ids(5, 5), ids(10, 5))
-    res = run_adaptive_note(QUESTION, generator_llm(gen), retr, NoteSettings(max_step=2, max_top_k=50))
+    res = run_adaptive_note(
+        QUESTION, generator_llm(gen), retr, NoteSettings(max_step=2, max_top_k=50)
+    )
     assert res.stop_reason == "max steps"
     assert res.answer == "Tacoma"
     assert len(gen.prompts) == 2 + 3 * 2 == res.trace["totals"]["llm_calls"]
@@ -78,7 +83,8 @@ def test_rejected_refinement_spends_the_failure_budget_and_keeps_the_best_note()
 
 
 @pytest.mark.parametrize(
-    ("fail_count", "stop", "steps"), [("consecutive", "max steps", 4), ("total", "failure budget", 3)]
+    ("fail_count", "stop", "steps"),
+    [("consecutive", "max steps", 4), ("total", "failure budget", 3)],
 )
 def test_consecutive_versus_total_failure_counting(fail_count: str, stop: str, steps: int) -> None:
     gen = generator([NO, YES, NO, YES])
@@ -166,7 +172,9 @@ def test_empty_first_retrieval_stops_with_no_evidence() -> None:
 
 def test_empty_and_all_seen_retrieval_mid_loop() -> None:
     gen = generator([])
-    res = run_adaptive_note(QUESTION, generator_llm(gen), ScriptedRetriever(ids(0, 5), []), NoteSettings())
+    res = run_adaptive_note(
+        QUESTION, generator_llm(gen), ScriptedRetriever(ids(0, 5), []), NoteSettings()
+    )
     assert res.stop_reason == "no evidence"
     gen = generator([])
     res = run_adaptive_note(
@@ -237,13 +245,14 @@ def test_context_fitter_trims_the_note_never_the_question() -> None:
         ]
     )
     fitter = ContextFitter(tokenizer=None, context_tokens=300, reserve_tokens=100)  # ~3 chars/token
-    res = run_adaptive_note(
-        QUESTION,
-        generator_llm(gen),
-        ScriptedRetriever(ids(0, 5)),
-        NoteSettings(max_step=0),
-        fit=fitter_fit(fitter),
-    )
+    with pytest.warns(RuntimeWarning, match="exceeds the 200-token budget"):
+        res = run_adaptive_note(
+            QUESTION,
+            generator_llm(gen),
+            ScriptedRetriever(ids(0, 5)),
+            NoteSettings(max_step=0),
+            fit=fitter_fit(fitter),
+        )
     assert res.note.strip() == long_note.strip()  # the memory keeps the whole note
     prompt = answer_prompt(gen)
     note_part = prompt.split("Note: ", 1)[1]
