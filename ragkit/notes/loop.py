@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
 from ragkit.notes.prompts import PromptSet
-from ragkit.notes.verdict import parse_verdict
+from ragkit.notes.verdict import Verdict, parse_verdict
 
 __all__ = [
     "ChatLLM",
@@ -110,8 +110,9 @@ class NoteSettings:
         top_k: Passages per retrieval (paper runs: 5).
         max_top_k: Cap on passages read in all steps together (upstream: 15).
         query_max_chars: The search string (new questions + question) is cut to this (upstream: 500).
-        dedup: ``always`` skips passages already read at every step; ``near_cap`` (upstream)
-            skips them only when this step could pass ``max_top_k``.
+        dedup: ``always`` skips passages already read at every step (retrieving ``top_k`` plus
+            the number read, so up to ``top_k`` unread ones remain); ``near_cap`` (upstream)
+            retrieves ``top_k`` and skips read ones only when this step could pass ``max_top_k``.
         fail_count: ``consecutive`` resets the count when a refinement is kept; ``total``
             (upstream) counts every rejection.
         note_max_tokens: Token cap on a written note (initial and refined).
@@ -336,7 +337,9 @@ def run_adaptive_note(
             asked.append(queries)
             search = (queries + "\n" + question)[: s.query_max_chars]
             record.update(queries=queries.splitlines(), search=search)
-            found = retrieve(search, s.top_k)
+            # with dedup="always", ask for enough to still have top_k unread ones after skipping
+            want = s.top_k + len(run.seen) if s.dedup == "always" else s.top_k
+            found = retrieve(search, want)
             fresh = [p for p in found if p.id not in run.seen]
             # upstream dedups only when this step could pass the cap (dedup="near_cap")
             dedup = s.dedup == "always" or len(run.seen) + s.top_k > s.max_top_k
@@ -356,16 +359,21 @@ def run_adaptive_note(
                     run.call("refine", s.note_max_tokens, note=note_in, passages=ptext)
                 )
                 record["note_diff"] = note_diff(best, candidate)
-                note_1, note_2 = run.fitted_notes(best, candidate)
-                raw = run.call("compare", s.verdict_max_tokens, note_1=note_1, note_2=note_2)
+                if candidate.casefold() == best.casefold() or not candidate:
+                    # nothing new: "not better" by the reviewer's own rule, without asking it
+                    verdict = Verdict(False, "unchanged", "")
+                else:
+                    note_1, note_2 = run.fitted_notes(best, candidate)
+                    raw = run.call("compare", s.verdict_max_tokens, note_1=note_1, note_2=note_2)
+                    verdict = parse_verdict(raw)
             except Exception as exc:  # noqa: BLE001
                 run.warn(f"step {step + 1}: note refinement failed ({type(exc).__name__}: {exc})")
                 stop = "generator error"
                 break
-            verdict = parse_verdict(raw)
+            raw = verdict.raw
             if verdict.source == "unparsed":
                 run.warn(f"step {step + 1}: reviewer gave no verdict ({raw[:80]!r}); not better")
-            kept = verdict.better and bool(candidate)
+            kept = verdict.better
             record["verdict"] = {"better": verdict.better, "source": verdict.source, "raw": raw}
             record["kept"] = kept
             if kept:

@@ -265,3 +265,36 @@ def test_settings_reject_bad_values() -> None:
         NoteSettings(max_top_k=0)
     with pytest.raises(ValueError, match="dedup must be"):
         NoteSettings(dedup="sometimes")  # type: ignore[arg-type]
+
+
+def test_always_dedup_asks_for_enough_to_fill_top_k_with_unread_passages() -> None:
+    gen = generator([YES])
+    requested: list[int] = []
+    corpus = ids(0, 30)
+
+    def retrieve(query: str, top_k: int) -> list[Passage]:
+        requested.append(top_k)
+        return [Passage(id=i, text=f"text of {i}") for i in corpus[:top_k]]  # same ranking always
+
+    res = run_adaptive_note(QUESTION, generator_llm(gen), retrieve, NoteSettings(max_step=1))
+    assert requested == [5, 10]
+    assert [r["id"] for r in res.trace["steps"][0]["retrieved"]] == ids(5, 5)
+
+
+def test_unchanged_refinement_is_not_better_without_asking_the_judge() -> None:
+    gen = ScriptedChatGenerator(
+        rules=[
+            {"contains": "Task: write a note.", "reply": "same note"},
+            {"contains": "Task: plan new searches.", "reply": "q"},
+            {"contains": "Task: improve the note.", "reply": "Same  note"},
+            {"contains": "Task: compare two notes.", "reply": YES},
+            {"contains": "Task: answer.", "reply": "a"},
+        ]
+    )
+    res = run_adaptive_note(
+        QUESTION, generator_llm(gen), ScriptedRetriever(ids(0, 5), ids(5, 5)), NoteSettings()
+    )
+    assert res.trace["steps"][0]["verdict"]["source"] == "unchanged"
+    assert res.stop_reason == "failure budget"
+    assert not any("Task: compare two notes." in p[1].text for p in gen.prompts)
+    assert len(gen.prompts) == 4
