@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -200,6 +201,9 @@ def _join_passages(texts: list[str], titles: list[str | None]) -> str:
     return "\n".join(lines)
 
 
+_LIST_MARK = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
+
+
 def _one_line(text: str) -> str:
     return " ".join((text or "").split())
 
@@ -333,7 +337,9 @@ def run_adaptive_note(
                 run.warn(f"step {step + 1}: query generation failed ({type(exc).__name__}: {exc})")
                 stop = "generator error"
                 break
-            queries = "\n".join(q.strip() for q in queries.strip().splitlines() if q.strip())
+            queries = "\n".join(
+                _LIST_MARK.sub("", q).strip() for q in queries.strip().splitlines() if q.strip()
+            )
             asked.append(queries)
             search = (queries + "\n" + question)[: s.query_max_chars]
             record.update(queries=queries.splitlines(), search=search)

@@ -38,7 +38,10 @@ def generator(verdicts: list[str], **extra_rules: Any) -> ScriptedChatGenerator:
     rules: list[dict[str, Any]] = list(extra_rules.get("rules", []))
     rules += [
         {"contains": "Task: write a note.", "reply": "note0 born in Tacoma?"},
-        {"contains": "Task: plan new searches.", "reply": "Frank Herbert birthplace\nDune author"},
+        {
+            "contains": "Task: plan new searches.",
+            "reply": "1. Frank Herbert birthplace\n- Dune author",
+        },
         {
             "contains": "Task: improve the note.",
             "replies": [f"note{i} more facts" for i in range(1, 9)],
