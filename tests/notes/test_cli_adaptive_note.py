@@ -127,7 +127,10 @@ def test_query_trace_and_json_use_the_profile_generator(
         assert data["answer"] == "Neptune"
         assert data["usage"]["llm_calls"] == trace["totals"]["llm_calls"] == calls
         assert data["usage"]["prompt_tokens"] > 0
-        assert trace["stop_reason"] in {"max steps", "evidence cap", "no new evidence"}
+        # step 2's refinement repeats the note: "not better" without a judge call, budget spent
+        assert trace["stop_reason"] == "failure budget"
+        assert [s["verdict"]["source"] for s in trace["steps"]] == ["json", "unchanged"]
+        assert calls == 7  # note, (queries, refine, judge), (queries, refine), answer
         assert len(data["passages"]) == trace["totals"]["passages_read"] > 5
         assert len({p["id"] for p in data["passages"]}) == len(data["passages"])
         assert trace["note"].startswith("Neptune has the strongest winds")
