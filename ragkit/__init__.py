@@ -25,6 +25,7 @@ def _register_allowlist() -> None:
 _register_allowlist()
 
 _EXPORTS: dict[str, str] = {
+    "AdaptiveNoteAnswerer": "ragkit.notes.components",
     "CausalLM": "ragkit.models.causal_lm",
     "ChunkSelector": "ragkit.selection.components",
     "ClueRetriever": "ragkit.memory.components",

@@ -334,7 +334,8 @@ def query(
         bool,
         typer.Option(
             "--trace",
-            help="Also show how the context was built (MemoRAG clues, context shaping).",
+            help="Also show how the answer was built: MemoRAG clues, Adaptive-Note steps, "
+            "context shaping.",
         ),
     ] = False,
 ) -> None:
@@ -398,15 +399,14 @@ def query(
             typer.echo(f"    {snippet[:300]}{'...' if len(snippet) > 300 else ''}")
         if trace:
             from ragkit.answering.run import shaping_lines
+            from ragkit.memory.components import format_memory_trace
+            from ragkit.notes.trace import format_trace, is_note_trace
 
             typer.echo("trace:")
-            lines = shaping_lines(result.shaping)
-            if result.trace:
-                from ragkit.memory.components import format_memory_trace
-
-                lines += format_memory_trace(result.trace) or [
-                    json.dumps(result.trace, default=str)
-                ]
+            lines = shaping_lines(result.shaping) + format_memory_trace(result.trace)
+            for info in result.trace.values():
+                if is_note_trace(info):
+                    lines += format_trace(info).splitlines()
             for line in lines or ["nothing to trace in this pipeline"]:
                 typer.echo(f"  {line}")
 

@@ -157,6 +157,61 @@ def _check_init(spec: _Spec, where: str, problems: list[str]) -> None:
             problems.append(f"{where}.init_parameters: missing required parameter {name!r}")
 
 
+def is_component_spec(value: Any) -> bool:
+    """Whether ``value`` is a ``{type, init_parameters}`` component nested in an init parameter."""
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("type"), str)
+        and set(value) <= {"type", "init_parameters"}
+    )
+
+
+def _check_nested(body: dict[str, Any], where: str, problems: list[str]) -> None:
+    """Check components nested in init parameters (e.g. a loop's generator) like top-level ones."""
+    params = body.get("init_parameters")
+    if not isinstance(params, dict):
+        return
+    for key, value in params.items():
+        if is_component_spec(value):
+            path = f"{where}.init_parameters.{key}"
+            cls = _resolve_type(value["type"], f"{path}.type", problems)
+            if cls is not None:
+                _check_init(_Spec(name=key, cls=cls, data=value), path, problems)
+
+
+def build_component_spec(spec: Any, where: str) -> Any:
+    """Validate and instantiate a component given as ``{type, init_parameters}``.
+
+    For components that own sub-components configured in YAML (e.g. the Adaptive-Note loop's
+    generator): the same allowlist and parameter checks as top-level components apply.
+
+    Args:
+        spec: the nested mapping.
+        where: its YAML path, for error messages.
+
+    Returns:
+        The component instance (not warmed up).
+
+    Raises:
+        PipelineError: the spec is invalid; one line per problem.
+    """
+    from haystack.core.serialization import component_from_dict
+
+    if not is_component_spec(spec):
+        raise PipelineError([f"{where}: expected a mapping with 'type' and 'init_parameters'"])
+    problems: list[str] = []
+    cls = _resolve_type(spec["type"], f"{where}.type", problems)
+    if cls is not None:
+        _check_init(_Spec(name=where, cls=cls, data=spec), where, problems)
+    if problems or cls is None:
+        raise PipelineError(problems)
+    payload = {
+        "type": f"{cls.__module__}.{cls.__qualname__}",
+        "init_parameters": dict(spec.get("init_parameters") or {}),
+    }
+    return component_from_dict(cls, payload, where.rpartition(".")[2] or where)
+
+
 def _split_socket(ref: Any) -> tuple[str, str | None] | None:
     if not isinstance(ref, str) or not ref:
         return None
@@ -202,6 +257,7 @@ def validate_data(data: Any, source: str) -> tuple[list[_Spec], list[dict[str, A
         if cls is not None:
             spec = _Spec(name=str(name), cls=cls, data=body)
             _check_init(spec, where, sub)
+            _check_nested(body, where, sub)
             specs.append(spec)
         problems.extend(f"{source}: {p}" for p in sub)
     conns = data.get("connections") or []
@@ -379,26 +435,42 @@ def apply_overrides(data: Any, overrides: dict[str, dict[str, Any]] | None) -> A
     :func:`check_override_names` first makes sure every other name belongs to some pipeline.
 
     An override with ``type`` replaces the component (type and init parameters); one with only
-    ``init_parameters`` updates the existing parameters.
+    ``init_parameters`` updates the existing parameters. A component nested as ``{type,
+    init_parameters}`` under an init parameter of the same name is overridden the same way.
     """
     if not overrides or not isinstance(data, dict) or not isinstance(data.get("components"), dict):
         return data
-    comps = dict(data["components"])
-    for name, override in overrides.items():
-        current = comps.get(name)
-        if not isinstance(current, dict):
-            continue
+
+    def apply(current: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
         if override.get("type"):
-            comps[name] = {
+            return {
                 "type": override["type"],
                 "init_parameters": dict(override.get("init_parameters") or {}),
             }
-        else:
-            params = {
-                **(current.get("init_parameters") or {}),
-                **(override.get("init_parameters") or {}),
-            }
-            comps[name] = {**current, "init_parameters": params}
+        params = {
+            **(current.get("init_parameters") or {}),
+            **(override.get("init_parameters") or {}),
+        }
+        return {**current, "init_parameters": params}
+
+    comps = dict(data["components"])
+    for name, override in overrides.items():
+        current = comps.get(name)
+        if isinstance(current, dict):
+            comps[name] = apply(current, override)
+    # a component nested under the same name in another's init parameters gets it too
+    # (e.g. adaptive_note.yaml's answerer.init_parameters.generator follows the profile)
+    for cname, body in comps.items():
+        params = body.get("init_parameters") if isinstance(body, dict) else None
+        if not isinstance(params, dict):
+            continue
+        nested = {
+            k: apply(v, overrides[k])
+            for k, v in params.items()
+            if k in overrides and is_component_spec(v)
+        }
+        if nested:
+            comps[cname] = {**body, "init_parameters": {**params, **nested}}
     return {**data, "components": comps}
 
 

@@ -119,6 +119,7 @@ def answer_question(
     sources: list[Document] = []
     usage: dict[str, int] = {}
     timings: dict[str, float] = {"total_seconds": seconds}
+    trace: dict[str, Any] | None = None
     for outputs in result.values():
         if outputs.get("answers"):
             generated = outputs["answers"][0]
@@ -126,6 +127,7 @@ def answer_question(
             sources = list(generated.documents or [])
             meta = generated.meta or {}
             usage = dict(meta.get("usage") or {})
+            trace = meta.get("trace") if isinstance(meta.get("trace"), dict) else None
             for key, value in (meta.get("timings") or {}).items():
                 if isinstance(value, int | float):
                     timings[f"generate_{key}"] = float(value)

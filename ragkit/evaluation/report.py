@@ -35,12 +35,20 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         records: Per-question records as written by the runner.
 
     Returns:
-        {"count", "mean_seconds", "total_seconds", "metrics": {name: mean}, "metric_counts": {name: n}}.
+        {"count", "mean_seconds", "total_seconds", "metrics": {name: mean}, "metric_counts": {name: n},
+        "mean_usage": {name: mean of extra.usage[name]}}.
     """
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
     seconds: list[float] = []
+    usage_sums: dict[str, float] = {}
+    usage_counts: dict[str, int] = {}
     for record in records:
+        usage = (record.get("extra") or {}).get("usage") or {}
+        for name, value in usage.items() if isinstance(usage, dict) else ():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                usage_sums[name] = usage_sums.get(name, 0.0) + float(value)
+                usage_counts[name] = usage_counts.get(name, 0) + 1
         for name, value in (record.get("metrics") or {}).items():
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 continue
@@ -56,6 +64,8 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         "total_seconds": total,
         "metrics": {name: sums[name] / counts[name] for name in _ordered(sums)},
         "metric_counts": {name: counts[name] for name in _ordered(counts)},
+        # per-question means of the generator usage the pipeline reported (LLM calls, tokens)
+        "mean_usage": {name: usage_sums[name] / usage_counts[name] for name in sorted(usage_sums)},
     }
 
 
@@ -87,6 +97,8 @@ def format_summary_table(summary: dict[str, Any]) -> str:
     for name, value in summary.get("metrics", {}).items():
         rows.append((name, f"{value:.4f}", str(counts.get(name, ""))))
     rows.append(("mean_seconds", f"{summary.get('mean_seconds', 0.0):.3f}", ""))
+    for name, value in (summary.get("mean_usage") or {}).items():
+        rows.append((f"mean_{name}", f"{value:.1f}", ""))
     rows.append(("questions", str(summary.get("count", 0)), ""))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines: list[str] = []

@@ -54,7 +54,7 @@ def score_example(
         k_values: Cut-offs for recall@k.
 
     Returns:
-        A mapping such as {"em": 1.0, "f1": 1.0, ..., "recall@5": 0.5}.
+        A mapping such as {"em": 1.0, "f1": 1.0, ..., "recall@5": 0.5, "recall@all": 1.0}.
     """
     metrics: dict[str, float] = {}
     if example.answers and answer is not None:
@@ -62,6 +62,10 @@ def score_example(
     if example.gold_passage_ids:
         for k in k_values:
             metrics[f"recall@{k}"] = recall_at_k(retrieved_ids, example.gold_passage_ids, k)
+        # everything the pipeline read (iterative pipelines read more than one ranking's top k)
+        metrics["recall@all"] = recall_at_k(
+            retrieved_ids, example.gold_passage_ids, max(len(retrieved_ids), 1)
+        )
     return metrics
 
 

@@ -122,6 +122,7 @@ def test_no_answers_or_gold_skips_those_metrics(tmp_path: Path) -> None:
         "accuracy": 1.0,
         "rouge_l": 1.0,
         "recall@2": 1.0,
+        "recall@all": 1.0,
     }
     assert summary["metric_counts"]["em"] == 1 and summary["metric_counts"]["recall@2"] == 1
     assert summary["mean_seconds"] >= 0.0
@@ -146,3 +147,26 @@ def test_summarize_empty() -> None:
     summary = summarize([])
     assert summary["count"] == 0 and summary["metrics"] == {}
     assert "questions" in format_summary_table(summary)
+
+
+def test_recall_over_all_read_passages_and_mean_usage(tmp_path: Path) -> None:
+    # an iterative pipeline reads 12 passages; the second gold one comes 12th, past every k
+    ds = Dataset(
+        name="iter",
+        examples=[
+            QAExample(
+                id="q", question="q", answers=["x"], passages=[], gold_passage_ids=["g1", "g2"]
+            )
+        ],
+    )
+    read = ["g1", *[f"n{i}" for i in range(10)], "g2"]
+
+    def answer(ex: QAExample) -> AnswerResult:
+        return AnswerResult(
+            answer="x", retrieved_ids=read, extra={"usage": {"llm_calls": 8, "prompt_tokens": 900}}
+        )
+
+    summary = run_eval(ds, answer, tmp_path, progress=False, k_values=(1, 10))
+    assert summary["metrics"]["recall@10"] == 0.5
+    assert summary["metrics"]["recall@all"] == 1.0
+    assert summary["mean_usage"] == {"llm_calls": 8.0, "prompt_tokens": 900.0}
