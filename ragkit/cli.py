@@ -113,7 +113,7 @@ def _root_cause(exc: BaseException) -> BaseException:
 
 def _run(fn: Any) -> None:
     """Run a command body, turning known errors into one line and an exit code."""
-    from ragkit.errors import known_errors
+    from ragkit.errors import RagkitError
 
     try:
         fn()
@@ -125,11 +125,8 @@ def _run(fn: Any) -> None:
         ) from None
     except Exception as raised:
         exc = _root_cause(raised)
-        if isinstance(exc, known_errors()):
-            code = (
-                2 if type(exc).__name__ in {"PipelineError", "ConfigError", "DatasetError"} else 1
-            )
-            raise _fail(str(exc), code) from None
+        if isinstance(exc, RagkitError):
+            raise _fail(str(exc), exc.exit_code) from None
         # the OpenAI client (Haystack's OpenAIChatGenerator) cannot reach its server
         if type(exc).__module__.startswith("openai") and type(exc).__name__ in {
             "APIConnectionError",

@@ -12,11 +12,13 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ragkit.errors import InvalidInputError
+
 DEFAULT_STORE_DIR = ".ragkit"
 DEFAULT_COLLECTION = "ragkit"
 
 
-class ConfigError(ValueError):
+class ConfigError(InvalidInputError, ValueError):
     """A configuration file or value is invalid; the message names the file and the YAML path."""
 
 

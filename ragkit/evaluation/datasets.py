@@ -19,6 +19,8 @@ from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from ragkit.errors import InvalidInputError
+
 __all__ = [
     "SHORT_NAMES",
     "Dataset",
@@ -43,7 +45,7 @@ SHORT_NAMES: dict[str, str] = {
 }
 
 
-class DatasetError(ValueError):
+class DatasetError(InvalidInputError, ValueError):
     """A dataset file is malformed; the message names the file, line and field to fix."""
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragkit.atomic import write_json_atomic
 from ragkit.config import EmbeddedStore, MemoryStore, ServerStore
+from ragkit.errors import RagkitError
 from ragkit.stores.lock import StoreLock
 from ragkit.stores.sparse import SparseBM25Encoder
 
@@ -31,7 +32,7 @@ STORE_FORMAT = 1
 EMBEDDING_DIM = 384
 
 
-class StoreError(RuntimeError):
+class StoreError(RagkitError, RuntimeError):
     """The store cannot be opened or is inconsistent; the message says what to do."""
 
 
