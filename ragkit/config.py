@@ -184,9 +184,14 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: not UTF-8 text") from None
 
 
+def repo_root() -> Path:
+    """The project root holding pipelines/, indexers/ and configs/."""
+    return Path(__file__).resolve().parent.parent
+
+
 def configs_dir() -> Path:
     """The directory of shipped profiles: ``configs/`` at the repository root."""
-    return Path(__file__).resolve().parent.parent / "configs"
+    return repo_root() / "configs"
 
 
 def load_profile(name_or_path: str | None) -> Profile:
