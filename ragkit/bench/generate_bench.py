@@ -96,12 +96,9 @@ def run_generate_bench(
     Returns:
         ``throughput``, ``first_token`` and ``prefix_cache`` sections plus run metadata.
     """
-    import torch
+    from ragkit.models.hf import torch_threads
 
-    previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         return _run(
             model,
             max_new_tokens,
@@ -113,8 +110,6 @@ def run_generate_bench(
             cache_dir,
             answer_tokens,
         )
-    finally:
-        torch.set_num_threads(previous_threads)
 
 
 def _run(
@@ -130,10 +125,8 @@ def _run(
 ) -> dict[str, Any]:
     import sys
 
-    import torch
-    import transformers
-
     from ragkit.models.causal_lm import CausalLM
+    from ragkit.models.hf import library_versions, torch_thread_count
 
     def say(message: str) -> None:
         if progress:
@@ -152,18 +145,9 @@ def _run(
         say(f"throughput run {i + 1}/{repeats}")
         result = lm.generate(ids, max_new_tokens=max_new_tokens)
         ours.append(result)
-        tensor = torch.tensor([ids], device=lm.device)
         t0 = time.perf_counter()
-        with torch.inference_mode():
-            out = lm.model.generate(
-                tensor,
-                attention_mask=torch.ones_like(tensor),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                pad_token_id=lm.pad_token_id,
-            )
+        hf_ids = lm.library_generate(ids, max_new_tokens)  # transformers' model.generate
         seconds = time.perf_counter() - t0
-        hf_ids = [t for t in out[0, len(ids) :].tolist() if t not in lm.eos_token_ids]
         theirs.append((len(hf_ids), seconds))
         same_tokens = same_tokens and hf_ids == result.token_ids
     ours_tps = max(r.tokens_per_second for r in ours)
@@ -184,8 +168,8 @@ def _run(
         "model": model,
         "device": lm.device,
         "dtype": lm.dtype_name,
-        "transformers_version": transformers.__version__,
-        "torch_threads": torch.get_num_threads(),
+        "transformers_version": library_versions()["transformers"],
+        "torch_threads": torch_thread_count(),
         "load_seconds": load_seconds,
         "max_new_tokens": max_new_tokens,
         "throughput": {

@@ -30,11 +30,9 @@ def _log(progress: bool, msg: str) -> None:
 
 
 def _index_and_hybrid(n_chunks: int, n_queries: int, progress: bool) -> list[dict[str, Any]]:
-    from sentence_transformers import SentenceTransformer
-
     from ragkit.config import EmbeddedStore
     from ragkit.indexing.indexer import Indexer
-    from ragkit.models.registry import resolve_model
+    from ragkit.models.hf import load_sentence_transformer
     from ragkit.pipeline import bind_store, close_pipeline, load_pipeline, run_inputs
     from ragkit.resources import shipped_dir
     from ragkit.stores.store import open_store, release_store
@@ -52,7 +50,7 @@ def _index_and_hybrid(n_chunks: int, n_queries: int, progress: bool) -> list[dic
             (corpus / f"part{f // per_file:03d}.jsonl").write_text("\n".join(lines) + "\n")
 
         _log(progress, f"raw embedder: encoding {len(texts):,} chunks ...")
-        model = SentenceTransformer(str(resolve_model("minilm").path), device="cpu")
+        model = load_sentence_transformer("minilm", device="cpu")
         model.encode(texts[:64], batch_size=64)  # warm
         t0 = time.perf_counter()
         model.encode(texts, batch_size=64, normalize_embeddings=True)

@@ -85,16 +85,11 @@ def run_selection_bench(
         threads: torch intra-op threads during the run (restored afterwards); 1 avoids the
             OpenMP oversubscription cliff on a busy machine. None keeps torch's default.
     """
-    import torch
+    from ragkit.models.hf import torch_threads
 
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads) as in_effect:
         result = _run(queries, candidates, iterations, budget, reader, max_new_tokens, progress)
-    finally:
-        torch.set_num_threads(previous)
-    result["torch_threads"] = threads or previous
+    result["torch_threads"] = in_effect
     return result
 
 

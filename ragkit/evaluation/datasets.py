@@ -19,6 +19,8 @@ from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from ragkit.errors import InvalidInputError
+
 __all__ = [
     "DATA_ENV",
     "SHORT_NAMES",
@@ -61,7 +63,7 @@ SOURCES: dict[str, tuple[str, str]] = {
 }
 
 
-class DatasetError(ValueError):
+class DatasetError(InvalidInputError, ValueError):
     """A dataset file is malformed; the message names the file, line and field to fix."""
 
 

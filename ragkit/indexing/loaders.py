@@ -14,6 +14,8 @@ from pathlib import Path
 
 from haystack import Document, component
 
+from ragkit.errors import RagkitError
+
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".rst", ".text"})
 HTML_SUFFIXES = frozenset({".html", ".htm"})
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})
@@ -24,7 +26,7 @@ SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | JSONL_SUFFIXES | PDF_SUFFIX
 logger = logging.getLogger(__name__)
 
 
-class LoadError(ValueError):
+class LoadError(RagkitError, ValueError):
     """One file (or jsonl line) could not be loaded; the message names it."""
 
 

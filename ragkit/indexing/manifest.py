@@ -13,11 +13,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ragkit.atomic import write_json_atomic
+from ragkit.errors import RagkitError
 
 MANIFEST_FORMAT = 1
 
 
-class ManifestError(RuntimeError):
+class ManifestError(RagkitError, RuntimeError):
     """The manifest is unreadable; the message says how to recover."""
 
 

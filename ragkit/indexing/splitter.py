@@ -122,12 +122,9 @@ class TextSplitter:
     def warm_up(self) -> None:
         """Load the tokenizer for ``token`` mode."""
         if self.split_by == "token" and self._tok is None:
-            from transformers import AutoTokenizer
+            from ragkit.models.hf import load_tokenizer
 
-            from ragkit.models.registry import resolve_model
-
-            spec = resolve_model(self.tokenizer)
-            self._tok = AutoTokenizer.from_pretrained(str(spec.path or spec.hub_id or spec.name))
+            self._tok = load_tokenizer(self.tokenizer)
 
     def _spans(self, text: str) -> list[Span]:
         if self.split_by == "word":

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ragkit.errors import RagkitError
+
 if TYPE_CHECKING:
     from ragkit.memory.clues import ClueSet
     from ragkit.memory.lm import MemoryLM
@@ -42,7 +44,7 @@ MEMORY_FORMAT = 1
 MANIFEST = "manifest.json"
 
 
-class GlobalMemoryError(RuntimeError):
+class GlobalMemoryError(RagkitError, RuntimeError):
     """A memory cannot be built or used; the message says why and what to run."""
 
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         truncate_passages_to_fit,
     )
     from ragkit.models.causal_lm import CausalLM, PrefixCache
+    from ragkit.models.chat import ChatGeneratorBase
     from ragkit.models.components import (
         CrossEncoderScorer,
         EmbeddingSimilarityScorer,
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
         LocalChatGenerator,
     )
     from ragkit.models.device import resolve_device
+    from ragkit.models.driver import DecoderLM, Decoding, TextStream
     from ragkit.models.errors import (
         CapabilityError,
         ContextLengthError,
@@ -32,6 +34,9 @@ if TYPE_CHECKING:
         UnknownModelError,
     )
     from ragkit.models.gguf_cache import default_cache_dir, ensure_converted
+    from ragkit.models.hf import load_tokenizer
+    from ragkit.models.llamacpp import LlamaCppLM, LlamaPrefixState
+    from ragkit.models.llamacpp_components import LlamaCppChatGenerator
     from ragkit.models.registry import (
         PACKAGED_MODELS,
         ModelSpec,
@@ -42,6 +47,11 @@ if TYPE_CHECKING:
     )
 
 _EXPORTS = {
+    "ChatGeneratorBase": "chat",
+    "DecoderLM": "driver",
+    "Decoding": "driver",
+    "TextStream": "driver",
+    "load_tokenizer": "hf",
     "LlamaCppLM": "llamacpp",
     "LlamaPrefixState": "llamacpp",
     "LlamaCppChatGenerator": "llamacpp_components",
@@ -74,12 +84,18 @@ _EXPORTS = {
 __all__ = [
     "CapabilityError",
     "CausalLM",
+    "ChatGeneratorBase",
     "ContextLengthError",
     "CrossEncoderScorer",
+    "DecoderLM",
+    "Decoding",
     "EmbeddingSimilarityScorer",
     "GenerationResult",
     "LLMRelevanceScorer",
     "LanguageModel",
+    "LlamaCppChatGenerator",
+    "LlamaCppLM",
+    "LlamaPrefixState",
     "LocalChatGenerator",
     "ModelLoadError",
     "ModelSpec",
@@ -87,16 +103,19 @@ __all__ = [
     "PackagedModel",
     "PrefixCache",
     "PrefixCacheError",
+    "TextStream",
     "UnknownModelError",
     "default_cache_dir",
     "ensure_converted",
     "known_model_names",
+    "load_tokenizer",
     "register_packaged_model",
     "require_capability",
     "resolve_device",
     "resolve_model",
     "truncate_passages_to_fit",
 ]
+"""Exactly the names of ``_EXPORTS`` (tests/models/test_public_api.py checks both)."""
 
 
 def __getattr__(name: str) -> Any:

@@ -13,15 +13,17 @@ import logging
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypedDict, Unpack, runtime_checkable
 
 from ragkit.models.errors import CapabilityError, ContextLengthError
 
 __all__ = [
     "CapabilityError",
     "ChatMessageDict",
+    "GenerationOptions",
     "GenerationResult",
     "LanguageModel",
+    "SamplingOptions",
     "StopReason",
     "require_capability",
     "truncate_passages_to_fit",
@@ -32,6 +34,36 @@ logger = logging.getLogger(__name__)
 StopReason = Literal["eos", "stop", "length"]
 ChatMessageDict = dict[str, str]
 """A chat message as ``{"role": "user" | "system" | "assistant", "content": "..."}``."""
+
+
+class SamplingOptions(TypedDict, total=False):
+    """Keyword options of ``generate`` and ``generate_batch`` (and chat ``generation_kwargs``).
+
+    Attributes:
+        max_new_tokens: Upper bound on new tokens (also capped by the context).
+        temperature: 0 for greedy decoding; > 0 samples.
+        top_p: Nucleus sampling mass (sampling only).
+        seed: Makes sampling reproducible.
+        stop: Strings that end generation; the text stops before them.
+    """
+
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    seed: int | None
+    stop: Sequence[str] | None
+
+
+class GenerationOptions(SamplingOptions, total=False):
+    """``generate``'s options: sampling plus streaming and a reusable prefix cache.
+
+    Attributes:
+        on_token: Receives text deltas as they are decoded.
+        prefix_cache: A backend's prefix cache the prompt starts with.
+    """
+
+    on_token: Callable[[str], None] | None
+    prefix_cache: Any | None
 
 
 @dataclass
@@ -95,16 +127,7 @@ class LanguageModel(Protocol):
         ...
 
     def generate(
-        self,
-        prompt: list[int] | list[ChatMessageDict] | str,
-        *,
-        max_new_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        stop: Sequence[str] | None = None,
-        on_token: Callable[[str], None] | None = None,
-        prefix_cache: Any | None = None,
+        self, prompt: list[int] | list[ChatMessageDict] | str, **options: Unpack[GenerationOptions]
     ) -> GenerationResult:
         """Generate a completion; ``on_token`` receives text deltas as they are produced."""
         ...
@@ -112,12 +135,7 @@ class LanguageModel(Protocol):
     def generate_batch(
         self,
         prompts: Sequence[list[int] | list[ChatMessageDict] | str],
-        *,
-        max_new_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        stop: Sequence[str] | None = None,
+        **options: Unpack[SamplingOptions],
     ) -> list[GenerationResult]:
         """Generate completions for several prompts at once."""
         ...

@@ -1,32 +1,28 @@
-"""Causal language model on transformers with an explicit KV-cache decoding loop.
+"""Causal language model on transformers: the token step of the shared generation driver.
 
-The loop is written here rather than delegated to ``model.generate`` so that streaming, stop
-strings, prefix-cache reuse and (later) speculative decoding share one cache-aware code path,
-while staying as fast as ``model.generate`` (one forward per token, no extra host syncs beyond
-reading the chosen token).
+:class:`CausalLM` implements the backend protocol of :mod:`ragkit.models.driver` (one live
+``DynamicCache``: ``eval_last``, ``eval_tokens``, ``truncate``) so the driver's single decoding
+loop (streaming, stop strings, prefix-cache reuse, later speculative decoding) runs on it as on
+llama.cpp, at ``model.generate``'s speed (one forward per token, no extra host syncs beyond
+reading the chosen token). Batched generation and the scoring forwards stay here: they are
+transformers-specific and measured faster than the token loop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
-import shutil
-import tempfile
-import time
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragkit.atomic import file_sha256, ids_sha256, publish_dir
-from ragkit.models.base import (
-    ChatMessageDict,
-    GenerationResult,
-    PromptHelpers,
-    StopReason,
-)
+from ragkit.atomic import ids_sha256
+from ragkit.models.artifact import read_verified, write_verified
+from ragkit.models.base import ChatMessageDict, GenerationResult
+from ragkit.models.driver import DecoderLM, Decoding, PrefixState, check_sampling
 from ragkit.models.errors import ModelLoadError, PrefixCacheError
 from ragkit.models.registry import DEFAULT_CAUSAL_MODEL, ModelSpec, resolve_model
 
@@ -39,14 +35,11 @@ __all__ = ["CausalLM", "PrefixCache", "PREFIX_CACHE_FORMAT_VERSION"]
 logger = logging.getLogger(__name__)
 
 PREFIX_CACHE_FORMAT_VERSION = 1
-_PREFIX_MANIFEST = "manifest.json"
 _PREFIX_TENSORS = "kv.safetensors"
-
-Prompt = list[int] | list[ChatMessageDict] | str
 
 
 @dataclass
-class PrefixCache:
+class PrefixCache(PrefixState):
     """Per-layer key/value tensors for a prompt prefix, reusable across generations.
 
     The tensors are never mutated: every use builds a fresh ``DynamicCache`` whose first update
@@ -61,15 +54,11 @@ class PrefixCache:
         dtype: Tensor dtype name, e.g. ``float32``.
     """
 
-    token_ids: list[int]
     keys: list[torch.Tensor]
     values: list[torch.Tensor]
     model_id: str
     model_fingerprint: str
     dtype: str
-
-    def __len__(self) -> int:
-        return len(self.token_ids)
 
     @property
     def nbytes(self) -> int:
@@ -91,34 +80,22 @@ class PrefixCache:
         import torch
         from safetensors.torch import save_file
 
-        target = Path(directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        try:
-            tensors = {"token_ids": torch.tensor(self.token_ids, dtype=torch.int64)}
-            for i, (k, v) in enumerate(zip(self.keys, self.values, strict=True)):
-                tensors[f"k.{i}"] = k.detach().to("cpu").contiguous()
-                tensors[f"v.{i}"] = v.detach().to("cpu").contiguous()
-            save_file(tensors, str(tmp / _PREFIX_TENSORS))
-            path = tmp / _PREFIX_TENSORS
-            manifest = {
-                "format_version": PREFIX_CACHE_FORMAT_VERSION,
-                "model_id": self.model_id,
-                "model_fingerprint": self.model_fingerprint,
-                "dtype": self.dtype,
-                "num_tokens": len(self),
-                "num_layers": len(self.keys),
-                "token_ids_sha256": ids_sha256(self.token_ids),
-                "files": {
-                    _PREFIX_TENSORS: {"size": path.stat().st_size, "sha256": file_sha256(path)}
-                },
-            }
-            (tmp / _PREFIX_MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-            publish_dir(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return target
+        tensors = {"token_ids": torch.tensor(self.token_ids, dtype=torch.int64)}
+        for i, (k, v) in enumerate(zip(self.keys, self.values, strict=True)):
+            tensors[f"k.{i}"] = k.detach().to("cpu").contiguous()
+            tensors[f"v.{i}"] = v.detach().to("cpu").contiguous()
+        manifest = {
+            "format_version": PREFIX_CACHE_FORMAT_VERSION,
+            "model_id": self.model_id,
+            "model_fingerprint": self.model_fingerprint,
+            "dtype": self.dtype,
+            "num_tokens": len(self),
+            "num_layers": len(self.keys),
+            "token_ids_sha256": ids_sha256(self.token_ids),
+        }
+        return write_verified(
+            directory, {_PREFIX_TENSORS: lambda path: save_file(tensors, str(path))}, manifest
+        )
 
     @classmethod
     def load(cls, directory: str | Path, model: CausalLM) -> PrefixCache:
@@ -131,18 +108,13 @@ class PrefixCache:
         from safetensors.torch import load_file
 
         root = Path(directory)
-        try:
-            manifest = json.loads((root / _PREFIX_MANIFEST).read_text(encoding="utf-8"))
-            if not isinstance(manifest, dict):
-                raise ValueError("manifest is not an object")
-        except (OSError, ValueError) as exc:
-            raise PrefixCacheError(f"prefix cache {root} is missing or corrupt: {exc}") from exc
-        version = manifest.get("format_version")
-        if version != PREFIX_CACHE_FORMAT_VERSION:
-            raise PrefixCacheError(
-                f"prefix cache {root} has format version {version}, expected "
-                f"{PREFIX_CACHE_FORMAT_VERSION}; rebuild it with prefill()"
-            )
+        manifest = read_verified(
+            root,
+            what="prefix cache",
+            format_version=PREFIX_CACHE_FORMAT_VERSION,
+            error=PrefixCacheError,
+            rebuild="rebuild it with prefill()",
+        )
         if manifest.get("model_fingerprint") != model.fingerprint:
             raise PrefixCacheError(
                 f"prefix cache {root} was built for model {manifest.get('model_id')!r}, not "
@@ -153,18 +125,8 @@ class PrefixCache:
                 f"prefix cache {root} holds {manifest.get('dtype')} tensors but the model runs "
                 f"in {model.dtype_name}; load the model with that dtype or rebuild the cache"
             )
-        path = root / _PREFIX_TENSORS
-        expected = (manifest.get("files") or {}).get(_PREFIX_TENSORS) or {}
         try:
-            ok = path.stat().st_size == expected.get("size") and file_sha256(path) == expected.get(
-                "sha256"
-            )
-        except OSError:
-            ok = False
-        if not ok:
-            raise PrefixCacheError(f"prefix cache {root} is corrupt ({_PREFIX_TENSORS} checksum)")
-        try:
-            tensors = load_file(str(path), device=str(model.device))
+            tensors = load_file(str(root / _PREFIX_TENSORS), device=str(model.device))
         except Exception as exc:
             raise PrefixCacheError(f"prefix cache {root} is corrupt: {exc}") from exc
         token_ids = tensors.pop("token_ids").tolist()
@@ -187,15 +149,12 @@ class PrefixCache:
 
 
 class _Sampler:
-    """Greedy (temperature 0) or temperature/top-p sampling with an optional seeded generator."""
+    """Greedy (temperature 0) or temperature/top-p sampling on the model's device, seedable."""
 
     def __init__(self, temperature: float, top_p: float, seed: int | None, device: str) -> None:
         import torch
 
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
-        if not 0 < top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        check_sampling(temperature, top_p)
         self.greedy = temperature == 0
         self.temperature = temperature
         self.top_p = top_p
@@ -203,7 +162,11 @@ class _Sampler:
         if not self.greedy and seed is not None:
             self.generator = torch.Generator(device=device).manual_seed(seed)
 
-    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+    def __call__(self, logits: torch.Tensor) -> int:
+        """Pick the token for one position's ``[vocab]`` logits."""
+        return int(self.pick(logits))
+
+    def pick(self, logits: torch.Tensor) -> torch.Tensor:
         """Pick one token per row of ``[batch, vocab]`` logits; returns ``[batch]``."""
         import torch
 
@@ -218,71 +181,11 @@ class _Sampler:
         return torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)
 
 
-class _TextStream:
-    """Incremental detokenization for stop strings and streaming deltas.
-
-    Text that could be the start of a stop string is held back, so what was streamed always
-    equals a prefix of the final text and the deltas concatenate to it exactly.
-    """
-
-    def __init__(
-        self,
-        decode: Callable[[Sequence[int]], str],
-        stop: Sequence[str] | None,
-        on_token: Callable[[str], None] | None,
-    ) -> None:
-        self.decode = decode
-        self.stop = [s for s in (stop or []) if s]
-        self.max_stop = max((len(s) for s in self.stop), default=0)
-        self.on_token = on_token
-        self.active = bool(self.stop) or on_token is not None
-        self.emitted = 0
-        self.checked = 0
-        self.final: str | None = None
-
-    def _holdback(self, text: str) -> int:
-        for size in range(min(self.max_stop - 1, len(text)), 0, -1):
-            tail = text[-size:]
-            if any(s.startswith(tail) for s in self.stop):
-                return size
-        return 0
-
-    def push(self, generated: Sequence[int]) -> bool:
-        """Feed the tokens so far; returns True when a stop string was produced."""
-        text = self.decode(generated)
-        if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for the next token
-            return False
-        if self.stop:
-            start = max(0, self.checked - self.max_stop + 1)
-            hits = [i for i in (text.find(s, start) for s in self.stop) if i != -1]
-            if hits:
-                self.final = text[: min(hits)]
-                return True
-            self.checked = len(text)
-        if self.on_token is not None:
-            safe = len(text) - self._holdback(text) if self.stop else len(text)
-            if safe > self.emitted:
-                self.on_token(text[self.emitted : safe])
-                self.emitted = safe
-        return False
-
-    def finish(self, generated: Sequence[int]) -> str:
-        """Final text; streams whatever was held back."""
-        text = self.final if self.final is not None else self.decode(generated)
-        if self.on_token is not None and len(text) > self.emitted:
-            self.on_token(text[self.emitted :])
-            self.emitted = len(text)
-        return text
-
-
-class CausalLM(PromptHelpers):
+class CausalLM(DecoderLM):
     """A causal LM (transformers backend) implementing :class:`ragkit.models.LanguageModel`.
 
     Load with :meth:`load`; the constructor takes already-loaded objects (tests, custom setups).
     """
-
-    supports_logits = True
-    supports_prefix_cache = True
 
     def _encode_text(self, text: str) -> list[int]:
         return list(self.tokenizer(text)["input_ids"])
@@ -319,6 +222,8 @@ class CausalLM(PromptHelpers):
         if pad is None:
             pad = min(eos) if eos else 0
         self.pad_token_id = int(pad)
+        self._cache: DynamicCache | None = None  # the live sequence of the token protocol
+        self._cache_ids: list[int] = []
 
     # ------------------------------------------------------------------ loading
 
@@ -389,6 +294,7 @@ class CausalLM(PromptHelpers):
         import gc
 
         self.model = None  # type: ignore[assignment]
+        self._cache, self._cache_ids = None, []
         gc.collect()
         if self.device.startswith("cuda"):
             import torch
@@ -423,37 +329,89 @@ class CausalLM(PromptHelpers):
             list(token_ids), skip_special_tokens=True, clean_up_tokenization_spaces=False
         )
 
-    def count_tokens(self, text: str) -> int:
-        """Number of tokens in ``text`` (no special tokens)."""
-        return len(self.encode(text))
+    def _render_chat(self, messages: list[ChatMessageDict]) -> str | None:
+        if not getattr(self.tokenizer, "chat_template", None):
+            return None
+        return self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
 
-    def chat_template_text(self, messages: list[ChatMessageDict]) -> str:
-        """The rendered chat prompt as text (useful to split off a cacheable prefix)."""
-        if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(
-                messages, add_generation_prompt=True, tokenize=False
-            )
-        lines = [f"{m['role']}: {m['content']}" for m in messages]
-        return "\n".join([*lines, "assistant:"])
+    # ------------------------------------------------------------------ token protocol
 
-    def apply_chat_template(self, messages: list[ChatMessageDict]) -> list[int]:
-        """Prompt token ids for a chat, ending with the assistant header."""
-        text = self.chat_template_text(messages)
-        return self.encode(text)
+    @property
+    def kv_tokens(self) -> list[int]:
+        """The tokens the live ``DynamicCache`` holds."""
+        return list(self._cache_ids)
 
-    # ------------------------------------------------------------------ caches
+    @property
+    def kv_length(self) -> int:
+        """How many tokens the live cache holds."""
+        return len(self._cache_ids)
 
-    def _new_cache(self) -> DynamicCache:
-        from transformers import DynamicCache
+    def truncate(self, n: int) -> None:
+        """Keep the first ``n`` tokens of the live cache (``DynamicCache.crop``); 0 drops it."""
+        if n <= 0 or self._cache is None:
+            self._cache, self._cache_ids = None, []
+            return
+        if n < len(self._cache_ids):
+            self.crop_cache(self._cache, n)
+            del self._cache_ids[n:]
 
-        return DynamicCache(config=self.model.config)
+    @staticmethod
+    def crop_cache(cache: DynamicCache, length: int) -> None:
+        """Roll a ``DynamicCache`` back to its first ``length`` tokens.
 
-    def _forward(self, ids: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
-        """Run ``[1, n]`` ids through the model, extending ``cache``; returns last logits."""
-        out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        return out.logits[:, -1, :]
+        transformers 5.x ``crop`` only accepts a negative count of tokens to remove (a positive
+        argument raises); a negative count also worked in 4.x, so this is portable.
+        """
+        remove = cache.get_seq_length() - length
+        if remove > 0:
+            cache.crop(-remove)
 
-    def _check_owner(self, prefix: PrefixCache) -> None:
+    def _live(self) -> DynamicCache:
+        if self._cache is None:
+            from transformers import DynamicCache
+
+            self._cache = DynamicCache(config=self.model.config)
+        return self._cache
+
+    def _forward(self, ids: Sequence[int], keep: int) -> torch.Tensor:
+        import torch
+
+        cache = self._live()
+        tensor = torch.tensor([list(ids)], device=self.device)
+        out = self.model(
+            input_ids=tensor, past_key_values=cache, use_cache=True, logits_to_keep=keep
+        )
+        self._cache_ids.extend(int(t) for t in ids)
+        return out.logits[0]
+
+    def eval_last(self, ids: Sequence[int]) -> torch.Tensor:
+        """Append ``ids`` to the live cache; logits ``[vocab]`` of the last position."""
+        return self._forward(ids, 1)[-1]
+
+    def eval_tokens(self, ids: Sequence[int]) -> torch.Tensor:
+        """Append ``ids`` to the live cache; logits ``[len(ids), vocab]`` of every new position."""
+        return self._forward(ids, len(ids))
+
+    def make_sampler(self, temperature: float, top_p: float, seed: int | None) -> _Sampler:
+        """A torch sampler on the model's device (greedy: ``argmax``)."""
+        return _Sampler(temperature, top_p, seed, self.device)
+
+    def inference(self) -> contextlib.AbstractContextManager[Any]:
+        """``torch.inference_mode`` around token steps."""
+        import torch
+
+        return torch.inference_mode()
+
+    def _end_call(self) -> None:
+        self.truncate(0)  # a finished sequence's KV memory is not kept between calls
+
+    def _as_float32(self, logits: Any) -> Any:
+        return logits.float()
+
+    def check_prefix_owner(self, prefix: PrefixCache) -> None:
+        """Refuse a prefix cache computed by another model or in another dtype."""
         if prefix.model_fingerprint != self.fingerprint:
             raise PrefixCacheError(
                 f"prefix cache was built by model {prefix.model_id!r}, not {self.name!r}; "
@@ -464,131 +422,50 @@ class CausalLM(PromptHelpers):
                 f"prefix cache holds {prefix.dtype} tensors, the model runs in {self.dtype_name}"
             )
 
-    def _start(self, ids: list[int], prefix: PrefixCache | None) -> tuple[DynamicCache, int]:
-        """A cache and how many prompt tokens it already holds."""
-        if prefix is None:
-            return self._new_cache(), 0
-        self._check_owner(prefix)
-        n = len(prefix)
-        if n == 0 or len(ids) < n or ids[:n] != prefix.token_ids:
-            message = (
-                "prompt does not start with the prefix cache's tokens; generating without it "
-                "(build prompt ids as prefix ids + suffix ids to reuse the cache)"
-            )
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
-            logger.warning(message)
-            return self._new_cache(), 0
-        use = n if len(ids) > n else n - 1  # at least one token must be fed to get logits
-        return prefix.to_dynamic_cache(self.model.config, use), use
-
-    @staticmethod
-    def crop_cache(cache: DynamicCache, length: int) -> None:
-        """Roll a live cache back to its first ``length`` tokens (rejected draft tokens).
-
-        transformers 5.x ``crop`` only accepts a negative count of tokens to remove (a positive
-        argument raises); a negative count also worked in 4.x, so this is portable.
-        """
-        remove = cache.get_seq_length() - length
-        if remove > 0:
-            cache.crop(-remove)
+    def _load_prefix(self, prefix: PrefixCache, n: int) -> None:
+        self._cache = prefix.to_dynamic_cache(self.model.config, n)
+        self._cache_ids = list(prefix.token_ids[:n])
 
     def prefill(self, prefix_ids: list[int]) -> PrefixCache:
         """Compute the KV cache of a prompt prefix (e.g. a system prompt plus a document).
 
         Prompts that start with ``prefix_ids`` then skip that part of the prefill.
         """
-        import torch
-
         if not prefix_ids:
             raise ValueError("prefix_ids is empty")
-        cache = self._new_cache()
-        with torch.inference_mode():
-            self._forward(torch.tensor([prefix_ids], device=self.device), cache)
-        keys = [layer.keys for layer in cache.layers]
-        values = [layer.values for layer in cache.layers]
+        with self.inference():
+            self.truncate(0)
+            self.eval_last(prefix_ids)
+        cache = self._live()
+        self._cache, self._cache_ids = None, []
         return PrefixCache(
             token_ids=list(prefix_ids),
-            keys=keys,
-            values=values,
+            keys=[layer.keys for layer in cache.layers],
+            values=[layer.values for layer in cache.layers],
             model_id=self.name,
             model_fingerprint=self.fingerprint,
             dtype=self.dtype_name,
         )
 
-    # ------------------------------------------------------------------ generation
+    def library_generate(self, ids: list[int], max_new_tokens: int) -> list[int]:
+        """Greedy token ids from transformers' own ``model.generate`` (EOS dropped).
 
-    def generate(
-        self,
-        prompt: Prompt,
-        *,
-        max_new_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        stop: Sequence[str] | None = None,
-        on_token: Callable[[str], None] | None = None,
-        prefix_cache: PrefixCache | None = None,
-    ) -> GenerationResult:
-        """Generate a completion with an explicit KV cache.
-
-        Args:
-            prompt: Token ids, chat messages (chat template applied) or raw text.
-            max_new_tokens: Upper bound on new tokens (also capped by the context).
-            temperature: 0 for greedy decoding; > 0 samples.
-            top_p: Nucleus sampling mass (sampling only).
-            seed: Makes sampling reproducible.
-            stop: Strings that end generation; the returned text stops before them.
-            on_token: Receives text deltas as they are decoded; they concatenate to ``text``.
-            prefix_cache: From :meth:`prefill`; used when the prompt starts with its tokens,
-                otherwise ignored with a warning. It is never modified.
-
-        Returns:
-            The text, token ids, counts, timings and stop reason.
+        The baseline that the driver must match token for token (tests, ``ragkit bench``).
         """
         import torch
 
-        started = time.perf_counter()
-        ids = self._prompt_ids(prompt)
-        if not ids:
-            raise ValueError("empty prompt")
-        limit = self._max_new(len(ids), max_new_tokens)
-        sampler = _Sampler(temperature, top_p, seed, self.device)
-        stream = _TextStream(self.decode, stop, on_token)
-        generated: list[int] = []
-        reason: StopReason = "length"
-        first = 0.0
-        cache, reused = self._start(ids, prefix_cache)
-        eos = self.eos_token_ids
-        if limit > 0:
-            with torch.inference_mode():
-                logits = self._forward(torch.tensor([ids[reused:]], device=self.device), cache)
-                while True:
-                    token = sampler(logits)
-                    tok = int(token)
-                    if not generated:
-                        first = time.perf_counter() - started
-                    if tok in eos:
-                        reason = "eos"
-                        break
-                    generated.append(tok)
-                    if stream.active and stream.push(generated):
-                        reason = "stop"
-                        break
-                    if len(generated) >= limit:
-                        break
-                    logits = self._forward(token.view(1, 1), cache)
-        text = stream.finish(generated)
-        seconds = time.perf_counter() - started
-        return GenerationResult(
-            text=text,
-            token_ids=generated,
-            prompt_tokens=len(ids),
-            completion_tokens=len(generated),
-            seconds=seconds,
-            first_token_seconds=first or seconds,
-            stop_reason=reason,
-            prefix_tokens_reused=reused,
-        )
+        tensor = torch.tensor([ids], device=self.device)
+        with torch.inference_mode():
+            out = self.model.generate(
+                tensor,
+                attention_mask=torch.ones_like(tensor),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.pad_token_id,
+            )
+        return [t for t in out[0, len(ids) :].tolist() if t not in self.eos_token_ids]
+
+    # ------------------------------------------------------------------ batches and scoring
 
     def _left_pad(self, batch: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-padded ``input_ids`` and ``attention_mask`` for a batch of id lists."""
@@ -603,96 +480,61 @@ class CausalLM(PromptHelpers):
                 mask[row, width - len(ids) :] = 1
         return input_ids.to(self.device), mask.to(self.device)
 
-    def generate_batch(
+    def _padded_forward(
         self,
-        prompts: Sequence[Prompt],
-        *,
-        max_new_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        stop: Sequence[str] | None = None,
+        input_ids: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+        cache: DynamicCache | None = None,
+    ) -> torch.Tensor:
+        """Last-position logits ``[batch, vocab]`` of a left-padded batch."""
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=cache is not None,
+            logits_to_keep=1,
+        )
+        return out.logits[:, -1, :]
+
+    def _generate_batch(
+        self,
+        jobs: list[tuple[list[int], int]],
+        sampler: _Sampler,  # type: ignore[override]
+        stop: Sequence[str] | None,
+        started: float,
     ) -> list[GenerationResult]:
-        """Generate for several prompts in one left-padded batch (greedy equals :meth:`generate`).
-
-        ``seconds`` and ``first_token_seconds`` are those of the whole batch.
-        """
+        """All prompts in one left-padded batch (greedy equals :meth:`generate` per prompt)."""
         import torch
+        from transformers import DynamicCache
 
-        started = time.perf_counter()
-        batch = [self._prompt_ids(p) for p in prompts]
-        if not batch:
-            return []
-        if any(not ids for ids in batch):
-            raise ValueError("empty prompt in batch")
-        limits = [self._max_new(len(ids), max_new_tokens) for ids in batch]
-        sampler = _Sampler(temperature, top_p, seed, self.device)
-        streams = [_TextStream(self.decode, stop, None) for _ in batch]
-        generated: list[list[int]] = [[] for _ in batch]
-        reasons: list[StopReason] = ["length"] * len(batch)
-        done = [limit == 0 for limit in limits]
-        first = 0.0
-        input_ids, mask = self._left_pad(batch)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = self._new_cache()
-        eos = self.eos_token_ids
-        with torch.inference_mode():
-            out = self.model(
-                input_ids=input_ids,
-                attention_mask=mask,
-                position_ids=positions,
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
-            logits = out.logits[:, -1, :]
-            while not all(done):
-                tokens = sampler(logits)
-                chosen = tokens.tolist()
-                if not first:
-                    first = time.perf_counter() - started
-                for row, tok in enumerate(chosen):
-                    if done[row]:
-                        continue
-                    if tok in eos:
-                        reasons[row], done[row] = "eos", True
-                        continue
-                    generated[row].append(tok)
-                    if streams[row].active and streams[row].push(generated[row]):
-                        reasons[row], done[row] = "stop", True
-                    elif len(generated[row]) >= limits[row]:
-                        done[row] = True
-                if all(done):
-                    break
-                feed = torch.tensor(
-                    [self.pad_token_id if d else t for d, t in zip(done, chosen, strict=True)],
-                    device=self.device,
-                ).view(-1, 1)
-                mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
-                positions = positions[:, -1:] + 1
-                out = self.model(
-                    input_ids=feed,
-                    attention_mask=mask,
-                    position_ids=positions,
-                    past_key_values=cache,
-                    use_cache=True,
-                )
-                logits = out.logits[:, -1, :]
-        seconds = time.perf_counter() - started
-        return [
-            GenerationResult(
-                text=streams[row].finish(generated[row]),
-                token_ids=generated[row],
-                prompt_tokens=len(batch[row]),
-                completion_tokens=len(generated[row]),
-                seconds=seconds,
-                first_token_seconds=first or seconds,
-                stop_reason=reasons[row],
-            )
-            for row in range(len(batch))
+        rows = [
+            Decoding(self.decode, self.eos_token_ids, limit, stop, None, started)
+            for _, limit in jobs
         ]
-
-    # ------------------------------------------------------------------ scoring
+        if not all(row.done for row in rows):
+            cache = DynamicCache(config=self.model.config)
+            input_ids, mask = self._left_pad([ids for ids, _ in jobs])
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            with torch.inference_mode():
+                logits = self._padded_forward(input_ids, mask, positions, cache)
+                while True:
+                    chosen = sampler.pick(logits).tolist()
+                    for row, token in zip(rows, chosen, strict=True):
+                        if not row.done:
+                            row.add(token)
+                    if all(row.done for row in rows):
+                        break
+                    feed = [
+                        self.pad_token_id if r.done else t
+                        for r, t in zip(rows, chosen, strict=True)
+                    ]
+                    mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
+                    positions = positions[:, -1:] + 1
+                    step = torch.tensor(feed, device=self.device).view(-1, 1)
+                    logits = self._padded_forward(step, mask, positions, cache)
+        return [row.result(len(ids)) for row, (ids, _) in zip(rows, jobs, strict=True)]
 
     def logprobs(self, prompt_ids: list[int], continuation_ids: list[int]) -> list[float]:
         """Log-probability of each continuation token given the prompt and the tokens before it.
@@ -719,33 +561,6 @@ class CausalLM(PromptHelpers):
             target = torch.tensor(continuation_ids, device=self.device).view(-1, 1)
             return logp.gather(-1, target).squeeze(-1).tolist()
 
-    def next_token_logits(
-        self, ids: list[int], cache: PrefixCache | DynamicCache | None = None
-    ) -> torch.Tensor:
-        """Logits (float32, ``[vocab]``) for the token after ``ids``.
-
-        Args:
-            ids: The full sequence so far.
-            cache: ``None`` (compute from scratch); a :class:`PrefixCache` that ``ids`` starts
-                with (reused, not modified); or a live ``DynamicCache`` holding the first
-                ``cache.get_seq_length()`` tokens of ``ids``, extended in place (for speculative
-                decoding; roll back with :meth:`crop_cache`).
-        """
-        import torch
-        from transformers import DynamicCache
-
-        if not ids:
-            raise ValueError("ids is empty")
-        if isinstance(cache, DynamicCache):
-            live, held = cache, cache.get_seq_length()
-            if held >= len(ids):
-                raise ValueError(f"cache already holds {held} tokens; ids has only {len(ids)}")
-        else:
-            live, held = self._start(ids, cache)
-        with torch.inference_mode():
-            logits = self._forward(torch.tensor([ids[held:]], device=self.device), live)
-        return logits[0].float()
-
     def next_token_logprobs(
         self, prompts: Sequence[list[int]], candidate_ids: Sequence[int], *, batch_size: int = 8
     ) -> list[list[float]]:
@@ -763,14 +578,8 @@ class CausalLM(PromptHelpers):
             input_ids, mask = self._left_pad(chunk)
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
             with torch.inference_mode():
-                out = self.model(
-                    input_ids=input_ids,
-                    attention_mask=mask,
-                    position_ids=positions,
-                    use_cache=False,
-                    logits_to_keep=1,
-                )
-                logp = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+                logits = self._padded_forward(input_ids, mask, positions)
+                logp = torch.log_softmax(logits.float(), dim=-1)
                 results.extend(logp.index_select(-1, cand).tolist())
         return results
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ragkit.atomic import file_sha256, publish_dir
+from ragkit.models.artifact import MANIFEST_NAME, file_problem, list_files, read_manifest
 from ragkit.models.errors import ModelLoadError
 
 __all__ = [
@@ -37,7 +38,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-MANIFEST_NAME = "manifest.json"
 
 
 def default_cache_dir() -> Path:
@@ -56,15 +56,6 @@ def converted_dir_for(gguf_path: Path, cache_dir: Path | str | None = None) -> P
     resolved = Path(gguf_path).resolve()
     key = hashlib.sha256(str(resolved).encode()).hexdigest()[:16]
     return root / "gguf" / f"{resolved.stem}-{key}"
-
-
-def read_manifest(directory: Path) -> dict[str, Any] | None:
-    """The manifest of a converted directory, or ``None`` when absent or unreadable."""
-    try:
-        data = json.loads((directory / MANIFEST_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _source_info(gguf_path: Path, previous: dict[str, Any] | None) -> dict[str, Any]:
@@ -112,18 +103,7 @@ def verify_converted(directory: Path, gguf_path: Path, *, full: bool = True) -> 
     source = _source_info(gguf_path, stored)
     if stored.get("size") != source["size"] or stored.get("sha256") != source["sha256"]:
         return "source GGUF changed"
-    files = manifest.get("files")
-    if not isinstance(files, dict) or not files:
-        return "manifest lists no files"
-    for name, meta in files.items():
-        path = directory / name
-        if not path.is_file():
-            return f"{name} missing"
-        if path.stat().st_size != meta.get("size"):
-            return f"{name} has the wrong size"
-        if full and file_sha256(path) != meta.get("sha256"):
-            return f"{name} checksum mismatch"
-    return None
+    return file_problem(directory, manifest.get("files"), full=full)
 
 
 def _convert(gguf_path: Path, out: Path) -> None:
@@ -159,17 +139,12 @@ def _convert(gguf_path: Path, out: Path) -> None:
 def _write_manifest(out: Path, source: dict[str, Any]) -> None:
     import transformers
 
-    files = {
-        p.name: {"size": p.stat().st_size, "sha256": file_sha256(p)}
-        for p in sorted(out.iterdir())
-        if p.is_file() and p.name != MANIFEST_NAME
-    }
     manifest = {
         "format_version": FORMAT_VERSION,
         "source": source,
         "transformers_version": transformers.__version__,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "files": files,
+        "files": list_files(out),
     }
     (out / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
 

@@ -14,12 +14,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from haystack import component
-from haystack.dataclasses import ChatMessage
-from haystack.dataclasses.streaming_chunk import (
-    SyncStreamingCallbackT,
-)
 
-from ragkit.models.components import _generation_kwargs, chat_reply
+from ragkit.models.chat import ChatGeneratorBase
 from ragkit.models.registry import DEFAULT_CAUSAL_MODEL
 
 if TYPE_CHECKING:
@@ -29,7 +25,7 @@ __all__ = ["LlamaCppChatGenerator"]
 
 
 @component
-class LlamaCppChatGenerator:
+class LlamaCppChatGenerator(ChatGeneratorBase):
     """Chat generation with a GGUF model on llama.cpp (packaged SmolLM2 by default), streaming.
 
     Consecutive calls that share a prompt prefix (system prompt, a document asked about
@@ -37,9 +33,12 @@ class LlamaCppChatGenerator:
 
     ### Usage example
     ```python
-    gen = LlamaCppChatGenerator("qwen2.5-coder-1.5b-instruct", generation_kwargs={"max_new_tokens": 64})
-    gen.warm_up()
-    reply = gen.run([ChatMessage.from_user("What is BM25?")])["replies"][0].text
+    gen = LlamaCppChatGenerator("qwen2.5-coder-1.5b-instruct", n_ctx=8192)
+    out = gen.run(
+        [ChatMessage.from_user("What is BM25?")],
+        generation_kwargs={"max_new_tokens": 64},
+        streaming_callback=lambda chunk: print(chunk.content, end="", flush=True),
+    )
     ```
     """
 
@@ -60,54 +59,16 @@ class LlamaCppChatGenerator:
             generation_kwargs: Defaults for ``max_new_tokens``, ``temperature``, ``top_p``,
                 ``seed``, ``stop`` (aliases ``max_tokens``, ``stop_words`` accepted).
         """
-        _generation_kwargs(generation_kwargs)  # fail at construction, not at first query
-        self.model = model
+        self._init_generation(model, generation_kwargs)
         self.n_ctx = n_ctx
         self.n_threads = n_threads
-        self.generation_kwargs = dict(generation_kwargs or {})
-        self._lm: LlamaCppLM | None = None
 
     @classmethod
-    def from_model(cls, lm: LlamaCppLM, **kwargs: Any) -> LlamaCppChatGenerator:
-        """Wrap an already-loaded model (shares weights and KV cache with other components)."""
-        instance = cls(model=lm.name, n_ctx=lm.context_length, **kwargs)
-        instance._lm = lm
-        return instance
+    def _settings_of(cls, lm: LlamaCppLM) -> dict[str, Any]:
+        return {"n_ctx": lm.context_length}
 
-    def warm_up(self) -> None:
+    def _load(self) -> LlamaCppLM:
         """Load the GGUF (memory-mapped: about a second; Qwen is assembled once on first use)."""
-        if self._lm is None:
-            from ragkit.models.llamacpp import LlamaCppLM
+        from ragkit.models.llamacpp import LlamaCppLM
 
-            self._lm = LlamaCppLM.load(self.model, n_ctx=self.n_ctx, n_threads=self.n_threads)
-
-    def close(self) -> None:
-        """Free the llama.cpp model and context."""
-        if self._lm is not None:
-            self._lm.close()
-            self._lm = None
-
-    @component.output_types(replies=list[ChatMessage])
-    def run(
-        self,
-        messages: list[ChatMessage],
-        generation_kwargs: dict[str, Any] | None = None,
-        streaming_callback: SyncStreamingCallbackT | None = None,
-    ) -> dict[str, list[ChatMessage]]:
-        """Generate one assistant reply.
-
-        Args:
-            messages: The conversation (rendered with the GGUF's own chat template).
-            generation_kwargs: Per-call overrides of the init ``generation_kwargs``.
-            streaming_callback: Receives a ``StreamingChunk`` per text delta, then a final
-                chunk carrying ``finish_reason`` and usage in ``meta``.
-
-        Returns:
-            ``{"replies": [ChatMessage]}`` whose meta has ``model``, ``finish_reason``,
-            ``usage`` (prompt/completion/total tokens) and ``timings``.
-        """
-        self.warm_up()
-        assert self._lm is not None
-        return chat_reply(
-            self, self._lm, messages, self.generation_kwargs, generation_kwargs, streaming_callback
-        )
+        return LlamaCppLM.load(self.model, n_ctx=self.n_ctx, n_threads=self.n_threads)

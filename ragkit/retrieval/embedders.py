@@ -12,11 +12,10 @@ from haystack import Document, component
 
 
 def _embedding_model_path(name: str) -> str:
-    from transformers.utils import logging as hf_logging
-
+    from ragkit.models.hf import quiet_progress_bars
     from ragkit.models.registry import resolve_model
 
-    hf_logging.disable_progress_bar()  # "Loading weights" bars would interleave with ours
+    quiet_progress_bars()  # "Loading weights" bars would interleave with ours
 
     spec = resolve_model(name)
     return str(spec.path) if spec.path is not None else str(spec.hub_id or spec.name)

@@ -167,7 +167,7 @@ class ChunkSelector:
     def warm_up(self) -> None:
         """Load the tokenizer and the scorer model."""
         if self._tok is None and self.tokenizer is not None:
-            from ragkit.answering.components import load_tokenizer
+            from ragkit.models.hf import load_tokenizer
 
             self._tok = load_tokenizer(self.tokenizer)
         if self._model is None:

@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from ragkit.atomic import file_sha256, write_bytes_atomic
+from ragkit.errors import RagkitError
 from ragkit.stores.tokenize import tokenize, tokenize_many
 
 __all__ = ["BM25Index", "BM25IndexError"]
@@ -67,7 +68,7 @@ _OWN_FILE_RE = re.compile(
 )
 
 
-class BM25IndexError(RuntimeError):
+class BM25IndexError(RagkitError, RuntimeError):
     """A saved BM25 index is missing, corrupt or of an unsupported format."""
 
 

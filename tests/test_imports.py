@@ -1,0 +1,127 @@
+"""Import hygiene: heavy libraries stay inside ragkit.models, no cycles, no private cross-imports."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import ragkit
+
+ROOT = Path(ragkit.__file__).parent
+HEAVY = ("torch", "transformers", "tokenizers", "sentence_transformers")
+
+
+def _modules() -> dict[str, ast.Module]:
+    out = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(ROOT.parent).with_suffix("")
+        name = ".".join(rel.parts).removesuffix(".__init__")
+        out[name] = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    return out
+
+
+def _imports(tree: ast.Module, *, top_level_only: bool) -> list[tuple[str, list[str]]]:
+    """(module, imported names) of each import; top-level means outside functions."""
+    found: list[tuple[str, list[str]]] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            inside = in_function or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue  # typing-only imports never run
+            if not (top_level_only and inside):
+                if isinstance(child, ast.Import):
+                    found.extend((a.name, []) for a in child.names)
+                elif isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
+                    found.append((child.module, [a.name for a in child.names]))
+            visit(child, inside)
+
+    visit(tree, False)
+    return found
+
+
+def _loaded_after(imports: str) -> list[str]:
+    """Which heavy libraries a fresh interpreter has loaded after running ``imports``."""
+    code = f"import sys, json\n{imports}\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_importing_the_cli_and_the_packages_loads_no_torch() -> None:
+    imports = (
+        "import ragkit, ragkit.cli, ragkit.config, ragkit.errors\n"
+        "import ragkit.retrieval, ragkit.answering, ragkit.indexing, ragkit.models\n"
+        "import ragkit.models.registry, ragkit.models.errors, ragkit.answering.run"
+    )
+    assert _loaded_after(imports) == []
+
+
+def test_importing_components_loads_no_transformers() -> None:
+    # Haystack itself imports torch (haystack.utils.device) whenever it is installed, so the
+    # component modules cannot avoid torch; transformers and tokenizers are ragkit's to avoid.
+    imports = (
+        "import ragkit.pipeline, ragkit.retrieval.components, ragkit.retrieval.embedders\n"
+        "import ragkit.answering.components, ragkit.indexing.indexer, ragkit.indexing.splitter\n"
+        "import ragkit.indexing.loaders, ragkit.indexing.writer, ragkit.models.components\n"
+        "import ragkit.models.llamacpp_components, ragkit.models.chat, ragkit.models.driver"
+    )
+    assert set(_loaded_after(imports)) <= {"torch"}
+
+
+def test_heavy_libraries_are_imported_only_inside_ragkit_models() -> None:
+    offenders = []
+    for name, tree in _modules().items():
+        if name.startswith("ragkit.models"):
+            continue
+        for module, _ in _imports(tree, top_level_only=False):
+            if module.split(".")[0] in HEAVY:
+                offenders.append(f"{name} imports {module}")
+    assert offenders == []
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    offenders = []
+    for name, tree in _modules().items():
+        for module, names in _imports(tree, top_level_only=False):
+            if module.startswith("ragkit") and module != name:
+                offenders += [f"{name}: {module}.{n}" for n in names if n.startswith("_")]
+    assert offenders == []
+
+
+def test_no_import_cycles_and_nothing_imports_the_cli() -> None:
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, tree in modules.items():
+        deps = set()
+        for module, names in _imports(tree, top_level_only=True):
+            for candidate in (module, *(f"{module}.{n}" for n in names)):
+                if candidate in modules and candidate != name:
+                    deps.add(candidate)
+        graph[name] = deps
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                cycles.append([*path[path.index(dep) :], dep] if dep in path else [node, dep])
+            elif dep not in state:
+                visit(dep, [*path, dep])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert cycles == []
+    # the CLI is the top layer: library code (benchmarks included) never imports it
+    users = [
+        name
+        for name, tree in modules.items()
+        if name not in {"ragkit.cli", "ragkit.__main__"}
+        and any(m == "ragkit.cli" for m, _ in _imports(tree, top_level_only=False))
+    ]
+    assert users == []
