@@ -508,10 +508,13 @@ def _bind_and_warm(pipe: Any, store: Any) -> None:
 def _require_api_keys(pipe: Any) -> None:
     """OpenAI clients refuse to start without a key: name the unset variable before warm-up."""
     from haystack.utils import Secret
+    from haystack.utils.auth import SecretType
 
     for name, comp in pipe.walk():
         key = getattr(comp, "api_key", None)
         if "openai" not in type(comp).__module__ or not isinstance(key, Secret):
+            continue
+        if key.type != SecretType.ENV_VAR:  # a token is set by construction
             continue
         env_vars = key.to_dict().get("env_vars") or []
         if env_vars and not any(os.environ.get(v) for v in env_vars):

@@ -86,12 +86,16 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServ
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"llama_cpp.server exited with {proc.returncode}:\n{log.read_text()}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{base_url}/models", timeout=2) as reply:
-                    if reply.status == 200:
-                        break
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{base_url}/models", timeout=2) as reply,
+            ):
+                if reply.status == 200:
+                    break
             if time.monotonic() > deadline:
-                pytest.fail(f"llama_cpp.server not ready in {READY_DEADLINE_S:.0f} s:\n{log.read_text()}")
+                pytest.fail(
+                    f"llama_cpp.server not ready in {READY_DEADLINE_S:.0f} s:\n{log.read_text()}"
+                )
             time.sleep(0.25)
         yield LlamaServer(base_url, log, proc)
     finally:
@@ -113,7 +117,7 @@ def server_profile(tmp_path: Path, base_url: str, **generator: Any) -> Path:
     params["generation_kwargs"] = {"max_tokens": 48, "temperature": 0.0}
     params.update(generator)
     # SmolLM2 is served with a 4096-token window: keep the prompt well inside it
-    profile["components"]["fitter"]["init_parameters"]["context_tokens"] = 2048
+    profile["components"]["fitter"]["init_parameters"]["context_tokens"] = 1024
     path = tmp_path / "server-profile.yaml"
     path.write_text(yaml.safe_dump(profile))
     return path
@@ -182,11 +186,13 @@ def test_real_server_streams_tokens(llama_server: LlamaServer) -> None:
 
 
 def _one_line_failure(code: int, err: str) -> str:
+    """The single ``error:`` line (the context fitter may warn before it), no traceback."""
     assert code != 0
     lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, err
     assert "Traceback" not in err
-    return lines[0]
+    assert [line for line in lines if line.startswith("error:")] == lines[-1:], err
+    assert all(line.startswith(("error:", "prompt exceeds")) for line in lines), err
+    return lines[-1]
 
 
 @pytest.mark.parametrize("as_json", [False, True])
@@ -195,11 +201,12 @@ def test_http_500_is_one_line(
 ) -> None:
     monkeypatch.setenv("RAGKIT_TEST_KEY", "x")
     with OpenAICompatServer(fault="http_500") as server:
-        profile = server_profile(indexed, server.base_url)
+        url = server.base_url
+        profile = server_profile(indexed, url)
         extra = ["--json"] if as_json else []
         code, _, err = ragkit("query", "Which planet?", "--profile", str(profile), *extra)
     line = _one_line_failure(code, err)
-    assert "500" in line and server.base_url in line and "injected failure" in line
+    assert "HTTP 500" in line and url in line and "injected failure" in line
 
 
 @pytest.mark.parametrize("as_json", [False, True])
@@ -220,12 +227,13 @@ def test_malformed_chunk_is_one_line(
 def test_timeout_is_one_line(indexed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAGKIT_TEST_KEY", "x")
     with OpenAICompatServer(delay_s=3.0) as server:
-        profile = server_profile(indexed, server.base_url, timeout=1)
+        url = server.base_url
+        profile = server_profile(indexed, url, timeout=1)
         start = time.monotonic()
         code, _, err = ragkit("query", "Which planet?", "--profile", str(profile))
         assert time.monotonic() - start < 3.0  # gave up at the timeout, did not wait it out
     line = _one_line_failure(code, err)
-    assert "timed out" in line and "timeout" in line and server.base_url in line
+    assert "timed out" in line and "`timeout`" in line and url in line
 
 
 def test_missing_api_key_env_var_is_one_line(

@@ -9,6 +9,7 @@ over real sockets, streaming uses server-sent events exactly as OpenAI does. Rep
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 import uuid
@@ -112,7 +113,9 @@ class OpenAICompatServer:
                 if server.delay_s:
                     time.sleep(server.delay_s)
                 if server.fault == "http_500":
-                    self._json(500, {"error": {"message": "injected failure", "type": "server_error"}})
+                    self._json(
+                        500, {"error": {"message": "injected failure", "type": "server_error"}}
+                    )
                     return
                 if server.fault == "malformed_chunk" and not req.get("stream"):
                     data = b"{not json"
@@ -176,7 +179,16 @@ class OpenAICompatServer:
                 self.wfile.flush()
                 self.close_connection = True
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                # a client that gave up (timeout, broken stream) is expected here, not news
+                if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+                    return
+                super().handle_error(request, client_address)
+
+        self._httpd = Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
         return self
