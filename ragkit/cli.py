@@ -6,7 +6,10 @@ Known failures print one ``error:`` line and exit non-zero (2 for invalid input 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -158,6 +161,54 @@ def _root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
+@contextlib.contextmanager
+def _quiet_failure_snapshot() -> Any:
+    """Mute Haystack's warnings that a failed run's snapshot cannot hold the streaming callback.
+
+    They say nothing about the failure, which ``_run`` then reports in one line.
+    """
+    logger = logging.getLogger("haystack.utils.base_serialization")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _openai_failure(raised: BaseException, exc: BaseException) -> str | None:
+    """One line for an OpenAI-compatible server that answered badly (slow, HTTP error, not JSON)."""
+    names = {c.__name__ for c in type(exc).__mro__}
+    url = getattr(getattr(exc, "request", None), "url", "the configured api_base_url")
+    if type(exc).__module__.startswith("openai"):
+        if "APITimeoutError" in names:
+            return (
+                f"the OpenAI-compatible server at {url} timed out (no answer within the "
+                "generator's `timeout`); raise `timeout` in the profile's generator "
+                "init_parameters, or check that the server is not overloaded"
+            )
+        if "APIStatusError" in names:
+            message = " ".join(str(getattr(exc, "message", exc)).split())
+            return (
+                f"the OpenAI-compatible server at {url} answered HTTP "
+                f"{getattr(exc, 'status_code', '?')} ({message}); check the server's log and the "
+                "profile's generator `model` and `api_base_url`"
+            )
+        if "credentials" in str(exc) or "api_key" in str(exc):
+            return (
+                "the OpenAI-compatible generator has no API key: set the environment variable "
+                "that its `api_key.env_vars` names (local servers accept any value)"
+            )
+    component = getattr(raised, "component_type", None)
+    if isinstance(exc, json.JSONDecodeError) and "OpenAI" in getattr(component, "__name__", ""):
+        return (
+            f"component '{getattr(raised, 'component_name', '?')}' ({component.__name__}): the "
+            f"OpenAI-compatible server sent a reply that is not valid JSON ({exc}); check that "
+            "`api_base_url` points at an OpenAI-compatible /v1 endpoint, and the server's log"
+        )
+    return None
+
+
 def _run(fn: Any) -> None:
     """Run a command body, turning known errors into one line and an exit code."""
     from ragkit.errors import RagkitError
@@ -174,6 +225,9 @@ def _run(fn: Any) -> None:
         exc = _root_cause(raised)
         if isinstance(exc, RagkitError):
             raise _fail(str(exc), exc.exit_code) from None
+        line = _openai_failure(raised, exc)
+        if line is not None:
+            raise _fail(line) from None
         # the OpenAI client (Haystack's OpenAIChatGenerator) cannot reach its server
         if type(exc).__module__.startswith("openai") and type(exc).__name__ in {
             "APIConnectionError",
@@ -364,7 +418,8 @@ def query(
         try:
             _warn_if_damaged(st, full=False)
             _bind_and_warm(pipe, st)
-            result = answer_question(pipe, question, top_k, None if as_json else on_chunk)
+            with _quiet_failure_snapshot():
+                result = answer_question(pipe, question, top_k, None if as_json else on_chunk)
         finally:
             _close(pipe)
             release_store(st)
@@ -446,7 +501,29 @@ def _bind_and_warm(pipe: Any, store: Any) -> None:
     from ragkit.pipeline import bind_store
 
     bind_store(pipe, store)
+    _require_api_keys(pipe)
     pipe.warm_up()
+
+
+def _require_api_keys(pipe: Any) -> None:
+    """OpenAI clients refuse to start without a key: name the unset variable before warm-up."""
+    from haystack.utils import Secret
+    from haystack.utils.auth import SecretType
+
+    for name, comp in pipe.walk():
+        key = getattr(comp, "api_key", None)
+        if "openai" not in type(comp).__module__ or not isinstance(key, Secret):
+            continue
+        if key.type != SecretType.ENV_VAR:  # a token is set by construction
+            continue
+        env_vars = key.to_dict().get("env_vars") or []
+        if env_vars and not any(os.environ.get(v) for v in env_vars):
+            raise CLIError(
+                f"component '{name}' needs an API key: set the environment variable "
+                f"{' or '.join(env_vars)} (a local server accepts any value, e.g. "
+                f"`export {env_vars[0]}=none`)",
+                2,
+            )
 
 
 def _close(pipe: Any) -> None:

@@ -9,14 +9,18 @@ over real sockets, streaming uses server-sent events exactly as OpenAI does. Rep
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal
 
 Responder = Callable[[list[dict[str, Any]]], str]
+# What a broken server does, so error handling can be tested: answer HTTP 500, or send a stream
+# chunk (or a plain body) that is not JSON. Slowness is ``delay_s``.
+Fault = Literal["http_500", "malformed_chunk"]
 
 
 def echo_responder(messages: list[dict[str, Any]]) -> str:
@@ -38,9 +42,27 @@ class OpenAICompatServer:
     ```
     """
 
-    def __init__(self, responder: Responder = echo_responder, model: str = "ragkit-test") -> None:
+    def __init__(
+        self,
+        responder: Responder = echo_responder,
+        model: str = "ragkit-test",
+        *,
+        fault: Fault | None = None,
+        delay_s: float = 0.0,
+    ) -> None:
+        """Configure the replies.
+
+        Args:
+            responder: Maps the request's messages to the reply text.
+            model: The model id the server reports.
+            fault: ``"http_500"`` answers every completion with HTTP 500 and an OpenAI error body;
+                ``"malformed_chunk"`` sends a stream chunk (or a whole plain body) that is not JSON.
+            delay_s: Seconds to wait before answering a completion (for client timeouts).
+        """
         self.responder = responder
         self.model = model
+        self.fault = fault
+        self.delay_s = delay_s
         self.requests: list[dict[str, Any]] = []
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -88,6 +110,21 @@ class OpenAICompatServer:
                     self._json(400, {"error": {"message": "body is not JSON"}})
                     return
                 server.requests.append(req)
+                if server.delay_s:
+                    time.sleep(server.delay_s)
+                if server.fault == "http_500":
+                    self._json(
+                        500, {"error": {"message": "injected failure", "type": "server_error"}}
+                    )
+                    return
+                if server.fault == "malformed_chunk" and not req.get("stream"):
+                    data = b"{not json"
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 text = server.responder(req.get("messages", []))
                 prompt_tokens = sum(
                     len(str(m.get("content", "")).split()) for m in req.get("messages", [])
@@ -125,6 +162,11 @@ class OpenAICompatServer:
                     self.wfile.flush()
 
                 event({"role": "assistant", "content": ""}, None)
+                if server.fault == "malformed_chunk":
+                    self.wfile.write(b'data: {"id": "broken", "choices": [\n\n')
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
                 words = text.split(" ")
                 for i, word in enumerate(words):
                     event({"content": word if i == 0 else " " + word}, None)
@@ -137,7 +179,16 @@ class OpenAICompatServer:
                 self.wfile.flush()
                 self.close_connection = True
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                # a client that gave up (timeout, broken stream) is expected here, not news
+                if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+                    return
+                super().handle_error(request, client_address)
+
+        self._httpd = Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
         return self
