@@ -181,7 +181,9 @@ class RagkitStore:
                     f"{meta_path}: store format {found.get('format')} is not {STORE_FORMAT}; re-index"
                 )
             recorded = found.get("embedding_model")
-            if self._asked_model is not None and recorded != self._asked_model:
+            if self._asked_model is not None and not same_embedding_model(
+                str(recorded), self._asked_model
+            ):
                 raise StoreError(
                     f"store {self.directory} was built with embedding model "
                     f"{recorded!r}, not {self._asked_model!r}; "
@@ -457,6 +459,24 @@ def recorded_embedding(config: AnyStore) -> tuple[str, int] | None:
         return None
 
 
+def same_embedding_model(a: str, b: str) -> bool:
+    """Whether two model names embed alike: equal, or resolving to the same local files.
+
+    ``minilm`` and the packaged directory it names are one model; refusing one for the other
+    would make a store built with either unusable from a profile that names the other.
+    """
+    if a == b:
+        return True
+    from ragkit.errors import RagkitError
+    from ragkit.models.registry import resolve_model
+
+    try:
+        pa, pb = resolve_model(a).path, resolve_model(b).path
+    except (RagkitError, OSError, ValueError):
+        return False
+    return pa is not None and pb is not None and Path(pa).resolve() == Path(pb).resolve()
+
+
 def _safe_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:120]
 
@@ -554,7 +574,9 @@ class _OpenStores:
         with self._lock:
             if key is not None and key in self._stores:
                 store = self._stores[key]
-                if embedding_model is not None and embedding_model != store.embedding_model:
+                if embedding_model is not None and not same_embedding_model(
+                    embedding_model, store.embedding_model
+                ):
                     raise StoreError(
                         f"store {store._where()} was built with embedding model "
                         f"{store.embedding_model!r}, not {embedding_model!r}; "

@@ -146,13 +146,13 @@ def test_eval_dirs_and_resume_guard_end_to_end(
     before = (run_dir / "results.jsonl").read_text()
     code, _, err = _cli("eval", str(data), "--pipeline", "retrieve", "--mode", "per-question",
                         "--top-k", "1", "--out", str(run_dir), "--resume")  # fmt: skip
-    assert code == 1 and err.count("\n") == 1
-    assert "it was made with other settings: top_k the pipeline's own -> 1" in err
+    assert code == 2 and err.count("\n") == 1  # invalid input: settings differ
+    assert "it was made with other settings:" in err and "top_k the pipeline's own -> 1" in err
     profile = tmp_path / "small-batch.yaml"
     profile.write_text("embedding:\n  batch_size: 8\n")
     code, _, err = _cli("eval", str(data), "--pipeline", "retrieve", "--mode", "per-question",
                         "--profile", str(profile), "--out", str(run_dir), "--resume")  # fmt: skip
-    assert code == 1 and f"profile defaults -> {profile} (settings differ)" in err
+    assert code == 2 and f"profile defaults -> {profile} (settings differ)" in err
     assert (run_dir / "results.jsonl").read_text() == before
 
     # the same settings resume: only the missing question runs
