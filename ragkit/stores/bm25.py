@@ -91,6 +91,11 @@ class _Segment:
     _norm: np.ndarray | None = field(default=None, repr=False)
     _norm_avgdl: float = field(default=-1.0, repr=False)
     _dead: np.ndarray | None = field(default=None, repr=False)
+    # Per-posting tf part tf*(k1+1)/(tf+norm) and its per-term maximum (NaN = not filled yet),
+    # filled lazily term by term and reset when avgdl changes.
+    _tfp: np.ndarray | None = field(default=None, repr=False)
+    _tfp_max: np.ndarray | None = field(default=None, repr=False)
+    _tfp_avgdl: float = field(default=-1.0, repr=False)
 
     @property
     def n_docs(self) -> int:
@@ -103,8 +108,7 @@ class _Segment:
 
     def nbytes(self) -> int:
         arrays = [self.doc_len, self.terms, self.indptr, self.rows, self.tfs, self.live]
-        if self._norm is not None:
-            arrays.append(self._norm)
+        arrays += [a for a in (self._norm, self._tfp, self._tfp_max) if a is not None]
         return int(sum(a.nbytes for a in arrays))
 
 
@@ -336,7 +340,24 @@ class BM25Index:
         Returns:
             One result list per query, in order.
         """
-        return [self.search(q, top_k) for q in queries]
+        return self.search_tokens_many(tokenize_many(queries, stopwords=self.stopwords), top_k)
+
+    def search_tokens_many(
+        self, token_lists: Sequence[Sequence[str]], top_k: int = 10
+    ) -> list[list[tuple[str, float]]]:
+        """Run `search_tokens` for several pre-tokenized queries.
+
+        Queries run one after another (each is a few numpy calls over its own postings); the
+        batch form exists so callers and benchmarks have one call per batch.
+
+        Args:
+            token_lists: One token sequence per query.
+            top_k: Maximum number of results per query.
+
+        Returns:
+            One result list per query, in order.
+        """
+        return [self.search_tokens(tokens, top_k) for tokens in token_lists]
 
     def search_tokens(self, tokens: Sequence[str], top_k: int = 10) -> list[tuple[str, float]]:
         """Search with an already tokenized query (repeated tokens count repeatedly).
@@ -371,47 +392,127 @@ class BM25Index:
             found = np.flatnonzero(seg.terms[pos] == qids)
             if len(found) == 0:
                 continue
-            norm = self._seg_norm(seg, avgdl)
-            indptr = seg.indptr
-            row_parts = []
-            tf_parts = []
-            qw_parts = []
-            for j in found.tolist():
-                p = int(pos[j])
-                s, e = int(indptr[p]), int(indptr[p + 1])
-                row_parts.append(seg.rows[s:e])
-                tf_parts.append(seg.tfs[s:e])
-                qw_parts.append(np.full(e - s, qw[j]))
-            if len(row_parts) == 1:
-                rows, tf, w = row_parts[0], tf_parts[0].astype(np.float64), qw_parts[0]
-            else:
-                rows = np.concatenate(row_parts)
-                tf = np.concatenate(tf_parts).astype(np.float64)
-                w = np.concatenate(qw_parts)
-            # Same float operations, in the same order, as rank-bm25's get_scores.
-            vals = w * ((tf * (self.k1 + 1)) / (tf + norm[rows]))
-            scores = np.bincount(rows, vals, minlength=seg.n_docs)
             if positive:
-                if seg.n_live < seg.n_docs:
-                    scores[seg.dead_rows()] = 0.0
-                cand = np.flatnonzero(scores > 0.0)
+                cand, cs = self._top_positive(seg, pos[found], qw[found], avgdl, top_k)
             else:
-                touched = np.bincount(rows, minlength=seg.n_docs) > 0
-                touched &= seg.live
-                cand = np.flatnonzero(touched)
+                cand, cs = self._top_exhaustive(seg, pos[found], qw[found], avgdl, top_k)
             if len(cand) == 0:
                 continue
-            cs = scores[cand]
-            if len(cand) > top_k:
-                # Keep every candidate tied with the k-th best so the id tie-break is exact.
-                kth = np.partition(cs, len(cs) - top_k)[len(cs) - top_k]
-                keep = cs >= kth
-                cand = cand[keep]
-                cs = cs[keep]
             seg_ids = seg.ids
             hits.extend(zip(cs.tolist(), [seg_ids[r] for r in cand.tolist()], strict=True))
         hits.sort(key=lambda h: (-h[0], h[1]))
         return [(doc_id, score) for score, doc_id in hits[:top_k]]
+
+    def _top_exhaustive(
+        self, seg: _Segment, pos: np.ndarray, qw: np.ndarray, avgdl: float, top_k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k rows (with ties at the cut) of one segment when some query weight is <= 0.
+
+        Then "score > 0" no longer means "shares a query term", so every touched live row is
+        a candidate. Only reachable with a non-default epsilon <= 0.
+        """
+        norm = self._seg_norm(seg, avgdl)
+        indptr = seg.indptr
+        row_parts, tf_parts, qw_parts = [], [], []
+        for p, w in zip(pos.tolist(), qw.tolist(), strict=True):
+            s, e = int(indptr[p]), int(indptr[p + 1])
+            row_parts.append(seg.rows[s:e])
+            tf_parts.append(seg.tfs[s:e])
+            qw_parts.append(np.full(e - s, w))
+        rows = np.concatenate(row_parts)
+        tf = np.concatenate(tf_parts).astype(np.float64)
+        w_all = np.concatenate(qw_parts)
+        # Same float operations, in the same order, as rank-bm25's get_scores.
+        vals = w_all * ((tf * (self.k1 + 1)) / (tf + norm[rows]))
+        scores = np.bincount(rows, vals, minlength=seg.n_docs)
+        touched = np.bincount(rows, minlength=seg.n_docs) > 0
+        touched &= seg.live
+        return _top_with_ties(np.flatnonzero(touched), scores, top_k)
+
+    def _top_positive(
+        self, seg: _Segment, pos: np.ndarray, qw: np.ndarray, avgdl: float, top_k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k rows (with ties at the cut) of one segment, all query weights > 0.
+
+        Scores are exactly rank-bm25's (`w * tf_part`, tf parts cached per posting), but the
+        work avoids the two costs that dominate a naive dense pass at 100k documents:
+
+        * Selection: a lower bound on the k-th best score, taken from k documents of the
+          rarest query term, leaves few candidates for `np.partition` instead of all rows.
+        * Common terms (postings over 1/8 of the segment): their contribution is bounded by
+          `sum(w * max tf_part)`. Rarer terms are scattered densely; a document whose partial
+          score plus that bound is below the lower bound cannot reach the top-k (nor tie
+          it), so the common terms are only looked up (binary search in their sorted rows)
+          for the few remaining candidates. When the bound prunes too little, the common
+          terms are scattered densely as well. Either way the result is exact.
+        """
+        n = seg.n_docs
+        indptr = seg.indptr
+        pl = pos.tolist()
+        starts = indptr[pos].tolist()
+        ends = indptr[pos + 1].tolist()
+        ws = qw.tolist()
+        tfp, tmax = self._seg_tfp(seg, avgdl, pl, starts, ends)
+        m = len(pl)
+        order = sorted(range(m), key=lambda j: ends[j] - starts[j])  # rarest first
+        common = [j for j in order[1:] if (ends[j] - starts[j]) * 8 > n]
+        rare = [j for j in order if j not in common]
+        terms = [(starts[j], ends[j], ws[j]) for j in rare]
+        scores = _scatter(seg.rows, tfp, terms, n)
+        partial = seg.n_live < n
+        if partial:
+            scores[seg.dead_rows()] = 0.0
+        sample = self._sample_rows(seg, [(starts[j], ends[j]) for j in order], top_k)
+        if common:
+            cterms = [(starts[j], ends[j], ws[j]) for j in common]
+            if sample is not None:
+                if len(sample) > top_k:
+                    ps = scores[sample]
+                    sample = sample[np.argpartition(ps, len(ps) - top_k)[len(ps) - top_k :]]
+                finals = scores[sample]
+                for s, e, w in cterms:
+                    _add_lookup(seg.rows, tfp, s, e, w, sample, finals)
+                theta = float(finals.min())
+                bound = sum(w * float(tmax[pl[j]]) for j, w in ((j, ws[j]) for j in common))
+                limit = theta - bound - 1e-9 * theta
+                if limit > 0.0:
+                    cand = np.flatnonzero(scores >= limit)
+                    if len(cand) * 16 <= sum(e - s for s, e, _ in cterms):
+                        cs = scores[cand]
+                        for s, e, w in cterms:
+                            _add_lookup(seg.rows, tfp, s, e, w, cand, cs)
+                        return _top_with_ties(cand, cs, top_k, presliced=True)
+            scores += _scatter(seg.rows, tfp, cterms, n)
+            if partial:
+                scores[seg.dead_rows()] = 0.0
+        cand = None
+        if sample is not None:
+            theta = np.partition(scores[sample], len(sample) - top_k)[len(sample) - top_k]
+            if theta > 0.0:
+                cand = np.flatnonzero(scores >= theta)
+        if cand is None:
+            cand = np.flatnonzero(scores > 0.0)
+        return _top_with_ties(cand, scores, top_k)
+
+    def _sample_rows(
+        self, seg: _Segment, spans: list[tuple[int, int]], top_k: int
+    ) -> np.ndarray | None:
+        """At least `top_k` distinct live rows from the rarest query term that has that many.
+
+        The k-th best score among any k live documents is a lower bound on the k-th best
+        score overall; the rarest terms carry the largest weights, so their documents give a
+        tight bound. None when no single query term has `top_k` live documents.
+        """
+        for s, e in spans:
+            if e - s < top_k:
+                continue
+            rows = seg.rows[s:e]
+            if seg.n_live < seg.n_docs:
+                rows = rows[seg.live[rows]]
+                if len(rows) < top_k:
+                    continue
+            return rows.astype(np.int64)
+        return None
 
     # ------------------------------------------------------------------ persistence
 
@@ -659,6 +760,35 @@ class BM25Index:
             seg._norm_avgdl = avgdl
         return seg._norm
 
+    def _seg_tfp(
+        self, seg: _Segment, avgdl: float, pos: list[int], starts: list[int], ends: list[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-posting `tf*(k1+1)/(tf+norm)` and per-term maxima, filled for the given terms.
+
+        Filled lazily per term (only the query's terms pay), and invalidated by an O(terms)
+        reset when avgdl changes, so an update never triggers an O(postings) refresh.
+        """
+        if seg._tfp is None or seg._tfp_max is None:
+            seg._tfp = np.empty(len(seg.rows), dtype=np.float64)
+            seg._tfp_max = np.full(len(seg.terms), np.nan)
+            seg._tfp_avgdl = avgdl
+        elif seg._tfp_avgdl != avgdl:
+            seg._tfp_max.fill(np.nan)
+            seg._tfp_avgdl = avgdl
+        tfp, tmax = seg._tfp, seg._tfp_max
+        stale = [j for j, p in enumerate(pos) if np.isnan(tmax[p])]
+        if stale:
+            norm = self._seg_norm(seg, avgdl)
+            k1 = self.k1
+            for j in stale:
+                s, e = starts[j], ends[j]
+                tf = seg.tfs[s:e].astype(np.float64)
+                # Same float operations, in the same order, as rank-bm25's get_scores.
+                part = (tf * (k1 + 1)) / (tf + norm[seg.rows[s:e]])
+                tfp[s:e] = part
+                tmax[pos[j]] = part.max()
+        return tfp, tmax
+
     def _new_name(self) -> str:
         self._next_seq += 1
         return f"seg-{self._next_seq:08d}-{uuid.uuid4().hex[:8]}"
@@ -842,6 +972,54 @@ class BM25Index:
         self._uid = uuid.uuid4().hex[:12]
         self._vocab_parts = []
         self._changed()
+
+
+def _scatter(
+    rows: np.ndarray, tfp: np.ndarray, terms: list[tuple[int, int, float]], n: int
+) -> np.ndarray:
+    """Dense scores `sum(w * tf_part)` over the postings [s, e) of each (s, e, w) term."""
+    total = sum(e - s for s, e, _ in terms)
+    idx = np.empty(total, dtype=np.intp)
+    vals = np.empty(total, dtype=np.float64)
+    o = 0
+    for s, e, w in terms:
+        idx[o : o + e - s] = rows[s:e]
+        np.multiply(tfp[s:e], w, out=vals[o : o + e - s])
+        o += e - s
+    return np.bincount(idx, vals, minlength=n)
+
+
+def _add_lookup(
+    rows: np.ndarray, tfp: np.ndarray, s: int, e: int, w: float, docs: np.ndarray, out: np.ndarray
+) -> None:
+    """Add one term's `w * tf_part` to `out` for the `docs` that contain it (binary search)."""
+    r = rows[s:e]
+    i = np.searchsorted(r, docs)
+    np.minimum(i, len(r) - 1, out=i)
+    hit = r[i] == docs
+    out[hit] += w * tfp[s + i[hit]]
+
+
+def _top_with_ties(
+    cand: np.ndarray, scores: np.ndarray, top_k: int, presliced: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates scoring at least the k-th best (every tie kept, so the id tie-break is exact).
+
+    Args:
+        cand: Candidate rows.
+        scores: Dense scores indexed by row, or (presliced) the candidates' own scores.
+        top_k: The cut-off.
+
+    Returns:
+        (rows, scores) of the kept candidates.
+    """
+    cs = scores if presliced else scores[cand]
+    if len(cand) > top_k:
+        kth = np.partition(cs, len(cs) - top_k)[len(cs) - top_k]
+        keep = cs >= kth
+        cand = cand[keep]
+        cs = cs[keep]
+    return cand, cs
 
 
 _PARAM_NAMES = ("k1", "b", "epsilon", "stopwords", "max_segments", "max_deleted_ratio")
