@@ -62,6 +62,8 @@ FORMAT_NAME = "ragkit-bm25"
 FORMAT_VERSION = 2  # 2: sha256 of every file in the manifest
 MANIFEST = "manifest.json"
 _VOCAB_PART_LIMIT = 16
+# A query term whose postings cover over 1/_COMMON_FRACTION of a segment is "common".
+_COMMON_FRACTION = 8
 # Names are unique per content (random tags), so "file exists" means "already written".
 _OWN_FILE_RE = re.compile(
     r"^(seg-[0-9a-f-]+(\.npz|\.del-[0-9a-f]+\.npy)|vocab-[0-9a-f-]+\.json)(\.tmp)?$"
@@ -96,6 +98,7 @@ class _Segment:
     _tfp: np.ndarray | None = field(default=None, repr=False)
     _tfp_max: np.ndarray | None = field(default=None, repr=False)
     _tfp_avgdl: float = field(default=-1.0, repr=False)
+    _id_rank: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n_docs(self) -> int:
@@ -106,9 +109,19 @@ class _Segment:
             self._dead = np.flatnonzero(~self.live).astype(np.int64)
         return self._dead
 
+    def id_rank(self) -> np.ndarray:
+        """Rank of each row's id in sorted id order, for tie-breaks among many equal scores."""
+        if self._id_rank is None:
+            order = np.argsort(np.array(self.ids, dtype=object), kind="stable")
+            rank = np.empty(len(order), dtype=np.int64)
+            rank[order] = np.arange(len(order))
+            self._id_rank = rank
+        return self._id_rank
+
     def nbytes(self) -> int:
         arrays = [self.doc_len, self.terms, self.indptr, self.rows, self.tfs, self.live]
-        arrays += [a for a in (self._norm, self._tfp, self._tfp_max) if a is not None]
+        extra = (self._norm, self._tfp, self._tfp_max, self._id_rank)
+        arrays += [a for a in extra if a is not None]
         return int(sum(a.nbytes for a in arrays))
 
 
@@ -398,6 +411,9 @@ class BM25Index:
                 cand, cs = self._top_exhaustive(seg, pos[found], qw[found], avgdl, top_k)
             if len(cand) == 0:
                 continue
+            if len(cand) > 2 * top_k:  # many ties at the cut: keep the k smallest ids among them
+                pick = np.lexsort((seg.id_rank()[cand], -cs))[:top_k]
+                cand, cs = cand[pick], cs[pick]
             seg_ids = seg.ids
             hits.extend(zip(cs.tolist(), [seg_ids[r] for r in cand.tolist()], strict=True))
         hits.sort(key=lambda h: (-h[0], h[1]))
@@ -455,7 +471,7 @@ class BM25Index:
         tfp, tmax = self._seg_tfp(seg, avgdl, pl, starts, ends)
         m = len(pl)
         order = sorted(range(m), key=lambda j: ends[j] - starts[j])  # rarest first
-        common = [j for j in order[1:] if (ends[j] - starts[j]) * 8 > n]
+        common = [j for j in order[1:] if (ends[j] - starts[j]) * _COMMON_FRACTION > n]
         rare = [j for j in order if j not in common]
         terms = [(starts[j], ends[j], ws[j]) for j in rare]
         scores = _scatter(seg.rows, tfp, terms, n)
@@ -776,8 +792,8 @@ class BM25Index:
             seg._tfp_max.fill(np.nan)
             seg._tfp_avgdl = avgdl
         tfp, tmax = seg._tfp, seg._tfp_max
-        stale = [j for j, p in enumerate(pos) if np.isnan(tmax[p])]
-        if stale:
+        if np.isnan(tmax[pos]).any():
+            stale = [j for j, p in enumerate(pos) if np.isnan(tmax[p])]
             norm = self._seg_norm(seg, avgdl)
             k1 = self.k1
             for j in stale:
