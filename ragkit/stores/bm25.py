@@ -62,8 +62,8 @@ FORMAT_NAME = "ragkit-bm25"
 FORMAT_VERSION = 2  # 2: sha256 of every file in the manifest
 MANIFEST = "manifest.json"
 _VOCAB_PART_LIMIT = 16
-# A query term whose postings cover over 1/_COMMON_FRACTION of a segment is "common".
-_COMMON_FRACTION = 8
+# The first dense stage of a query scatters about 1/_COMMON_FRACTION of a segment in postings.
+_COMMON_FRACTION = 4
 # Names are unique per content (random tags), so "file exists" means "already written".
 _OWN_FILE_RE = re.compile(
     r"^(seg-[0-9a-f-]+(\.npz|\.del-[0-9a-f]+\.npy)|vocab-[0-9a-f-]+\.json)(\.tmp)?$"
@@ -387,7 +387,10 @@ class BM25Index:
         vocab_get = self._vocab.get
         df = self._df
         # Terms without live postings (unknown, or only in deleted docs) cannot match anything.
-        qcount = Counter(t for t in map(vocab_get, tokens) if t is not None and df[t] > 0)
+        qcount = Counter(map(vocab_get, tokens))
+        qcount.pop(None, None)
+        if qcount and not (df[list(qcount)] > 0).all():
+            qcount = Counter({t: c for t, c in qcount.items() if df[t] > 0})
         if not qcount:
             return []
         idf = self._idf if self._idf is not None else self._compute_idf()
@@ -451,16 +454,18 @@ class BM25Index:
         """Exact top-k rows (with ties at the cut) of one segment, all query weights > 0.
 
         Scores are exactly rank-bm25's (`w * tf_part`, tf parts cached per posting), but the
-        work avoids the two costs that dominate a naive dense pass at 100k documents:
+        work avoids most of a dense pass over every posting (MaxScore-style pruning):
 
-        * Selection: a lower bound on the k-th best score, taken from k documents of the
-          rarest query term, leaves few candidates for `np.partition` instead of all rows.
-        * Common terms (postings over 1/8 of the segment): their contribution is bounded by
-          `sum(w * max tf_part)`. Rarer terms are scattered densely; a document whose partial
-          score plus that bound is below the lower bound cannot reach the top-k (nor tie
-          it), so the common terms are only looked up (binary search in their sorted rows)
-          for the few remaining candidates. When the bound prunes too little, the common
-          terms are scattered densely as well. Either way the result is exact.
+        * Terms are scattered densely rarest first, in stages (the first stage holds about
+          1/8 of the segment's size in postings, each next one 4x more).
+        * After a stage, the k documents of the rarest term with the best partial scores get
+          their exact scores (the remaining terms looked up by binary search in their sorted
+          rows): the k-th best of those is a lower bound on the k-th best score overall.
+        * A document whose partial score plus `sum(w * max tf_part)` of the remaining terms is
+          below that bound can reach neither the top-k nor a tie with it, so only the few
+          others are completed by lookups, and the common terms' long postings are never read.
+        * Otherwise the next stage is scattered; after the last one the top-k is selected
+          among the documents scoring at least the bound, not among all rows.
         """
         n = seg.n_docs
         indptr = seg.indptr
@@ -471,36 +476,46 @@ class BM25Index:
         tfp, tmax = self._seg_tfp(seg, avgdl, pl, starts, ends)
         m = len(pl)
         order = sorted(range(m), key=lambda j: ends[j] - starts[j])  # rarest first
-        common = [j for j in order[1:] if (ends[j] - starts[j]) * _COMMON_FRACTION > n]
-        rare = [j for j in order if j not in common]
-        terms = [(starts[j], ends[j], ws[j]) for j in rare]
-        scores = _scatter(seg.rows, tfp, terms, n)
+        terms = [(starts[j], ends[j], ws[j]) for j in order]
+        bounds = [ws[j] * float(tmax[pl[j]]) for j in order]
+        sample = self._sample_rows(seg, [(s, e) for s, e, _ in terms], top_k)
         partial = seg.n_live < n
-        if partial:
-            scores[seg.dead_rows()] = 0.0
-        sample = self._sample_rows(seg, [(starts[j], ends[j]) for j in order], top_k)
-        if common:
-            cterms = [(starts[j], ends[j], ws[j]) for j in common]
-            if sample is not None:
-                if len(sample) > top_k:
-                    ps = scores[sample]
-                    sample = sample[np.argpartition(ps, len(ps) - top_k)[len(ps) - top_k :]]
-                finals = scores[sample]
-                for s, e, w in cterms:
-                    _add_lookup(seg.rows, tfp, s, e, w, sample, finals)
-                theta = float(finals.min())
-                bound = sum(w * float(tmax[pl[j]]) for j, w in ((j, ws[j]) for j in common))
-                limit = theta - bound - 1e-9 * theta
-                if limit > 0.0:
-                    cand = np.flatnonzero(scores >= limit)
-                    if len(cand) * 16 <= sum(e - s for s, e, _ in cterms):
-                        cs = scores[cand]
-                        for s, e, w in cterms:
-                            _add_lookup(seg.rows, tfp, s, e, w, cand, cs)
-                        return _top_with_ties(cand, cs, top_k, presliced=True)
-            scores += _scatter(seg.rows, tfp, cterms, n)
+        rows = seg.rows
+        scores: np.ndarray | None = None
+        done = 0
+        budget = max(1, n // _COMMON_FRACTION)
+        while True:
+            stop, acc = done, 0
+            while stop < m and (stop == done or acc + terms[stop][1] - terms[stop][0] <= budget):
+                acc += terms[stop][1] - terms[stop][0]
+                stop += 1
+            if sample is None:  # no lower bound to prune with: scatter everything
+                stop = m
+            part = _scatter(rows, tfp, terms[done:stop], n)
+            if scores is None:
+                scores = part
+            else:
+                scores += part
+            done = stop
             if partial:
                 scores[seg.dead_rows()] = 0.0
+            if done == m or sample is None:
+                break
+            rest = terms[done:]
+            # Partial scores are lower bounds of full ones, so the k-th best partial score
+            # among k live documents is a lower bound on the k-th best full score.
+            ps = scores[sample]
+            theta = float(np.partition(ps, len(ps) - top_k)[len(ps) - top_k])
+            limit = theta - sum(bounds[done:]) - 1e-9 * theta
+            if limit > 0.0:
+                cand = np.flatnonzero(scores >= limit)
+                if len(cand) * 16 <= sum(e - s for s, e, _ in rest):
+                    cs = scores[cand]
+                    needles = cand.astype(rows.dtype)  # same dtype: no cast of the postings
+                    for s, e, w in rest:
+                        _add_lookup(rows, tfp, s, e, w, needles, cs)
+                    return _top_with_ties(cand, cs, top_k, presliced=True)
+            budget *= 4
         cand = None
         if sample is not None:
             theta = np.partition(scores[sample], len(sample) - top_k)[len(sample) - top_k]
@@ -527,7 +542,7 @@ class BM25Index:
                 rows = rows[seg.live[rows]]
                 if len(rows) < top_k:
                     continue
-            return rows.astype(np.int64)
+            return rows
         return None
 
     # ------------------------------------------------------------------ persistence
@@ -994,21 +1009,22 @@ def _scatter(
     rows: np.ndarray, tfp: np.ndarray, terms: list[tuple[int, int, float]], n: int
 ) -> np.ndarray:
     """Dense scores `sum(w * tf_part)` over the postings [s, e) of each (s, e, w) term."""
-    total = sum(e - s for s, e, _ in terms)
-    idx = np.empty(total, dtype=np.intp)
-    vals = np.empty(total, dtype=np.float64)
-    o = 0
-    for s, e, w in terms:
-        idx[o : o + e - s] = rows[s:e]
-        np.multiply(tfp[s:e], w, out=vals[o : o + e - s])
-        o += e - s
+    if len(terms) == 1:
+        s, e, w = terms[0]
+        return np.bincount(rows[s:e], tfp[s:e] * w, minlength=n)
+    idx = np.concatenate([rows[s:e] for s, e, _ in terms], dtype=np.intp)
+    vals = np.concatenate([tfp[s:e] for s, e, _ in terms])
+    vals *= np.repeat([w for _, _, w in terms], [e - s for s, e, _ in terms])
     return np.bincount(idx, vals, minlength=n)
 
 
 def _add_lookup(
     rows: np.ndarray, tfp: np.ndarray, s: int, e: int, w: float, docs: np.ndarray, out: np.ndarray
 ) -> None:
-    """Add one term's `w * tf_part` to `out` for the `docs` that contain it (binary search)."""
+    """Add one term's `w * tf_part` to `out` for the `docs` that contain it (binary search).
+
+    `docs` must have the dtype of `rows`, else numpy casts the whole posting list per call.
+    """
     r = rows[s:e]
     i = np.searchsorted(r, docs)
     np.minimum(i, len(r) - 1, out=i)
