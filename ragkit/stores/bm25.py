@@ -510,10 +510,7 @@ class BM25Index:
             if limit > 0.0:
                 cand = np.flatnonzero(scores >= limit)
                 if len(cand) * 16 <= sum(e - s for s, e, _ in rest):
-                    cs = scores[cand]
-                    needles = cand.astype(rows.dtype)  # same dtype: no cast of the postings
-                    for s, e, w in rest:
-                        _add_lookup(rows, tfp, s, e, w, needles, cs)
+                    cs = scores[cand] + _lookup(rows, tfp, rest, cand)
                     return _top_with_ties(cand, cs, top_k, presliced=True)
             budget *= 4
         cand = None
@@ -1012,24 +1009,29 @@ def _scatter(
     if len(terms) == 1:
         s, e, w = terms[0]
         return np.bincount(rows[s:e], tfp[s:e] * w, minlength=n)
-    idx = np.concatenate([rows[s:e] for s, e, _ in terms], dtype=np.intp)
+    idx = np.concatenate([rows[s:e] for s, e, _ in terms])
     vals = np.concatenate([tfp[s:e] for s, e, _ in terms])
     vals *= np.repeat([w for _, _, w in terms], [e - s for s, e, _ in terms])
     return np.bincount(idx, vals, minlength=n)
 
 
-def _add_lookup(
-    rows: np.ndarray, tfp: np.ndarray, s: int, e: int, w: float, docs: np.ndarray, out: np.ndarray
-) -> None:
-    """Add one term's `w * tf_part` to `out` for the `docs` that contain it (binary search).
+def _lookup(
+    rows: np.ndarray, tfp: np.ndarray, terms: list[tuple[int, int, float]], docs: np.ndarray
+) -> np.ndarray:
+    """Sum of `w * tf_part` over the (s, e, w) terms for each of `docs` (binary search).
 
-    `docs` must have the dtype of `rows`, else numpy casts the whole posting list per call.
+    Each term's rows are sorted, so one `searchsorted` per term finds where each document
+    would be; the gathers, hit tests and the sum over terms are then one vectorized pass.
     """
-    r = rows[s:e]
-    i = np.searchsorted(r, docs)
-    np.minimum(i, len(r) - 1, out=i)
-    hit = r[i] == docs
-    out[hit] += w * tfp[s + i[hit]]
+    needles = docs.astype(rows.dtype)  # same dtype, else numpy casts each posting list
+    nd = len(needles)
+    at = np.concatenate([rows[s:e].searchsorted(needles) + s for s, e, _ in terms])
+    last = np.repeat([e - 1 for _, e, _ in terms], nd)
+    np.minimum(at, last, out=at)
+    hit = rows[at] == np.tile(needles, len(terms))
+    vals = tfp[at] * np.repeat([w for _, _, w in terms], nd)
+    vals[~hit] = 0.0
+    return vals.reshape(len(terms), nd).sum(axis=0)
 
 
 def _top_with_ties(
