@@ -502,17 +502,20 @@ class BM25Index:
             if done == m or sample is None:
                 break
             rest = terms[done:]
-            # Partial scores are lower bounds of full ones, so the k-th best partial score
-            # among k live documents is a lower bound on the k-th best full score.
-            ps = scores[sample]
-            theta = float(np.partition(ps, len(ps) - top_k)[len(ps) - top_k])
+            # The k-th best full score of any k live documents is a lower bound on the k-th
+            # best overall: complete the k sample documents with the best partial scores.
+            best = sample
+            if len(best) > top_k:
+                ps = scores[best]
+                best = best[np.argpartition(ps, len(ps) - top_k)[len(ps) - top_k :]]
+            theta = float((scores[best] + _lookup(rows, tfp, rest, best)).min())
             limit = theta - sum(bounds[done:]) - 1e-9 * theta
             if limit > 0.0:
                 cand = np.flatnonzero(scores >= limit)
                 if len(cand) * 16 <= sum(e - s for s, e, _ in rest):
                     cs = scores[cand] + _lookup(rows, tfp, rest, cand)
                     return _top_with_ties(cand, cs, top_k, presliced=True)
-            budget *= 4
+            budget *= 2
         cand = None
         if sample is not None:
             theta = np.partition(scores[sample], len(sample) - top_k)[len(sample) - top_k]
