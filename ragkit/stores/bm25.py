@@ -15,11 +15,14 @@ Layout (Lucene-like, so updates never rebuild the whole index):
 * Deletes are tombstones (a live mask per segment). Global document frequencies, the live
   document count and the total length are kept up to date incrementally, so idf and avgdl are
   always those of the live corpus.
-* At query time each segment gathers the query terms' postings, computes
-  `idf * tf*(k1+1)/(tf + k1*(1-b+b*dl/avgdl))` for them (the same float operations as rank-bm25)
-  and scatters them into a score array with `np.bincount`. Only the per-document length norm is
-  cached (refreshed lazily, O(docs), when avgdl changes) and idf is recomputed lazily after
-  changes, so an update never costs an O(postings) refresh.
+* At query time each segment scores with `idf * tf*(k1+1)/(tf + k1*(1-b+b*dl/avgdl))`, the
+  same float operations as rank-bm25. The tf part is cached per posting, filled lazily term by
+  term for the terms queries use and invalidated (O(terms)) when avgdl changes, and idf is
+  recomputed lazily after changes, so an update never costs an O(postings) refresh.
+  Rare terms are scattered densely with `np.bincount`; a lower bound on the k-th best score
+  (exact scores of k documents of the rarest term) and the per-term maximum tf part then prune
+  every document that cannot reach the top-k, so the long postings of common terms are only
+  binary-searched for the few remaining candidates (MaxScore-style, exact, ties included).
 * `save` writes each segment once (`.npz`, no pickle), tombstones as small `.npy` files, the
   vocabulary as append-only JSON parts, then a JSON manifest, each through a temp file and
   `os.replace`, so a crash leaves the previous index readable. The manifest records the sha256
@@ -31,7 +34,8 @@ term with the query. rank-bm25 scores every document; the others all score 0 and
 relevant, and leaving them out keeps queries proportional to the postings touched. Ties are
 broken by document id (ascending) so results are deterministic.
 
-The index is not thread-safe: guard writes with a lock if several threads share one.
+The index is not thread-safe for writes: guard them with a lock if several threads share one
+(concurrent searches only fill caches with identical values).
 """
 
 from __future__ import annotations
