@@ -461,7 +461,7 @@ class BM25Index:
         work avoids most of a dense pass over every posting (MaxScore-style pruning):
 
         * Terms are scattered densely rarest first, in stages (the first stage holds about
-          1/8 of the segment's size in postings, each next one 4x more).
+          1/4 of the segment's size in postings, each next one twice as many).
         * After a stage, the k documents of the rarest term with the best partial scores get
           their exact scores (the remaining terms looked up by binary search in their sorted
           rows): the k-th best of those is a lower bound on the k-th best score overall.
