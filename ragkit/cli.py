@@ -727,6 +727,31 @@ def bench_retrieval(
     _run(body)
 
 
+@bench_app.command("bm25")
+def bench_bm25(
+    chunks: Annotated[int, typer.Option("--chunks", help="BM25 corpus size.")] = 100_000,
+    queries: Annotated[
+        int, typer.Option("--queries", help="Queries for the throughput runs.")
+    ] = 200,
+    oracle_queries: Annotated[
+        int,
+        typer.Option(
+            "--oracle-queries", help="Queries checked against rank-bm25 per update path (>= 20)."
+        ),
+    ] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """BM25 only: ragkit vs bm25s (best path) and rank-bm25; exits 1 on any top-10 mismatch."""
+
+    def body() -> None:
+        from ragkit.bench.bm25_bench import format_table, run_bm25_bench
+
+        result = run_bm25_bench(chunks, queries, oracle_queries, progress=not as_json)
+        typer.echo(json.dumps(result, indent=1) if as_json else format_table(result))
+
+    _run(body)
+
+
 @bench_app.command("generate")
 def bench_generate(
     model: Annotated[

@@ -15,11 +15,14 @@ Layout (Lucene-like, so updates never rebuild the whole index):
 * Deletes are tombstones (a live mask per segment). Global document frequencies, the live
   document count and the total length are kept up to date incrementally, so idf and avgdl are
   always those of the live corpus.
-* At query time each segment gathers the query terms' postings, computes
-  `idf * tf*(k1+1)/(tf + k1*(1-b+b*dl/avgdl))` for them (the same float operations as rank-bm25)
-  and scatters them into a score array with `np.bincount`. Only the per-document length norm is
-  cached (refreshed lazily, O(docs), when avgdl changes) and idf is recomputed lazily after
-  changes, so an update never costs an O(postings) refresh.
+* At query time each segment scores with `idf * tf*(k1+1)/(tf + k1*(1-b+b*dl/avgdl))`, the
+  same float operations as rank-bm25. The tf part is cached per posting, filled lazily term by
+  term for the terms queries use and invalidated (O(terms)) when avgdl changes, and idf is
+  recomputed lazily after changes, so an update never costs an O(postings) refresh.
+  Rare terms are scattered densely with `np.bincount`; a lower bound on the k-th best score
+  (exact scores of k documents of the rarest term) and the per-term maximum tf part then prune
+  every document that cannot reach the top-k, so the long postings of common terms are only
+  binary-searched for the few remaining candidates (MaxScore-style, exact, ties included).
 * `save` writes each segment once (`.npz`, no pickle), tombstones as small `.npy` files, the
   vocabulary as append-only JSON parts, then a JSON manifest, each through a temp file and
   `os.replace`, so a crash leaves the previous index readable. The manifest records the sha256
@@ -31,7 +34,8 @@ term with the query. rank-bm25 scores every document; the others all score 0 and
 relevant, and leaving them out keeps queries proportional to the postings touched. Ties are
 broken by document id (ascending) so results are deterministic.
 
-The index is not thread-safe: guard writes with a lock if several threads share one.
+The index is not thread-safe for writes: guard them with a lock if several threads share one
+(concurrent searches only fill caches with identical values).
 """
 
 from __future__ import annotations
@@ -62,6 +66,8 @@ FORMAT_NAME = "ragkit-bm25"
 FORMAT_VERSION = 2  # 2: sha256 of every file in the manifest
 MANIFEST = "manifest.json"
 _VOCAB_PART_LIMIT = 16
+# The first dense stage of a query scatters about 1/_COMMON_FRACTION of a segment in postings.
+_COMMON_FRACTION = 4
 # Names are unique per content (random tags), so "file exists" means "already written".
 _OWN_FILE_RE = re.compile(
     r"^(seg-[0-9a-f-]+(\.npz|\.del-[0-9a-f]+\.npy)|vocab-[0-9a-f-]+\.json)(\.tmp)?$"
@@ -91,6 +97,12 @@ class _Segment:
     _norm: np.ndarray | None = field(default=None, repr=False)
     _norm_avgdl: float = field(default=-1.0, repr=False)
     _dead: np.ndarray | None = field(default=None, repr=False)
+    # Per-posting tf part tf*(k1+1)/(tf+norm) and its per-term maximum (NaN = not filled yet),
+    # filled lazily term by term and reset when avgdl changes.
+    _tfp: np.ndarray | None = field(default=None, repr=False)
+    _tfp_max: np.ndarray | None = field(default=None, repr=False)
+    _tfp_avgdl: float = field(default=-1.0, repr=False)
+    _id_rank: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n_docs(self) -> int:
@@ -101,10 +113,19 @@ class _Segment:
             self._dead = np.flatnonzero(~self.live).astype(np.int64)
         return self._dead
 
+    def id_rank(self) -> np.ndarray:
+        """Rank of each row's id in sorted id order, for tie-breaks among many equal scores."""
+        if self._id_rank is None:
+            order = np.argsort(np.array(self.ids, dtype=object), kind="stable")
+            rank = np.empty(len(order), dtype=np.int64)
+            rank[order] = np.arange(len(order))
+            self._id_rank = rank
+        return self._id_rank
+
     def nbytes(self) -> int:
         arrays = [self.doc_len, self.terms, self.indptr, self.rows, self.tfs, self.live]
-        if self._norm is not None:
-            arrays.append(self._norm)
+        extra = (self._norm, self._tfp, self._tfp_max, self._id_rank)
+        arrays += [a for a in extra if a is not None]
         return int(sum(a.nbytes for a in arrays))
 
 
@@ -336,7 +357,24 @@ class BM25Index:
         Returns:
             One result list per query, in order.
         """
-        return [self.search(q, top_k) for q in queries]
+        return self.search_tokens_many(tokenize_many(queries, stopwords=self.stopwords), top_k)
+
+    def search_tokens_many(
+        self, token_lists: Sequence[Sequence[str]], top_k: int = 10
+    ) -> list[list[tuple[str, float]]]:
+        """Run `search_tokens` for several pre-tokenized queries.
+
+        Queries run one after another (each is a few numpy calls over its own postings); the
+        batch form exists so callers and benchmarks have one call per batch.
+
+        Args:
+            token_lists: One token sequence per query.
+            top_k: Maximum number of results per query.
+
+        Returns:
+            One result list per query, in order.
+        """
+        return [self.search_tokens(tokens, top_k) for tokens in token_lists]
 
     def search_tokens(self, tokens: Sequence[str], top_k: int = 10) -> list[tuple[str, float]]:
         """Search with an already tokenized query (repeated tokens count repeatedly).
@@ -353,7 +391,10 @@ class BM25Index:
         vocab_get = self._vocab.get
         df = self._df
         # Terms without live postings (unknown, or only in deleted docs) cannot match anything.
-        qcount = Counter(t for t in map(vocab_get, tokens) if t is not None and df[t] > 0)
+        qcount = Counter(map(vocab_get, tokens))
+        qcount.pop(None, None)
+        if qcount and not (df[list(qcount)] > 0).all():
+            qcount = Counter({t: c for t, c in qcount.items() if df[t] > 0})
         if not qcount:
             return []
         idf = self._idf if self._idf is not None else self._compute_idf()
@@ -371,47 +412,142 @@ class BM25Index:
             found = np.flatnonzero(seg.terms[pos] == qids)
             if len(found) == 0:
                 continue
-            norm = self._seg_norm(seg, avgdl)
-            indptr = seg.indptr
-            row_parts = []
-            tf_parts = []
-            qw_parts = []
-            for j in found.tolist():
-                p = int(pos[j])
-                s, e = int(indptr[p]), int(indptr[p + 1])
-                row_parts.append(seg.rows[s:e])
-                tf_parts.append(seg.tfs[s:e])
-                qw_parts.append(np.full(e - s, qw[j]))
-            if len(row_parts) == 1:
-                rows, tf, w = row_parts[0], tf_parts[0].astype(np.float64), qw_parts[0]
-            else:
-                rows = np.concatenate(row_parts)
-                tf = np.concatenate(tf_parts).astype(np.float64)
-                w = np.concatenate(qw_parts)
-            # Same float operations, in the same order, as rank-bm25's get_scores.
-            vals = w * ((tf * (self.k1 + 1)) / (tf + norm[rows]))
-            scores = np.bincount(rows, vals, minlength=seg.n_docs)
             if positive:
-                if seg.n_live < seg.n_docs:
-                    scores[seg.dead_rows()] = 0.0
-                cand = np.flatnonzero(scores > 0.0)
+                cand, cs = self._top_positive(seg, pos[found], qw[found], avgdl, top_k)
             else:
-                touched = np.bincount(rows, minlength=seg.n_docs) > 0
-                touched &= seg.live
-                cand = np.flatnonzero(touched)
+                cand, cs = self._top_exhaustive(seg, pos[found], qw[found], avgdl, top_k)
             if len(cand) == 0:
                 continue
-            cs = scores[cand]
-            if len(cand) > top_k:
-                # Keep every candidate tied with the k-th best so the id tie-break is exact.
-                kth = np.partition(cs, len(cs) - top_k)[len(cs) - top_k]
-                keep = cs >= kth
-                cand = cand[keep]
-                cs = cs[keep]
+            if len(cand) > 2 * top_k:  # many ties at the cut: keep the k smallest ids among them
+                pick = np.lexsort((seg.id_rank()[cand], -cs))[:top_k]
+                cand, cs = cand[pick], cs[pick]
             seg_ids = seg.ids
             hits.extend(zip(cs.tolist(), [seg_ids[r] for r in cand.tolist()], strict=True))
         hits.sort(key=lambda h: (-h[0], h[1]))
         return [(doc_id, score) for score, doc_id in hits[:top_k]]
+
+    def _top_exhaustive(
+        self, seg: _Segment, pos: np.ndarray, qw: np.ndarray, avgdl: float, top_k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k rows (with ties at the cut) of one segment when some query weight is <= 0.
+
+        Then "score > 0" no longer means "shares a query term", so every touched live row is
+        a candidate. Only reachable with a non-default epsilon <= 0.
+        """
+        norm = self._seg_norm(seg, avgdl)
+        indptr = seg.indptr
+        row_parts, tf_parts, qw_parts = [], [], []
+        for p, w in zip(pos.tolist(), qw.tolist(), strict=True):
+            s, e = int(indptr[p]), int(indptr[p + 1])
+            row_parts.append(seg.rows[s:e])
+            tf_parts.append(seg.tfs[s:e])
+            qw_parts.append(np.full(e - s, w))
+        rows = np.concatenate(row_parts)
+        tf = np.concatenate(tf_parts).astype(np.float64)
+        w_all = np.concatenate(qw_parts)
+        # Same float operations, in the same order, as rank-bm25's get_scores.
+        vals = w_all * ((tf * (self.k1 + 1)) / (tf + norm[rows]))
+        scores = np.bincount(rows, vals, minlength=seg.n_docs)
+        touched = np.bincount(rows, minlength=seg.n_docs) > 0
+        touched &= seg.live
+        return _top_with_ties(np.flatnonzero(touched), scores, top_k)
+
+    def _top_positive(
+        self, seg: _Segment, pos: np.ndarray, qw: np.ndarray, avgdl: float, top_k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k rows (with ties at the cut) of one segment, all query weights > 0.
+
+        Scores are exactly rank-bm25's (`w * tf_part`, tf parts cached per posting), but the
+        work avoids most of a dense pass over every posting (MaxScore-style pruning):
+
+        * Terms are scattered densely rarest first, in stages (the first stage holds about
+          1/4 of the segment's size in postings, each next one twice as many).
+        * After a stage, the k documents of the rarest term with the best partial scores get
+          their exact scores (the remaining terms looked up by binary search in their sorted
+          rows): the k-th best of those is a lower bound on the k-th best score overall.
+        * A document whose partial score plus `sum(w * max tf_part)` of the remaining terms is
+          below that bound can reach neither the top-k nor a tie with it, so only the few
+          others are completed by lookups, and the common terms' long postings are never read.
+        * Otherwise the next stage is scattered; after the last one the top-k is selected
+          among the documents scoring at least the bound, not among all rows.
+        """
+        n = seg.n_docs
+        indptr = seg.indptr
+        pl = pos.tolist()
+        starts = indptr[pos].tolist()
+        ends = indptr[pos + 1].tolist()
+        ws = qw.tolist()
+        tfp, tmax = self._seg_tfp(seg, avgdl, pl, starts, ends)
+        m = len(pl)
+        order = sorted(range(m), key=lambda j: ends[j] - starts[j])  # rarest first
+        terms = [(starts[j], ends[j], ws[j]) for j in order]
+        bounds = [ws[j] * float(tmax[pl[j]]) for j in order]
+        sample = self._sample_rows(seg, [(s, e) for s, e, _ in terms], top_k)
+        partial = seg.n_live < n
+        rows = seg.rows
+        scores: np.ndarray | None = None
+        done = 0
+        budget = max(1, n // _COMMON_FRACTION)
+        while True:
+            stop, acc = done, 0
+            while stop < m and (stop == done or acc + terms[stop][1] - terms[stop][0] <= budget):
+                acc += terms[stop][1] - terms[stop][0]
+                stop += 1
+            if sample is None:  # no lower bound to prune with: scatter everything
+                stop = m
+            part = _scatter(rows, tfp, terms[done:stop], n)
+            if scores is None:
+                scores = part
+            else:
+                scores += part
+            done = stop
+            if partial:
+                scores[seg.dead_rows()] = 0.0
+            if done == m or sample is None:
+                break
+            rest = terms[done:]
+            # The k-th best full score of any k live documents is a lower bound on the k-th
+            # best overall: complete the k sample documents with the best partial scores.
+            best = sample
+            if len(best) > top_k:
+                ps = scores[best]
+                best = best[np.argpartition(ps, len(ps) - top_k)[len(ps) - top_k :]]
+            theta = float((scores[best] + _lookup(rows, tfp, rest, best)).min())
+            limit = theta - sum(bounds[done:]) - 1e-9 * theta
+            if limit > 0.0:
+                cand = np.flatnonzero(scores >= limit)
+                if len(cand) * 16 <= sum(e - s for s, e, _ in rest):
+                    cs = scores[cand] + _lookup(rows, tfp, rest, cand)
+                    return _top_with_ties(cand, cs, top_k, presliced=True)
+            budget *= 2
+        cand = None
+        if sample is not None:
+            theta = np.partition(scores[sample], len(sample) - top_k)[len(sample) - top_k]
+            if theta > 0.0:
+                cand = np.flatnonzero(scores >= theta)
+        if cand is None:
+            cand = np.flatnonzero(scores > 0.0)
+        return _top_with_ties(cand, scores, top_k)
+
+    def _sample_rows(
+        self, seg: _Segment, spans: list[tuple[int, int]], top_k: int
+    ) -> np.ndarray | None:
+        """At least `top_k` distinct live rows from the rarest query term that has that many.
+
+        The k-th best score among any k live documents is a lower bound on the k-th best
+        score overall; the rarest terms carry the largest weights, so their documents give a
+        tight bound. None when no single query term has `top_k` live documents.
+        """
+        for s, e in spans:
+            if e - s < top_k:
+                continue
+            rows = seg.rows[s:e]
+            if seg.n_live < seg.n_docs:
+                rows = rows[seg.live[rows]]
+                if len(rows) < top_k:
+                    continue
+            return rows
+        return None
 
     # ------------------------------------------------------------------ persistence
 
@@ -659,6 +795,35 @@ class BM25Index:
             seg._norm_avgdl = avgdl
         return seg._norm
 
+    def _seg_tfp(
+        self, seg: _Segment, avgdl: float, pos: list[int], starts: list[int], ends: list[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-posting `tf*(k1+1)/(tf+norm)` and per-term maxima, filled for the given terms.
+
+        Filled lazily per term (only the query's terms pay), and invalidated by an O(terms)
+        reset when avgdl changes, so an update never triggers an O(postings) refresh.
+        """
+        if seg._tfp is None or seg._tfp_max is None:
+            seg._tfp = np.empty(len(seg.rows), dtype=np.float64)
+            seg._tfp_max = np.full(len(seg.terms), np.nan)
+            seg._tfp_avgdl = avgdl
+        elif seg._tfp_avgdl != avgdl:
+            seg._tfp_max.fill(np.nan)
+            seg._tfp_avgdl = avgdl
+        tfp, tmax = seg._tfp, seg._tfp_max
+        if np.isnan(tmax[pos]).any():
+            stale = [j for j, p in enumerate(pos) if np.isnan(tmax[p])]
+            norm = self._seg_norm(seg, avgdl)
+            k1 = self.k1
+            for j in stale:
+                s, e = starts[j], ends[j]
+                tf = seg.tfs[s:e].astype(np.float64)
+                # Same float operations, in the same order, as rank-bm25's get_scores.
+                part = (tf * (k1 + 1)) / (tf + norm[seg.rows[s:e]])
+                tfp[s:e] = part
+                tmax[pos[j]] = part.max()
+        return tfp, tmax
+
     def _new_name(self) -> str:
         self._next_seq += 1
         return f"seg-{self._next_seq:08d}-{uuid.uuid4().hex[:8]}"
@@ -842,6 +1007,60 @@ class BM25Index:
         self._uid = uuid.uuid4().hex[:12]
         self._vocab_parts = []
         self._changed()
+
+
+def _scatter(
+    rows: np.ndarray, tfp: np.ndarray, terms: list[tuple[int, int, float]], n: int
+) -> np.ndarray:
+    """Dense scores `sum(w * tf_part)` over the postings [s, e) of each (s, e, w) term."""
+    if len(terms) == 1:
+        s, e, w = terms[0]
+        return np.bincount(rows[s:e], tfp[s:e] * w, minlength=n)
+    idx = np.concatenate([rows[s:e] for s, e, _ in terms])
+    vals = np.concatenate([tfp[s:e] for s, e, _ in terms])
+    vals *= np.repeat([w for _, _, w in terms], [e - s for s, e, _ in terms])
+    return np.bincount(idx, vals, minlength=n)
+
+
+def _lookup(
+    rows: np.ndarray, tfp: np.ndarray, terms: list[tuple[int, int, float]], docs: np.ndarray
+) -> np.ndarray:
+    """Sum of `w * tf_part` over the (s, e, w) terms for each of `docs` (binary search).
+
+    Each term's rows are sorted, so one `searchsorted` per term finds where each document
+    would be; the gathers, hit tests and the sum over terms are then one vectorized pass.
+    """
+    needles = docs.astype(rows.dtype)  # same dtype, else numpy casts each posting list
+    nd = len(needles)
+    at = np.concatenate([rows[s:e].searchsorted(needles) + s for s, e, _ in terms])
+    last = np.repeat([e - 1 for _, e, _ in terms], nd)
+    np.minimum(at, last, out=at)
+    hit = rows[at] == np.tile(needles, len(terms))
+    vals = tfp[at] * np.repeat([w for _, _, w in terms], nd)
+    vals[~hit] = 0.0
+    return vals.reshape(len(terms), nd).sum(axis=0)
+
+
+def _top_with_ties(
+    cand: np.ndarray, scores: np.ndarray, top_k: int, presliced: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates scoring at least the k-th best (every tie kept, so the id tie-break is exact).
+
+    Args:
+        cand: Candidate rows.
+        scores: Dense scores indexed by row, or (presliced) the candidates' own scores.
+        top_k: The cut-off.
+
+    Returns:
+        (rows, scores) of the kept candidates.
+    """
+    cs = scores if presliced else scores[cand]
+    if len(cand) > top_k:
+        kth = np.partition(cs, len(cs) - top_k)[len(cs) - top_k]
+        keep = cs >= kth
+        cand = cand[keep]
+        cs = cs[keep]
+    return cand, cs
 
 
 _PARAM_NAMES = ("k1", "b", "epsilon", "stopwords", "max_segments", "max_deleted_ratio")

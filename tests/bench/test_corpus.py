@@ -1,11 +1,10 @@
-"""Benchmark corpus and queries: size, chunk length, determinism, fallback; bench smoke test."""
+"""Benchmark corpus and queries: size, chunk length, determinism, fallback."""
 
 from __future__ import annotations
 
 import pytest
 
 from ragkit.bench import corpus as corpus_mod
-from ragkit.bench.bm25_bench import format_table, run_bm25_bench
 from ragkit.bench.corpus import bench_queries, build_bench_corpus
 
 
@@ -55,13 +54,3 @@ def test_fallback_without_shared_data_uses_pydoc_text(monkeypatch: pytest.Monkey
     assert len(chunks) == 2000
     assert any("exception" in text.lower() for _, text in chunks[:200])
     assert len(bench_queries(30)) == 30
-
-
-def test_bm25_bench_smoke() -> None:
-    result = run_bm25_bench(n_chunks=1500, n_queries=20, progress=False)
-    rows = {(r["metric"], r["baseline_name"]): r for r in result["rows"]}
-    assert rows[("top-10 agreement with rank-bm25", "")]["ragkit"] == 1.0
-    assert rows[("single-query throughput (q/s)", "bm25s")]["ratio"] > 0
-    assert result["reload_consistent"] is True
-    table = format_table(result)
-    assert "single-query throughput" in table and "bm25s" in table and "x" in table

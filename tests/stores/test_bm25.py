@@ -310,3 +310,56 @@ def test_checksums_catch_corruption_the_structure_checks_miss(tmp_path: Path) ->
     loaded.add(["d"], ["elderberry"], ["w"])
     loaded.save(directory)
     assert BM25Index.load(directory).search("elderberry")[0][0] == "d"
+
+
+@pytest.mark.parametrize("fraction", [4, 1_000_000])
+def test_pruned_query_path_matches_rank_bm25_through_updates(
+    fraction: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The MaxScore-style path (lookups for the few candidates) must stay exact.
+
+    fraction=4 is the default first stage (~n/4 postings); 1_000_000 makes the first stage a
+    single term, so queries go through several stages before the bound prunes.
+    """
+    import ragkit.stores.bm25 as bm25_mod
+
+    monkeypatch.setattr(bm25_mod, "_COMMON_FRACTION", fraction)
+    calls = {"lookup": 0, "pruned": 0}
+    real_lookup, real_top = bm25_mod._lookup, bm25_mod._top_with_ties
+
+    def lookup(*args):
+        calls["lookup"] += 1
+        return real_lookup(*args)
+
+    def top(cand, scores, top_k, presliced=False):
+        calls["pruned"] += presliced
+        return real_top(cand, scores, top_k, presliced)
+
+    monkeypatch.setattr(bm25_mod, "_lookup", lookup)
+    monkeypatch.setattr(bm25_mod, "_top_with_ties", top)
+    corpus = build_bench_corpus(3000, seed=5)
+    docs = dict(zip([i for i, _ in corpus], tokenize_many([t for _, t in corpus]), strict=True))
+    ids = list(docs)
+    queries = [q for q in (tokenize(q) for q in bench_queries(60, seed=4)) if q][:50]
+    index = BM25Index(max_deleted_ratio=0.9)
+    index.add_tokens(ids[:2500], [docs[i] for i in ids[:2500]])
+    live = {i: docs[i] for i in ids[:2500]}
+    assert_matches_oracle(index, live, queries)
+    assert calls["pruned"] > 0 and calls["lookup"] > calls["pruned"]  # bound + candidates
+
+    # add (new segment), replace, delete (tombstones): still exact on the pruned path
+    index.add_tokens(ids[2500:], [docs[i] for i in ids[2500:]])
+    index.add_tokens(ids[:100], [docs[i] for i in ids[100:200]])
+    index.delete(ids[300:500])
+    live.update({i: docs[i] for i in ids[2500:]})
+    live.update({i: docs[j] for i, j in zip(ids[:100], ids[100:200], strict=True)})
+    for i in ids[300:500]:
+        del live[i]
+    calls["pruned"] = 0
+    assert_matches_oracle(index, live, queries)
+    assert calls["pruned"] > 0
+    index.save(tmp_path / "idx")
+    loaded = BM25Index.load(tmp_path / "idx")
+    assert_matches_oracle(loaded, live, queries)
+    loaded.compact()
+    assert_matches_oracle(loaded, live, queries)
