@@ -6,7 +6,9 @@ Qwen2.5-Coder-1.5B through llama.cpp), so a drafter that is rarely right makes d
 speculative steps and of plain steps (exponential moving averages of the observed wall time),
 grows gamma after a fully accepted draft and shrinks it after an early rejection, and turns
 drafting off for ``off_steps`` plain steps when speculation is measured slower than plain
-decoding, then probes again (the text may have become more predictable, e.g. quoting).
+decoding, then probes again (the text may have become more predictable, e.g. quoting). Each
+consecutive failed probe doubles the plain stretch (up to ``max_backoff`` times
+``off_steps``), so a drafter that never pays costs a vanishing share of the run.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class AdaptiveGamma:
         off_steps: Plain steps taken after drafting was measured not to pay.
         smoothing: Weight of the newest observation in the moving averages.
         margin: Drafting stays on while its rate is at least ``(1 - margin)`` of plain's.
+        max_backoff: Cap of the doubling plain stretch, in units of ``off_steps``.
     """
 
     gamma_max: int = 10
@@ -37,6 +40,7 @@ class AdaptiveGamma:
     off_steps: int = 16
     smoothing: float = 0.3
     margin: float = 0.0
+    max_backoff: int = 16
 
     def __post_init__(self) -> None:
         if not 1 <= self.gamma_min <= self.gamma_max:
@@ -50,6 +54,7 @@ class AdaptiveGamma:
         self.spec_samples = 0
         self.off = 0
         self.turned_off = 0
+        self._stretch = self.off_steps
 
     def gamma(self) -> int:
         """Draft length for the next step (0 while drafting is off)."""
@@ -77,7 +82,10 @@ class AdaptiveGamma:
         if self.plain_rate is None:
             self.off = 1  # one plain step to measure what drafting competes with
         elif self.spec_rate < (1 - self.margin) * self.plain_rate:
-            self.off = self.off_steps
+            self.off = self._stretch
+            self._stretch = min(self._stretch * 2, self.off_steps * self.max_backoff)
             self.turned_off += 1
             self.spec_samples = 0
             self.spec_rate = None
+        else:
+            self._stretch = self.off_steps  # drafting pays again: probe promptly next time

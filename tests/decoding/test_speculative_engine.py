@@ -339,13 +339,12 @@ def test_adaptive_policy_turns_off_a_drafter_that_does_not_pay() -> None:
         policy=policy,
         clock=clock,
     )
-    out = decoder.generate([0], max_new_tokens=40)
-    assert out.result.token_ids == _greedy_reference(TARGET, [0], 40)
-    assert policy.turned_off >= 1
-    assert out.stats.target_calls - (out.stats.drafted > 0) > 30  # mostly plain steps
-    plain_only = 40 * 1.0
-    # total simulated time within 25% of never drafting (the probes cost a little)
-    assert clock.now <= 1.25 * plain_only
+    out = decoder.generate([0], max_new_tokens=200)
+    assert out.result.token_ids == _greedy_reference(TARGET, [0], 200)
+    assert policy.turned_off >= 2  # probed again, failed again
+    assert out.stats.drafted < 30  # the doubling plain stretches make probes rare
+    # simulated time within 15% of never drafting (200 one-token steps): probes cost little
+    assert clock.now <= 1.15 * 200
 
 
 def test_adaptive_policy_grows_gamma_when_drafts_are_accepted() -> None:
