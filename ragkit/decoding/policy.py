@@ -32,6 +32,8 @@ class AdaptiveGamma:
         smoothing: Weight of the newest observation in the moving averages.
         margin: Drafting stays on while its rate is at least ``(1 - margin)`` of plain's.
         max_backoff: Cap of the doubling plain stretch, in units of ``off_steps``.
+        start: First draft length (small: a probe that fails should cost little; it
+            grows by 2 per fully accepted draft). ``None``: ``min(4, gamma_max)``.
     """
 
     gamma_max: int = 10
@@ -41,6 +43,7 @@ class AdaptiveGamma:
     smoothing: float = 0.3
     margin: float = 0.0
     max_backoff: int = 16
+    start: int | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.gamma_min <= self.gamma_max:
@@ -48,7 +51,8 @@ class AdaptiveGamma:
                 "gamma_min",
                 f"need 1 <= gamma_min <= gamma_max, got {self.gamma_min} and {self.gamma_max}",
             )
-        self.current = self.gamma_max
+        first = min(4, self.gamma_max) if self.start is None else self.start
+        self.current = max(self.gamma_min, min(first, self.gamma_max))
         self.spec_rate: float | None = None
         self.plain_rate: float | None = None
         self.spec_samples = 0
