@@ -39,8 +39,8 @@ class ModelDrafter:
         lm: The drafter model; a different object from the target (its own KV cache).
         prompt: The drafter's prompt (ids, chat messages or text); ``None`` drafts over the
             target's prompt. Settable per generation with :meth:`set_prompt`.
-        confidence: A draft stops before the first token whose drafter probability is below
-            this (RAPID: 0.1); 0 never stops early.
+        confidence: A draft stops at the first position where the drafter's top probability
+            is below this (RAPID: 0.1); 0 never stops early.
         target: When given, the vocabularies are checked (sizes, a text's tokens and a sample
             of token texts) and a mismatch is refused with an error naming both models.
     """
@@ -107,9 +107,12 @@ class ModelDrafter:
         eos = lm.eos_token_ids
         for i in range(gamma):
             q = target_probs(logits, temperature if temperature > 0 else 1.0)
-            token = int(np.argmax(q)) if temperature == 0 else int(rng.choice(len(q), p=q))
-            if q[token] < self.confidence:
+            # confidence = the top probability, decided BEFORE sampling: stopping on the
+            # sampled token's own probability would draft from q restricted to confident
+            # tokens, not from q, and sampled acceptance would no longer be lossless
+            if q.max() < self.confidence:
                 break
+            token = int(np.argmax(q)) if temperature == 0 else int(rng.choice(len(q), p=q))
             tokens.append(token)
             rows.append(q)
             if token in eos or i == gamma - 1:

@@ -242,13 +242,18 @@ def test_rollback_leaves_the_target_cache_as_a_fresh_prefill() -> None:
         assert cache == full[: len(cache)]
 
 
-def test_sampled_loop_with_eta_zero_matches_the_target_distribution() -> None:
-    """Three sampled tokens through the full loop (model drafter): 64 outcomes, chi-square."""
+@pytest.mark.parametrize("confidence", [0.0, 0.28])
+def test_sampled_loop_with_eta_zero_matches_the_target_distribution(confidence: float) -> None:
+    """Three sampled tokens through the full loop (model drafter): 64 outcomes, chi-square.
+
+    With confidence 0.28 the drafter stops early after token 3 (its top probability is 0.25):
+    early stopping must not bias the output.
+    """
     prompt = [2]
     target = BigramLM(TARGET, name="t")
     decoder = SpeculativeDecoder(
         target,
-        ModelDrafter(BigramLM(DRAFT, name="d"), target=target, confidence=0),
+        ModelDrafter(BigramLM(DRAFT, name="d"), target=target, confidence=confidence),
         SpeculativeConfig(gamma=3),
     )
     n = 4000
