@@ -66,3 +66,24 @@ def test_reply_equals_the_plain_greedy_reply_and_reports_stats(lm) -> None:
     assert spec["drafter"] == "ngram"
     assert spec["accepted"] > 0 and spec["tokens_per_target_call"] > 1.0
     assert 0 < spec["acceptance_rate"] <= 1
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("gamma: 0", "init_parameters.gamma: must be a positive integer, got 0"),
+        ("eta: -1.0", "init_parameters.eta: must be >= 0, got -1.0"),
+        ("alpha: 2.0", "init_parameters.alpha: must be in (0, 1], got 2.0"),
+    ],
+)
+def test_pipeline_yaml_errors_name_the_yaml_path(tmp_path, line: str, message: str) -> None:
+    from ragkit.pipeline import PipelineError, load_pipeline
+
+    path = tmp_path / "rapid.yaml"
+    path.write_text(
+        "components:\n  generator:\n    type: ragkit.decoding.components.SpeculativeGenerator\n"
+        f"    init_parameters:\n      {line}\nconnections: []\n"
+    )
+    with pytest.raises(PipelineError) as err:
+        load_pipeline(path)
+    assert str(err.value) == f"{path}: components.generator.{message}"
