@@ -319,6 +319,11 @@ class CausalLM(DecoderLM):
         limit = getattr(self.tokenizer, "model_max_length", 0)
         return int(limit) if 0 < limit < 10_000_000 else 2048
 
+    @property
+    def vocab_size(self) -> int:
+        """Width of a logits row (the output layer's size; speculative decoding checks it)."""
+        return int(self.model.config.vocab_size)
+
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text`` without special tokens."""
         return list(self.tokenizer.encode(text, add_special_tokens=False))

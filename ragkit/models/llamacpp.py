@@ -310,6 +310,11 @@ class LlamaCppLM(DecoderLM):
         return int(self._require().n_ctx())
 
     @property
+    def vocab_size(self) -> int:
+        """Width of a logits row (``llama_n_vocab``; speculative decoding checks it)."""
+        return self._n_vocab
+
+    @property
     def n_threads(self) -> int:
         """Decoding threads in use."""
         return int(self._require().context_params.n_threads)

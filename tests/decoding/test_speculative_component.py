@@ -1,0 +1,89 @@
+"""SpeculativeGenerator: config errors name the parameter, YAML round trip, and a real reply
+that equals the plain generator's greedy reply while reporting speculative stats."""
+
+from __future__ import annotations
+
+import pytest
+from haystack import Document
+from haystack.core.serialization import component_from_dict, component_to_dict
+from haystack.dataclasses import ChatMessage
+
+from ragkit.decoding.components import SpeculativeGenerator
+from ragkit.errors import InvalidParameter
+
+DOCUMENT = (
+    "The Lumen River rises in the Gray Hills and flows east for 212 kilometres to the port "
+    "of Saltmere. The old stone bridge at Harwick was built in 1843 by the engineer Ada "
+    "Quill, and it is still the only crossing between the hills and the sea."
+)
+QUESTION = "Who built the old stone bridge at Harwick, and when? Answer in one sentence."
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "parameter"),
+    [
+        ({"gamma": 0}, "gamma"),
+        ({"eta": -1.0}, "eta"),
+        ({"alpha": 0.0}, "alpha"),
+        ({"alpha": 1.01}, "alpha"),
+        ({"drafter": "oracle"}, "drafter"),
+        ({"drafter": "model"}, "draft_model"),
+        ({"backend": "onnx"}, "backend"),
+        ({"max_ngram": 0}, "max_ngram"),
+    ],
+)
+def test_bad_settings_name_the_parameter(kwargs: dict, parameter: str) -> None:
+    with pytest.raises(InvalidParameter) as err:
+        SpeculativeGenerator(**kwargs)
+    assert err.value.parameter == parameter
+    assert str(err.value).startswith(f"{parameter}: ")
+
+
+def test_yaml_round_trip_keeps_the_settings() -> None:
+    gen = SpeculativeGenerator(drafter="self+ngram", gamma=6, eta=2.0, alpha=0.2)
+    data = component_to_dict(gen, "generator")
+    assert data["init_parameters"]["gamma"] == 6
+    again = component_from_dict(SpeculativeGenerator, data, "generator")
+    assert (again.drafter, again.gamma, again.eta, again.alpha) == ("self+ngram", 6, 2.0, 0.2)
+
+
+def test_reply_equals_the_plain_greedy_reply_and_reports_stats(lm) -> None:
+    messages = [ChatMessage.from_user(f"{DOCUMENT}\n\n{QUESTION}")]
+    chat = [{"role": "user", "content": messages[0].text}]
+    plain = lm.generate(chat, max_new_tokens=24)
+    chunks = [
+        Document(content=DOCUMENT[90:], meta={"source": "d.txt", "start": 90}),
+        Document(content=DOCUMENT[:90], meta={"source": "d.txt", "start": 0}),
+    ]
+    gen = SpeculativeGenerator.from_models(lm, generation_kwargs={"max_new_tokens": 24})
+    deltas: list[str] = []
+    out = gen.run(messages, documents=chunks, streaming_callback=lambda c: deltas.append(c.content))
+    reply = out["replies"][0]
+    assert reply.text == plain.text
+    assert "".join(deltas) == plain.text
+    assert reply.meta["usage"]["completion_tokens"] == plain.completion_tokens
+    spec = reply.meta["speculative"]
+    assert spec["drafter"] == "ngram"
+    assert spec["accepted"] > 0 and spec["tokens_per_target_call"] > 1.0
+    assert 0 < spec["acceptance_rate"] <= 1
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("gamma: 0", "init_parameters.gamma: must be a positive integer, got 0"),
+        ("eta: -1.0", "init_parameters.eta: must be >= 0, got -1.0"),
+        ("alpha: 2.0", "init_parameters.alpha: must be in (0, 1], got 2.0"),
+    ],
+)
+def test_pipeline_yaml_errors_name_the_yaml_path(tmp_path, line: str, message: str) -> None:
+    from ragkit.pipeline import PipelineError, load_pipeline
+
+    path = tmp_path / "rapid.yaml"
+    path.write_text(
+        "components:\n  generator:\n    type: ragkit.decoding.components.SpeculativeGenerator\n"
+        f"    init_parameters:\n      {line}\nconnections: []\n"
+    )
+    with pytest.raises(PipelineError) as err:
+        load_pipeline(path)
+    assert str(err.value) == f"{path}: components.generator.{message}"
