@@ -48,6 +48,7 @@ _EXPORTS: dict[str, str] = {
     "Indexer": "ragkit.indexing.indexer",
     "PipelineError": "ragkit.pipeline",
     "Reorderer": "ragkit.ordering.components",
+    "SpeculativeGenerator": "ragkit.decoding.components",
     "Profile": "ragkit.config",
     "RagkitStore": "ragkit.stores.store",
     "StoreWriter": "ragkit.indexing.writer",
@@ -78,6 +79,10 @@ _EXPORTS: dict[str, str] = {
     "ModelLoadError": "ragkit.models.errors",
     "PrefixCacheError": "ragkit.models.errors",
     "UnknownModelError": "ragkit.models.errors",
+    "InvalidParameter": "ragkit.errors",
+    "GlobalMemoryError": "ragkit.memory.backend",
+    "ResourceNotFoundError": "ragkit.resources",
+    "RunSettingsError": "ragkit.evaluation.evaluate",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -10,7 +10,15 @@ from ragkit.cli import _run
 from ragkit.errors import InvalidInputError, RagkitError
 
 ERROR_NAMES = sorted(n for n in ragkit.__all__ if n.endswith("Error"))
-INVALID_INPUT = {"ConfigError", "DatasetError", "PipelineError", "InvalidInputError"}
+INVALID_INPUT = {
+    "ConfigError",
+    "DatasetError",
+    "PipelineError",
+    "InvalidInputError",
+    "InvalidParameter",
+    "ResourceNotFoundError",
+    "RunSettingsError",
+}
 
 
 def test_every_public_error_is_exported_and_derives_from_ragkit_error() -> None:

@@ -49,10 +49,10 @@ def _index_and_hybrid(n_chunks: int, n_queries: int, progress: bool) -> list[dic
             lines = [json.dumps({"text": t, "id": i}) for i, t in chunks[f : f + per_file]]
             (corpus / f"part{f // per_file:03d}.jsonl").write_text("\n".join(lines) + "\n")
 
-        import torch
+        from ragkit.models.device import resolve_device
 
         # Both sides on the same device: the pipeline's embedder would otherwise pick "auto".
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device, _ = resolve_device("auto")
         _log(progress, f"raw embedder: encoding {len(texts):,} chunks on {device} ...")
         model = load_sentence_transformer("minilm", device=device)
         model.encode(texts[:64], batch_size=64)  # warm
