@@ -7,9 +7,9 @@ reads at load time, so that importing ragkit does not import Haystack and torch)
 
 from __future__ import annotations
 
-import importlib
 import os
-from typing import Any
+
+from ragkit._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -88,15 +88,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    """Load public names lazily (PEP 562) so ``import ragkit`` stays cheap."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ragkit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

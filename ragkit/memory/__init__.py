@@ -9,8 +9,7 @@ filtering, union), :mod:`~ragkit.memory.store` (lifecycle beside a store, per-qu
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ragkit._lazy import lazy_exports
 
 _EXPORTS = {
     "ClueRetriever": "components",
@@ -48,14 +47,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ragkit.memory' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"ragkit.memory.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -6,8 +6,9 @@ transformers and haystack load only when a class that needs them is first used.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ragkit._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ragkit.models.base import (
@@ -118,14 +119,4 @@ __all__ = [
 """Exactly the names of ``_EXPORTS`` (tests/models/test_public_api.py checks both)."""
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ragkit.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"ragkit.models.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ragkit._lazy import lazy_exports
 
 _EXPORTS = {
     "ChunkSelector": "ragkit.selection.components",
@@ -20,11 +19,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    """Load names lazily so importing the package does not import Haystack."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ragkit.selection' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

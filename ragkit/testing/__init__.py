@@ -5,8 +5,7 @@ Names load on first access so ``import ragkit.testing`` does not import Haystack
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ragkit._lazy import lazy_exports
 
 _EXPORTS = {
     "OpenAICompatServer": "ragkit.testing.openai_server",
@@ -16,13 +15,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    """Load public names lazily (PEP 562)."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ragkit.testing' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
