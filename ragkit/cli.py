@@ -847,12 +847,22 @@ def bench_context(
         str, typer.Option("--pipeline", help="Pipeline with a 'reorderer' component.")
     ] = "reorder_rag",
     ks: Annotated[str, typer.Option("--k", help="Comma-separated passage counts.")] = "3,5,10,20",
+    variants: Annotated[
+        str,
+        typer.Option(
+            "--variants", help="Comma-separated: plain, reorder, reorder+demote (first = baseline)."
+        ),
+    ] = "plain,reorder,reorder+demote",
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="First N questions.")] = 20,
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/context-sweep"),
     profile: ProfileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Inverted-U: F1 vs number of passages, plain / reordered / reordered + hard-negative demotion."""
+    """Inverted-U: F1 vs number of passages, plain / reordered / reordered + hard-negative demotion.
+
+    Answers are appended to OUT/answers.jsonl as they are made; re-running with the same settings
+    resumes (only missing answers are made).
+    """
 
     def body() -> None:
         import importlib.util
@@ -873,6 +883,7 @@ def bench_context(
             find_yaml(pipeline, "pipelines", "--pipeline"),
             out,
             ks=k_values,
+            variants=[v.strip() for v in variants.split(",") if v.strip()],
             limit=limit,
             overrides=prof.component_overrides(),
             embedding_model=prof.embedding.model,

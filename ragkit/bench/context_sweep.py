@@ -10,14 +10,16 @@ the 1.5B reader (len(k) x 3 x questions generator calls): start with ``--limit``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["VARIANTS", "format_markdown", "run_context_sweep", "write_plot"]
+from ragkit.errors import InvalidParameter
+
+__all__ = ["VARIANTS", "format_markdown", "paired_bootstrap", "run_context_sweep", "write_plot"]
 
 # reorderer init_parameters per variant (on top of the pipeline's own)
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -25,6 +27,40 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "reorder": {"min_k": 0, "demote_below": None, "drop_below": None},
     "reorder+demote": {"min_k": 0},
 }
+
+
+def _settings_key(dataset: str, pipeline: Path, overrides: Any, embedding_model: str) -> str:
+    """Hash of everything that changes answers, so ``answers.jsonl`` is only resumed like for like."""
+    blob = json.dumps(
+        [dataset, pipeline.read_text(), overrides or {}, embedding_model],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _load_done(path: Path, key: str) -> dict[tuple[str, int, str], dict[str, Any]]:
+    """Answers already in ``path`` for these settings; refuses a file written under other ones."""
+    done: dict[tuple[str, int, str], dict[str, Any]] = {}
+    if not path.exists():
+        return done
+    lines = path.read_text().splitlines()
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if lineno == len(lines):
+                break  # a line cut short by an interrupted run: answer that question again
+            raise InvalidParameter(f"{path}:{lineno}: not JSON; use another --out") from None
+        if row.get("settings") != key:
+            raise InvalidParameter(
+                f"{path} holds answers made with other settings (dataset, pipeline, profile or "
+                "embedding model); use another --out"
+            )
+        done[row["variant"], int(row["k"]), row["id"]] = row
+    return done
 
 
 def run_context_sweep(
@@ -40,6 +76,10 @@ def run_context_sweep(
 ) -> dict[str, Any]:
     """Answer ``dataset`` for every (variant, k) and collect EM/F1; writes JSON, markdown, PNG.
 
+    Every answer is appended to ``out_dir/answers.jsonl`` as it is made, and a later run with the
+    same settings skips what is there: with the 1.5B reader a full sweep takes hours on a CPU, so
+    an interrupted run must not lose them.
+
     Args:
         dataset: Dataset short name or path (``ragkit eval`` names).
         pipeline: A pipeline with a component named ``reorderer`` (e.g. reorder_rag.yaml).
@@ -52,7 +92,7 @@ def run_context_sweep(
         progress: One line per run on stderr.
 
     Returns:
-        ``{"runs": [{variant, k, em, f1, n, seconds}], ...}``.
+        ``{"runs": [{variant, k, em, f1, recall, n, seconds, answers}], ...}``.
     """
     from ragkit.answering.run import answer_question, strip_citations
     from ragkit.evaluation.datasets import load_dataset
@@ -64,58 +104,78 @@ def run_context_sweep(
 
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
-        raise ValueError(f"unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}")
+        raise InvalidParameter(f"unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}")
     data, _ = read_pipeline_yaml(pipeline)
     if "reorderer" not in (data.get("components") or {}):
-        raise ValueError(f"{pipeline}: needs a component named 'reorderer' (see reorder_rag.yaml)")
+        raise InvalidParameter(
+            f"{pipeline}: needs a component named 'reorderer' (see reorder_rag.yaml)"
+        )
     examples = load_dataset(dataset)
     questions = examples.examples[:limit] if limit else examples.examples
-    embedder = DocumentEmbedder(model=embedding_model)
-    embedder.warm_up()
-    store = pooled_store(examples, embedder, embedding_model, progress=progress)
-    runs: list[dict[str, Any]] = []
-    try:
-        for variant in variants:
-            merged = dict(overrides or {})
-            reorderer = dict(merged.get("reorderer") or {})
-            params = {**(reorderer.get("init_parameters") or {}), **VARIANTS[variant]}
-            merged["reorderer"] = {**reorderer, "init_parameters": params}
-            pipe = load_pipeline(pipeline, store=store, overrides=merged)
-            pipe.warm_up()
-            try:
-                for k in ks:
-                    started = time.perf_counter()
-                    ems, f1s, demoted, answers = [], [], 0, []
-                    for ex in questions:
-                        res = answer_question(pipe, ex.question, k)
-                        answer = strip_citations(res.answer or "")
-                        ems.append(exact_match(answer, ex.answers))
-                        f1s.append(f1(answer, ex.answers))
-                        answers.append({"id": ex.id, "answer": answer, "f1": f1s[-1]})
-                        info = res.shaping.get("reorderer", {})
-                        demoted += len(info.get("hard_negatives") or [])
-                    run = {
-                        "variant": variant,
-                        "k": k,
-                        "n": len(questions),
-                        "em": sum(ems) / len(ems) if ems else 0.0,
-                        "f1": sum(f1s) / len(f1s) if f1s else 0.0,
-                        "hard_negatives": demoted,
-                        "seconds": time.perf_counter() - started,
-                        "answers": answers,
-                    }
-                    runs.append(run)
-                    if progress:
-                        print(
-                            f"[bench context] {variant:15} k={k:<3} F1 {run['f1']:.3f} "
-                            f"EM {run['em']:.3f} ({run['seconds']:.0f} s)",
-                            file=sys.stderr,
-                            flush=True,
-                        )
-            finally:
-                close_pipeline(pipe)
-    finally:
-        release_store(store)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    answers_path = out_dir / "answers.jsonl"
+    key = _settings_key(examples.name, pipeline, overrides, embedding_model)
+    done = _load_done(answers_path, key)
+    todo = {
+        (v, k): [ex for ex in questions if (v, k, ex.id) not in done] for v in variants for k in ks
+    }
+    if any(todo.values()):
+        embedder = DocumentEmbedder(model=embedding_model)
+        embedder.warm_up()
+        store = pooled_store(examples, embedder, embedding_model, progress=progress)
+        try:
+            with answers_path.open("a") as sink:
+                for variant in variants:
+                    if not any(todo[variant, k] for k in ks):
+                        continue
+                    merged = dict(overrides or {})
+                    reorderer = dict(merged.get("reorderer") or {})
+                    params = {**(reorderer.get("init_parameters") or {}), **VARIANTS[variant]}
+                    merged["reorderer"] = {**reorderer, "init_parameters": params}
+                    pipe = load_pipeline(pipeline, store=store, overrides=merged)
+                    pipe.warm_up()
+                    try:
+                        for k in ks:
+                            for ex in todo[variant, k]:
+                                res = answer_question(pipe, ex.question, k)
+                                answer = strip_citations(res.answer or "")
+                                handed = {d.meta.get("passage_id", d.id) for d in res.ranked}
+                                gold = set(ex.gold_passage_ids)
+                                info = res.shaping.get("reorderer", {})
+                                row = {
+                                    "settings": key,
+                                    "variant": variant,
+                                    "k": k,
+                                    "id": ex.id,
+                                    "answer": answer,
+                                    "em": exact_match(answer, ex.answers),
+                                    "f1": f1(answer, ex.answers),
+                                    "recall": len(gold & handed) / len(gold) if gold else None,
+                                    "hard_negatives": len(info.get("hard_negatives") or []),
+                                    "prompt_tokens": res.usage.get("prompt_tokens"),
+                                    "seconds": res.seconds,
+                                }
+                                sink.write(json.dumps(row) + "\n")
+                                sink.flush()
+                                done[variant, k, ex.id] = row
+                            if progress and todo[variant, k]:
+                                rows = [done[variant, k, ex.id] for ex in questions]
+                                print(
+                                    f"[bench context] {variant:15} k={k:<3} "
+                                    f"F1 {_mean(r['f1'] for r in rows):.3f} "
+                                    f"EM {_mean(r['em'] for r in rows):.3f}",
+                                    file=sys.stderr,
+                                    flush=True,
+                                )
+                    finally:
+                        close_pipeline(pipe)
+        finally:
+            release_store(store)
+    runs = [
+        _summarize(variant, k, [done[variant, k, ex.id] for ex in questions])
+        for variant in variants
+        for k in ks
+    ]
     result = {
         "dataset": examples.name,
         "pipeline": str(pipeline),
@@ -123,11 +183,50 @@ def run_context_sweep(
         "ks": list(ks),
         "runs": runs,
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "sweep.json").write_text(json.dumps(result, indent=1))
     (out_dir / "table.md").write_text(format_markdown(result) + "\n")
     result["plot"] = str(write_plot(result, out_dir / "f1_vs_k.png"))
     return result
+
+
+def _mean(values: Any) -> float:
+    vals = [v for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else 0.0
+
+
+def _summarize(variant: str, k: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One (variant, k) cell: means over its questions, the per-question answers kept."""
+    return {
+        "variant": variant,
+        "k": k,
+        "n": len(rows),
+        "em": _mean(r["em"] for r in rows),
+        "f1": _mean(r["f1"] for r in rows),
+        "recall": _mean(r.get("recall") for r in rows),
+        "hard_negatives": sum(r.get("hard_negatives") or 0 for r in rows),
+        "prompt_tokens": _mean(r.get("prompt_tokens") for r in rows),
+        "seconds": sum(r.get("seconds") or 0.0 for r in rows),
+        "answers": [{"id": r["id"], "answer": r["answer"], "f1": r["f1"]} for r in rows],
+    }
+
+
+def paired_bootstrap(
+    a: Sequence[float], b: Sequence[float], samples: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean of ``b - a`` over paired questions and its 95% bootstrap interval.
+
+    The noise estimate the issue asks for: two variants answer the same questions, so resampling
+    questions (not answers) says how large a difference a run of this size can show by chance.
+    """
+    import random
+
+    if len(a) != len(b) or not a:
+        raise ValueError("paired_bootstrap needs two equally long, non-empty lists")
+    diffs = [y - x for x, y in zip(a, b, strict=True)]
+    rng = random.Random(seed)
+    n = len(diffs)
+    means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(samples))
+    return sum(diffs) / n, means[int(0.025 * samples)], means[int(0.975 * samples) - 1]
 
 
 def format_markdown(result: dict[str, Any]) -> str:
@@ -147,6 +246,36 @@ def format_markdown(result: dict[str, Any]) -> str:
             for k in ks
         ]
         lines.append(f"| {v} | " + " | ".join(vals) + " |")
+    recall = {k: cell[variants[0], k].get("recall") for k in ks if (variants[0], k) in cell}
+    if any(r is not None for r in recall.values()):
+        lines.append(
+            "| gold-passage recall | "
+            + " | ".join(f"{recall[k]:.3f}" if recall.get(k) is not None else "-" for k in ks)
+            + " |"
+        )
+    diffs = []
+    for v in variants[1:]:
+        vals = []
+        for k in ks:
+            base, other = cell.get((variants[0], k)), cell.get((v, k))
+            if not base or not other or "answers" not in base or "answers" not in other:
+                vals.append("-")
+                continue
+            mean, lo, hi = paired_bootstrap(
+                [a["f1"] for a in base["answers"]], [a["f1"] for a in other["answers"]]
+            )
+            vals.append(f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+        if any(x != "-" for x in vals):
+            diffs.append(f"| {v} | " + " | ".join(vals) + " |")
+    if diffs:
+        lines += [
+            "",
+            f"F1 difference vs {variants[0]} on the same questions, 95% paired bootstrap interval:",
+            "",
+            "| variant | " + " | ".join(f"k={k}" for k in ks) + " |",
+            "|---|" + "---|" * len(ks),
+            *diffs,
+        ]
     return "\n".join(lines)
 
 

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from ragkit.bench.context_sweep import VARIANTS, format_markdown, write_plot
+from ragkit.bench.context_sweep import (
+    VARIANTS,
+    format_markdown,
+    paired_bootstrap,
+    run_context_sweep,
+    write_plot,
+)
+from ragkit.resources import shipped_dir
 
 RESULT = {
     "dataset": "hotpotqa",
@@ -38,3 +46,72 @@ def test_variants_switch_reordering_and_demotion() -> None:
     assert VARIANTS["plain"]["min_k"] > 1000 and VARIANTS["plain"]["demote_below"] is None
     assert VARIANTS["reorder"] == {"min_k": 0, "demote_below": None, "drop_below": None}
     assert "demote_below" not in VARIANTS["reorder+demote"]  # the pipeline's threshold applies
+
+
+def _mini_dataset(tmp_path: Path) -> Path:
+    rows = [
+        {
+            "question": "Which planet has the strongest winds?",
+            "answers": ["Neptune"],
+            "passages": [
+                {"title": "Neptune", "text": "Neptune has the strongest winds.", "isgold": True},
+                {"title": "Etna", "text": "Etna is a volcano in Sicily."},
+            ],
+        },
+        {
+            "question": "Where is Etna?",
+            "answers": ["Sicily"],
+            "passages": [{"title": "Etna", "text": "Etna is a volcano in Sicily.", "isgold": True}],
+        },
+    ]
+    path = tmp_path / "mini.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def _scripted_pipeline(tmp_path: Path, reply: str) -> Path:
+    """reorder_rag.yaml with a scripted reader: the sweep's bookkeeping, not a model, is tested."""
+    text = (shipped_dir("pipelines") / "reorder_rag.yaml").read_text()
+    start = text.index("  generator:\n")
+    end = text.index("  answer_builder:\n")
+    reader = (
+        "  generator:\n    type: ragkit.testing.ScriptedChatGenerator\n"
+        f"    init_parameters:\n      default_reply: {reply}\n"
+    )
+    path = tmp_path / f"sweep-{reply}.yaml"
+    path.write_text(text[:start] + reader + text[end:])
+    return path
+
+
+def test_sweep_scores_records_recall_and_resumes(tmp_path: Path) -> None:
+    data, out = _mini_dataset(tmp_path), tmp_path / "sweep"
+    pipe = _scripted_pipeline(tmp_path, "Neptune")
+    first = run_context_sweep(str(data), pipe, out, ks=[1, 2], variants=["plain"], progress=False)
+    cells = {(r["variant"], r["k"]): r for r in first["runs"]}
+    # "Neptune" is right for question 1 only; both passages handed at k=2 hold every gold one
+    assert cells["plain", 1]["em"] == 0.5 and cells["plain", 2]["recall"] == 1.0
+    lines = (out / "answers.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and (out / "f1_vs_k.png").exists()
+
+    # a second run with a new variant answers only the new cells; the old answers are kept
+    again = run_context_sweep(
+        str(data), pipe, out, ks=[1, 2], variants=["plain", "reorder"], progress=False
+    )
+    assert len((out / "answers.jsonl").read_text().splitlines()) == 8
+    assert [r["em"] for r in again["runs"][:2]] == [r["em"] for r in first["runs"]]
+    assert "paired bootstrap" in (out / "table.md").read_text()
+
+    # other settings (another reader) are refused instead of mixed in
+    with pytest.raises(ValueError, match="other settings"):
+        run_context_sweep(
+            str(data), _scripted_pipeline(tmp_path, "Sicily"), out, ks=[1], variants=["plain"],
+            progress=False,
+        )  # fmt: skip
+
+
+def test_paired_bootstrap_interval_brackets_the_mean() -> None:
+    mean, lo, hi = paired_bootstrap([0.0, 0.0, 1.0, 1.0], [1.0, 0.0, 1.0, 1.0])
+    assert mean == 0.25 and lo <= mean <= hi and lo >= 0.0
+    assert paired_bootstrap([1.0] * 5, [1.0] * 5) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError):
+        paired_bootstrap([1.0], [])
