@@ -450,6 +450,15 @@ class BM25Index:
         qw = idf[qids] * np.fromiter(qcount.values(), dtype=np.float64, count=len(qcount))
         return qids, qw, bool((qw > 0).all())
 
+    def uses_kernel(self) -> bool:
+        """Whether queries on the largest segment run on the numba kernel (see `kernel`).
+
+        Returns:
+            True when `kernel` is "numba", or "auto" with numba installed and a segment of at
+            least `KERNEL_MIN_DOCS` documents.
+        """
+        return any(self._use_kernel(seg) for seg in self._segments)
+
     def _use_kernel(self, seg: _Segment) -> bool:
         if self.kernel == "numpy":
             return False
