@@ -739,7 +739,11 @@ def bench_generate(
             from ragkit.bench import llamacpp_bench
 
             result["llamacpp"] = llamacpp_bench.run_llamacpp_bench(
-                model=llamacpp_model, progress=not as_json
+                model=llamacpp_model,
+                max_new_tokens=max_new_tokens,
+                doc_tokens=doc_tokens,
+                progress=not as_json,
+                n_threads=threads,
             )
             text += "\n\n" + llamacpp_bench.format_table(result["llamacpp"])
         typer.echo(json.dumps(result, indent=1, default=str) if as_json else text)
