@@ -23,6 +23,10 @@ Layout (Lucene-like, so updates never rebuild the whole index):
   (exact scores of k documents of the rarest term) and the per-term maximum tf part then prune
   every document that cannot reach the top-k, so the long postings of common terms are only
   binary-searched for the few remaining candidates (MaxScore-style, exact, ties included).
+* With numba installed (`pip install 'ragkit[fast]'`), segments of >= `KERNEL_MIN_DOCS`
+  documents are scored by a compiled kernel instead (`ragkit.stores.bm25_kernel`): every
+  posting of the query terms accumulated into a reused buffer, the top-k kept in one pass over
+  the touched documents, a whole batch of queries in one call. Same scores, same ties.
 * `save` writes each segment once (`.npz`, no pickle), tombstones as small `.npy` files, the
   vocabulary as append-only JSON parts, then a JSON manifest, each through a temp file and
   `os.replace`, so a crash leaves the previous index readable. The manifest records the sha256
@@ -35,7 +39,8 @@ relevant, and leaving them out keeps queries proportional to the postings touche
 broken by document id (ascending) so results are deterministic.
 
 The index is not thread-safe for writes: guard them with a lock if several threads share one
-(concurrent searches only fill caches with identical values).
+(concurrent searches only fill caches with identical values, and each takes its own kernel
+scratch buffers from a pool).
 """
 
 from __future__ import annotations
@@ -133,6 +138,7 @@ class _Segment:
         arrays = [self.doc_len, self.terms, self.indptr, self.rows, self.tfs, self.live]
         extra = (self._norm, self._tfp, self._tfp_max, self._id_rank)
         arrays += [a for a in extra if a is not None]
+        arrays += [a for scratch in self._scratch for a in scratch]
         return int(sum(a.nbytes for a in arrays))
 
 
