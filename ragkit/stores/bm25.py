@@ -489,11 +489,12 @@ class BM25Index:
         assert kernel is not None
         if len(queries) == 1:
             qids, qw = queries[0][0], queries[0][1]
+            qptr = np.array([0, len(qids)], dtype=np.int64)
         else:
             qids = np.concatenate([q[0] for q in queries])
             qw = np.concatenate([q[1] for q in queries])
-        qptr = np.zeros(len(queries) + 1, dtype=np.int64)
-        np.cumsum([len(q[0]) for q in queries], out=qptr[1:])
+            qptr = np.zeros(len(queries) + 1, dtype=np.int64)
+            np.cumsum([len(q[0]) for q in queries], out=qptr[1:])
         pos = np.searchsorted(seg.terms, qids.astype(seg.terms.dtype))
         np.minimum(pos, len(seg.terms) - 1, out=pos)
         found = seg.terms[pos] == qids
