@@ -187,10 +187,19 @@ def _run(
     cold = lm.generate(prompt, max_new_tokens=answer_tokens)
     say("prefix cache: second question, cached")
     warm = lm.generate(prompt, max_new_tokens=answer_tokens, prefix_cache=cache)
-    say("prefix cache: second question, transformers generate(past_key_values=copy of the cache)")
-    t0 = time.perf_counter()
-    hf_cached = lm.library_generate(prompt, answer_tokens, prefix_cache=cache)
-    hf_cached_seconds = time.perf_counter() - t0
+    say("prefix cache: second question, ragkit vs generate(past_key_values=copy of the cache)")
+    # alternating runs, best of each: both sides reuse the same prefill, so only noise differs
+    ours_cached_seconds = warm.seconds
+    hf_cached_seconds = float("inf")
+    hf_cached: list[int] = []
+    for _ in range(max(1, repeats)):
+        ours_cached_seconds = min(
+            ours_cached_seconds,
+            lm.generate(prompt, max_new_tokens=answer_tokens, prefix_cache=cache).seconds,
+        )
+        t0 = time.perf_counter()
+        hf_cached = lm.library_generate(prompt, answer_tokens, prefix_cache=cache)
+        hf_cached_seconds = min(hf_cached_seconds, time.perf_counter() - t0)
 
     say("prefix cache: restart (save, load from disk, answer)")
     from ragkit.models.causal_lm import PrefixCache
@@ -261,6 +270,7 @@ def _run(
             "identical_output": warm.token_ids == cold.token_ids,
         },
         "library_prefix": {
+            "ragkit_cached_best_seconds": ours_cached_seconds,
             "transformers_cached_seconds": hf_cached_seconds,
             "transformers_cached_identical": hf_cached == warm.token_ids,
             "restart_load_seconds": load_seconds_cache,
@@ -330,10 +340,10 @@ def format_table(result: dict[str, Any]) -> str:
         per_q_theirs = lp["alternating_transformers_seconds_per_question"]
         rows += [
             (
-                "  vs transformers generate(past_key_values=copy of the prefill) (s)",
-                f"{pc['cached_seconds']:.2f}",
+                "  vs transformers generate(past_key_values=copy of the prefill), best (s)",
+                f"{lp['ragkit_cached_best_seconds']:.2f}",
                 f"{lp['transformers_cached_seconds']:.2f}",
-                ratio(pc["cached_seconds"], lp["transformers_cached_seconds"]),
+                ratio(lp["ragkit_cached_best_seconds"], lp["transformers_cached_seconds"]),
                 f"same output: {lp['transformers_cached_identical']}",
             ),
             (

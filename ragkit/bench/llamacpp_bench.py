@@ -225,7 +225,7 @@ def run_llamacpp_bench(
         )
 
         library = _library_prefix_rows(
-            lm, llm, state, prompt, warm, doc_tokens, max_new_tokens, say
+            lm, llm, state, prompt, warm, doc_tokens, max_new_tokens, say, repeats
         )
         rows.extend(library.pop("rows"))
 
@@ -290,6 +290,7 @@ def _library_prefix_rows(
     doc_tokens: int,
     max_new_tokens: int,
     say: Callable[[str], None],
+    repeats: int,
 ) -> dict[str, Any]:
     """ragkit's prefix states against llama-cpp-python's own prefix reuse, in one process.
 
@@ -305,14 +306,21 @@ def _library_prefix_rows(
     rows: list[dict[str, Any]] = []
     _, (a_q1, a_q2) = question_prompts(lm, doc_tokens)
     assert a_q2 == prompt
-    say("prefix: same document, llama-cpp-python reusing the last prompt")
-    llm.reset()
-    _completion(llm, a_q1, max_new_tokens)  # first question: a cold prefill
-    t_auto, text_auto = _completion(llm, a_q2, max_new_tokens)
+    say("prefix: same document, ragkit's state vs llama-cpp-python reusing the last prompt")
+    t_ours, t_auto, text_auto = warm.seconds, float("inf"), ""
+    for _ in range(max(1, repeats)):  # alternating, best of each
+        lm.reset()
+        t_ours = min(
+            t_ours, lm.generate(prompt, max_new_tokens=max_new_tokens, prefix_cache=state).seconds
+        )
+        llm.reset()
+        _completion(llm, a_q1, max_new_tokens)  # the first question on the doc: a cold prefill
+        t, text_auto = _completion(llm, a_q2, max_new_tokens)
+        t_auto = min(t_auto, t)
     rows.append(
         make_row(
-            "2nd question, same doc, total (s)",
-            warm.seconds,
+            "2nd question, same doc, total, best (s)",
+            t_ours,
             t_auto,
             "Llama last-prompt reuse",
             "s",

@@ -46,6 +46,7 @@ def _result() -> dict:
             "transformers_cached_seconds": 0.5,
             "transformers_cached_identical": True,
             "restart_load_seconds": 0.1,
+            "ragkit_cached_best_seconds": 0.5,
             "restart_answer_seconds": 0.5,
             "restart_identical": True,
             "alternating_documents": 2,
