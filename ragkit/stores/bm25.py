@@ -73,9 +73,9 @@ FORMAT_VERSION = 2  # 2: sha256 of every file in the manifest
 MANIFEST = "manifest.json"
 _VOCAB_PART_LIMIT = 16
 # The first dense stage of a query scatters about 1/_COMMON_FRACTION of a segment in postings.
+_COMMON_FRACTION = 4
 #: With kernel="auto", segments of at least this many documents are scored by the numba kernel.
 KERNEL_MIN_DOCS = 20_000
-_COMMON_FRACTION = 4
 # Names are unique per content (random tags), so "file exists" means "already written".
 _OWN_FILE_RE = re.compile(
     r"^(seg-[0-9a-f-]+(\.npz|\.del-[0-9a-f]+\.npy)|vocab-[0-9a-f-]+\.json)(\.tmp)?$"
@@ -84,6 +84,10 @@ _OWN_FILE_RE = re.compile(
 
 class BM25IndexError(RagkitError, RuntimeError):
     """A saved BM25 index is missing, corrupt or of an unsupported format."""
+
+
+# A query as the search loop sees it: term ids, weights (idf * count), all weights > 0.
+_Query = tuple[np.ndarray, np.ndarray, bool]
 
 
 @dataclass(eq=False)
@@ -396,22 +400,26 @@ class BM25Index:
         """
         if top_k <= 0 or self._n_live == 0:
             return [[] for _ in token_lists]
-        queries = [self._query_terms(tokens) for tokens in token_lists]
+        hits: list[list[tuple[float, str]]] = [[] for _ in token_lists]
+        queries: dict[int, _Query] = {}  # query number -> its terms, for queries that can match
+        for i, tokens in enumerate(token_lists):
+            terms = self._query_terms(tokens)
+            if terms is not None:
+                queries[i] = terms
         avgdl = self._total_len / self._n_live
-        hits: list[list[tuple[float, str]]] = [[] for _ in queries]
         for seg in self._segments:
             if seg.n_live == 0 or len(seg.terms) == 0:
                 continue
-            todo = [i for i, q in enumerate(queries) if q is not None]
+            todo = list(queries)
             if self._use_kernel(seg):
-                fast = [i for i in todo if queries[i][2]]  # type: ignore[index]
+                fast = [i for i in todo if queries[i][2]]  # all weights > 0
                 if fast:
-                    found = self._top_kernel(seg, [queries[i] for i in fast], avgdl, top_k)  # type: ignore[misc]
+                    found = self._top_kernel(seg, [queries[i] for i in fast], avgdl, top_k)
                     for i, (cand, cs) in zip(fast, found, strict=True):
                         _collect(hits[i], seg, cand, cs, top_k)
-                    todo = [i for i in todo if not queries[i][2]]  # type: ignore[index]
+                    todo = [i for i in todo if not queries[i][2]]
             for i in todo:
-                qids, qw, positive = queries[i]  # type: ignore[misc]
+                qids, qw, positive = queries[i]
                 pos = np.searchsorted(seg.terms, qids.astype(seg.terms.dtype))
                 np.minimum(pos, len(seg.terms) - 1, out=pos)
                 found_at = np.flatnonzero(seg.terms[pos] == qids)
@@ -438,7 +446,7 @@ class BM25Index:
         """
         return self.search_tokens_many([tokens], top_k)[0]
 
-    def _query_terms(self, tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray, bool] | None:
+    def _query_terms(self, tokens: Sequence[str]) -> _Query | None:
         """(term ids, weights idf * count, all weights > 0) of a query; None if nothing matches.
 
         Terms without live postings (unknown, or only in deleted docs) cannot match anything
@@ -457,7 +465,7 @@ class BM25Index:
         return qids, qw, bool((qw > 0).all())
 
     def uses_kernel(self) -> bool:
-        """Whether queries on the largest segment run on the numba kernel (see `kernel`).
+        """Whether queries run on the numba kernel, on at least one segment (see `kernel`).
 
         Returns:
             True when `kernel` is "numba", or "auto" with numba installed and a segment of at
@@ -475,7 +483,7 @@ class BM25Index:
     def _top_kernel(
         self,
         seg: _Segment,
-        queries: list[tuple[np.ndarray, np.ndarray, bool]],
+        queries: list[_Query],
         avgdl: float,
         top_k: int,
     ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -500,13 +508,12 @@ class BM25Index:
         found = seg.terms[pos] == qids
         starts = seg.indptr[pos]
         ends = seg.indptr[pos + 1]
-        if not found.all():  # a term this segment lacks gets an empty span
-            starts[~found] = 0
-            ends[~found] = 0
         if found.all():
             tfp, _ = self._seg_tfp(seg, avgdl, pos, starts, ends)
-        else:
+        else:  # a term this segment lacks gets an empty span
             tfp, _ = self._seg_tfp(seg, avgdl, pos[found], starts[found], ends[found])
+            starts[~found] = 0
+            ends[~found] = 0
         pool = seg._scratch
         if pool:
             buf, touched, out = pool.pop()
