@@ -541,6 +541,8 @@ class BM25Index:
             raise
         finally:
             pool.append((buf, touched, out))
+        if len(queries) == 1:
+            return [(rows, scores)]
         bounds = ptr.tolist()
         return [(rows[a:b], scores[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
 
