@@ -503,17 +503,7 @@ class BM25Index:
             qw = np.concatenate([q[1] for q in queries])
             qptr = np.zeros(len(queries) + 1, dtype=np.int64)
             np.cumsum([len(q[0]) for q in queries], out=qptr[1:])
-        pos = np.searchsorted(seg.terms, qids.astype(seg.terms.dtype))
-        np.minimum(pos, len(seg.terms) - 1, out=pos)
-        found = seg.terms[pos] == qids
-        starts = seg.indptr[pos]
-        ends = seg.indptr[pos + 1]
-        if found.all():
-            tfp, _ = self._seg_tfp(seg, avgdl, pos, starts, ends)
-        else:  # a term this segment lacks gets an empty span
-            tfp, _ = self._seg_tfp(seg, avgdl, pos[found], starts[found], ends[found])
-            starts[~found] = 0
-            ends[~found] = 0
+        tfp, tmax = self._tfp_arrays(seg, avgdl)
         pool = seg._scratch
         if pool:
             buf, touched, out = pool.pop()
@@ -522,20 +512,28 @@ class BM25Index:
             touched = np.empty(seg.n_docs + 1, np.int64)
             out = np.empty(seg.n_docs + 1)
         try:
-            rows, scores, ptr = kernel(
-                seg.rows,
-                tfp,
-                starts,
-                ends,
-                qw,
-                qptr,
-                seg.live,
-                seg.n_live < seg.n_docs,
-                buf,
-                touched,
-                out,
-                top_k,
-            )
+            for attempt in range(2):  # a second call only after filling stale tf parts
+                rows, scores, ptr, stale = kernel(
+                    seg.terms,
+                    seg.indptr,
+                    seg.rows,
+                    tfp,
+                    tmax,
+                    qids,
+                    qw,
+                    qptr,
+                    seg.live,
+                    seg.n_live < seg.n_docs,
+                    buf,
+                    touched,
+                    out,
+                    top_k,
+                )
+                if not len(stale):
+                    break
+                if attempt:
+                    raise RuntimeError("BM25 kernel: tf parts still unfilled after filling them")
+                self._seg_tfp(seg, avgdl, stale, seg.indptr[stale], seg.indptr[stale + 1])
         except BaseException:
             buf.fill(0.0)  # interrupted mid-query: the buffer may hold partial scores
             raise
@@ -919,6 +917,17 @@ class BM25Index:
             seg._norm_avgdl = avgdl
         return seg._norm
 
+    def _tfp_arrays(self, seg: _Segment, avgdl: float) -> tuple[np.ndarray, np.ndarray]:
+        """The segment's tf-part cache and per-term maxima (NaN: not filled) for this avgdl."""
+        if seg._tfp is None or seg._tfp_max is None:
+            seg._tfp = np.empty(len(seg.rows), dtype=np.float64)
+            seg._tfp_max = np.full(len(seg.terms), np.nan)
+            seg._tfp_avgdl = avgdl
+        elif seg._tfp_avgdl != avgdl:
+            seg._tfp_max.fill(np.nan)
+            seg._tfp_avgdl = avgdl
+        return seg._tfp, seg._tfp_max
+
     def _seg_tfp(
         self,
         seg: _Segment,
@@ -932,14 +941,7 @@ class BM25Index:
         Filled lazily per term (only the query's terms pay), and invalidated by an O(terms)
         reset when avgdl changes, so an update never triggers an O(postings) refresh.
         """
-        if seg._tfp is None or seg._tfp_max is None:
-            seg._tfp = np.empty(len(seg.rows), dtype=np.float64)
-            seg._tfp_max = np.full(len(seg.terms), np.nan)
-            seg._tfp_avgdl = avgdl
-        elif seg._tfp_avgdl != avgdl:
-            seg._tfp_max.fill(np.nan)
-            seg._tfp_avgdl = avgdl
-        tfp, tmax = seg._tfp, seg._tfp_max
+        tfp, tmax = self._tfp_arrays(seg, avgdl)
         if np.isnan(tmax[pos]).any():
             stale = [j for j, p in enumerate(pos) if np.isnan(tmax[p])]
             norm = self._seg_norm(seg, avgdl)

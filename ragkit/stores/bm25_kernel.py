@@ -33,13 +33,16 @@ def load_kernel() -> Callable[..., Any] | None:
     """The compiled batched top-k kernel, or None when numba is not installed.
 
     Returns:
-        ``kernel(rows, tfp, starts, ends, weights, qptr, live, check_live, buf, touched, out,
-        top_k)`` -> ``(cand_rows int64[:], cand_scores float64[:], cand_ptr int64[:])``.
-        Query ``q`` owns the terms ``qptr[q]:qptr[q+1]`` of ``starts``/``ends``/``weights``
-        (postings ``rows[starts[t]:ends[t]]`` with tf parts ``tfp[...]``; an empty span for a
-        term the segment lacks; every weight > 0), and its result is
+        ``kernel(terms, indptr, rows, tfp, tmax, qids, weights, qptr, live, check_live, buf,
+        touched, out, top_k)`` -> ``(cand_rows int64[:], cand_scores float64[:],
+        cand_ptr int64[:], stale int64[:])``. Query ``q`` owns the global term ids
+        ``qids[qptr[q]:qptr[q+1]]`` and their ``weights`` (every weight > 0); a term is looked
+        up in the segment's sorted ``terms`` (postings ``rows[indptr[p]:indptr[p+1]]`` with tf
+        parts ``tfp[...]``; a term the segment lacks matches nothing). Its result is
         ``cand_*[cand_ptr[q]:cand_ptr[q+1]]``: every live row scoring at least its k-th best
         score (ties at the cut all kept, so the caller's id tie-break is exact), unordered.
+        When some query term's tf parts are not filled yet (``tmax`` NaN), nothing is scored
+        and ``stale`` lists those term positions: fill them and call again.
         ``buf`` (float64 zeros, one per document) is left all zeros again; ``touched`` (int64)
         and ``out`` (float64) are scratch space of n_docs + 1 entries.
     """
@@ -49,10 +52,42 @@ def load_kernel() -> Callable[..., Any] | None:
     import numpy as np
 
     @numba.njit(cache=True, nogil=True)
-    def top_k_batch(
-        rows, tfp, starts, ends, weights, qptr, live, check_live, buf, touched, out, top_k
-    ):  # noqa: ANN001, ANN202, E501
+    def top_k_batch(  # noqa: ANN202
+        terms,
+        indptr,
+        rows,
+        tfp,
+        tmax,
+        qids,
+        weights,
+        qptr,
+        live,
+        check_live,
+        buf,
+        touched,
+        out,
+        top_k,
+    ):  # noqa: ANN001, E501
         n_queries = len(qptr) - 1
+        # Where each query term's postings are; terms whose tf parts are not filled yet
+        # (NaN maximum) go back to the caller, which fills them and calls again.
+        n_terms = len(qids)
+        starts = np.zeros(n_terms, np.int64)
+        ends = np.zeros(n_terms, np.int64)
+        stale = np.empty(n_terms, np.int64)
+        n_stale = 0
+        for j in range(n_terms):
+            p = np.searchsorted(terms, qids[j])
+            if p < len(terms) and terms[p] == qids[j]:  # else: an empty span
+                if np.isnan(tmax[p]):
+                    stale[n_stale] = p
+                    n_stale += 1
+                starts[j] = indptr[p]
+                ends[j] = indptr[p + 1]
+        if n_stale:
+            empty_rows = np.empty(0, np.int64)
+            empty_scores = np.empty(0, np.float64)
+            return empty_rows, empty_scores, np.zeros(n_queries + 1, np.int64), stale[:n_stale]
         cap = max(16, 2 * top_k * n_queries)
         res_rows = np.empty(cap, np.int64)
         res_scores = np.empty(cap, np.float64)
@@ -106,6 +141,6 @@ def load_kernel() -> Callable[..., Any] | None:
                     res_scores[n_res] = out[i]
                     n_res += 1
             res_ptr[q + 1] = n_res
-        return res_rows[:n_res], res_scores[:n_res], res_ptr
+        return res_rows[:n_res], res_scores[:n_res], res_ptr, stale[:0]
 
     return top_k_batch
