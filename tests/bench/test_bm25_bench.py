@@ -88,3 +88,25 @@ def test_cli_bench_bm25_exits_non_zero_with_one_line() -> None:
     result = CliRunner().invoke(app, ["bench", "bm25", "--chunks", "500", "--oracle-queries", "5"])
     assert result.exit_code != 0
     assert "oracle-queries must be >= 20" in result.output
+
+
+def test_fast_paths_get_many_interleaved_rounds_slow_ones_three(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    import ragkit.bench.bm25_bench as bench
+
+    monkeypatch.setattr(bench, "_FAST_S", 0.005)
+    calls = {"fast": 0, "slow": 0}
+
+    def fast(m: int) -> None:
+        calls["fast"] += 1
+
+    def slow(m: int) -> None:
+        calls["slow"] += 1
+        time.sleep(0.01)
+
+    rates = bench._best_rates({"fast": fast, "slow": slow}, 20)
+    assert calls == {"fast": 2 * bench._FAST_ROUNDS, "slow": 2 * bench._ROUNDS}  # warm-up + timed
+    assert rates["fast"] > rates["slow"] > 0
