@@ -83,6 +83,15 @@ _EXPORTS: dict[str, str] = {
     "GlobalMemoryError": "ragkit.memory.backend",
     "ResourceNotFoundError": "ragkit.resources",
     "RunSettingsError": "ragkit.evaluation.evaluate",
+    "MissingPartError": "ragkit.models.chunked_gguf",
+    "ChecksumMismatchError": "ragkit.models.chunked_gguf",
+    "LlamaCppNotInstalledError": "ragkit.models.llamacpp",
+    "EmptyCorpusError": "ragkit.memory.backend",
+    "NoMemoryError": "ragkit.memory.backend",
+    "CorruptMemoryError": "ragkit.memory.backend",
+    "MemoryMismatchError": "ragkit.memory.backend",
+    "StaleMemoryError": "ragkit.memory.backend",
+    "BM25BenchError": "ragkit.bench.bm25_bench",
 }
 
 __all__ = sorted(_EXPORTS)

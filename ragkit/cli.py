@@ -137,28 +137,18 @@ def _explicit_model(profile: Profile) -> str | None:
 
 def _warn_if_damaged(st: Any, full: bool) -> list[str]:
     """Warn on stderr (with the repair command) when the store's halves disagree; reads only."""
-    from ragkit.indexing.integrity import check_store, quick_problems, repair_command
-    from ragkit.indexing.manifest import Manifest
+    from ragkit.indexing.integrity import store_problems
 
-    path = st.directory / "manifest.json" if st.directory is not None else None
-    man = Manifest.load(path) if path is not None and path.exists() else None
-    problems = check_store(st, man).problems() if full else quick_problems(st, man)
-    for line in problems:
-        typer.echo(f"warning: store is damaged: {line}; run `{repair_command(st)}`", err=True)
+    problems = store_problems(st, full)
+    _warn_problems(st, problems)
     return problems
 
 
-def _root_cause(exc: BaseException) -> BaseException:
-    """Unwrap Haystack's PipelineRuntimeError (and similar wrappers) to the component's own error."""
-    seen = {id(exc)}
-    while (
-        type(exc).__name__ == "PipelineRuntimeError"
-        and exc.__cause__ is not None
-        and id(exc.__cause__) not in seen
-    ):
-        exc = exc.__cause__
-        seen.add(id(exc))
-    return exc
+def _warn_problems(st: Any, problems: list[str]) -> None:
+    from ragkit.indexing.integrity import repair_command
+
+    for line in problems:
+        typer.echo(f"warning: store is damaged: {line}; run `{repair_command(st)}`", err=True)
 
 
 @contextlib.contextmanager
@@ -176,68 +166,19 @@ def _quiet_failure_snapshot() -> Any:
         logger.setLevel(level)
 
 
-def _openai_failure(raised: BaseException, exc: BaseException) -> str | None:
-    """One line for an OpenAI-compatible server that answered badly (slow, HTTP error, not JSON)."""
-    names = {c.__name__ for c in type(exc).__mro__}
-    url = getattr(getattr(exc, "request", None), "url", "the configured api_base_url")
-    if type(exc).__module__.startswith("openai"):
-        if "APITimeoutError" in names:
-            return (
-                f"the OpenAI-compatible server at {url} timed out (no answer within the "
-                "generator's `timeout`); raise `timeout` in the profile's generator "
-                "init_parameters, or check that the server is not overloaded"
-            )
-        if "APIStatusError" in names:
-            message = " ".join(str(getattr(exc, "message", exc)).split())
-            return (
-                f"the OpenAI-compatible server at {url} answered HTTP "
-                f"{getattr(exc, 'status_code', '?')} ({message}); check the server's log and the "
-                "profile's generator `model` and `api_base_url`"
-            )
-        if "credentials" in str(exc) or "api_key" in str(exc):
-            return (
-                "the OpenAI-compatible generator has no API key: set the environment variable "
-                "that its `api_key.env_vars` names (local servers accept any value)"
-            )
-    component = getattr(raised, "component_type", None)
-    if isinstance(exc, json.JSONDecodeError) and "OpenAI" in getattr(component, "__name__", ""):
-        return (
-            f"component '{getattr(raised, 'component_name', '?')}' ({component.__name__}): the "
-            f"OpenAI-compatible server sent a reply that is not valid JSON ({exc}); check that "
-            "`api_base_url` points at an OpenAI-compatible /v1 endpoint, and the server's log"
-        )
-    return None
-
-
 def _run(fn: Any) -> None:
-    """Run a command body, turning known errors into one line and an exit code."""
-    from ragkit.errors import RagkitError
+    """Run a command body; a known failure becomes one line and an exit status (see failures)."""
+    from ragkit.failures import describe_failure
 
     try:
         fn()
     except CLIError as exc:
         raise _fail(str(exc), exc.code) from None
-    except KeyboardInterrupt:
-        raise _fail(
-            "interrupted; re-run the same command to finish (completed work is kept)", 130
-        ) from None
-    except Exception as raised:
-        exc = _root_cause(raised)
-        if isinstance(exc, RagkitError):
-            raise _fail(str(exc), exc.exit_code) from None
-        line = _openai_failure(raised, exc)
-        if line is not None:
-            raise _fail(line) from None
-        # the OpenAI client (Haystack's OpenAIChatGenerator) cannot reach its server
-        if type(exc).__module__.startswith("openai") and type(exc).__name__ in {
-            "APIConnectionError",
-            "APITimeoutError",
-        }:
-            url = getattr(getattr(exc, "request", None), "url", "the configured api_base_url")
-            raise _fail(
-                f"cannot reach the OpenAI-compatible server at {url} ({exc}); is it running?"
-            ) from None
-        raise
+    except (Exception, KeyboardInterrupt) as raised:
+        known = describe_failure(raised)
+        if known is None:
+            raise
+        raise _fail(*known) from None
 
 
 @app.command()
@@ -537,19 +478,14 @@ def stats(store: StoreOpt = None, profile: ProfileOpt = None, as_json: JsonOpt =
     """Show what a store holds: chunks, files, BM25 index size."""
 
     def body() -> None:
-        from ragkit.indexing.manifest import Manifest
+        from ragkit.indexing.integrity import store_stats
         from ragkit.stores.store import release_store
 
         prof = _profile(profile)
         st = _open(store, prof, must_exist=True, read_only=True)
         try:
-            info = st.stats()
-            if st.directory is not None:
-                man = Manifest.load(st.directory / "manifest.json")
-                info["files"] = sum(1 for e in man.files.values() if e.status == "done")
-                info["pending_files"] = sum(1 for e in man.files.values() if e.status != "done")
-            problems = _warn_if_damaged(st, full=True)
-            info["integrity"] = "; ".join(problems) if problems else "ok"
+            info, problems = store_stats(st)
+            _warn_problems(st, problems)
         finally:
             release_store(st)
         if as_json:
@@ -803,7 +739,11 @@ def bench_generate(
             from ragkit.bench import llamacpp_bench
 
             result["llamacpp"] = llamacpp_bench.run_llamacpp_bench(
-                model=llamacpp_model, progress=not as_json
+                model=llamacpp_model,
+                max_new_tokens=max_new_tokens,
+                doc_tokens=doc_tokens,
+                progress=not as_json,
+                n_threads=threads,
             )
             text += "\n\n" + llamacpp_bench.format_table(result["llamacpp"])
         typer.echo(json.dumps(result, indent=1, default=str) if as_json else text)

@@ -9,7 +9,7 @@ read; ``ragkit index`` and ``ragkit repair`` act on their findings (see ``Indexe
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ragkit.indexing.manifest import Manifest
@@ -132,3 +132,51 @@ def quick_problems(store: RagkitStore, manifest: Manifest | None) -> list[str]:
     if n is not None and not store.bm25_problem and n != qdrant:
         out.append(f"the BM25 index has {n} chunks but Qdrant has {qdrant}")
     return out
+
+
+def _manifest_of(store: RagkitStore) -> Manifest | None:
+    """The store's indexing manifest, or None for a store without a directory or manifest."""
+    from ragkit.indexing.manifest import Manifest
+
+    if store.directory is None:
+        return None
+    path = store.directory / "manifest.json"
+    return Manifest.load(path) if path.exists() else None
+
+
+def store_problems(store: RagkitStore, full: bool) -> list[str]:
+    """Where the store's halves (manifest, Qdrant, BM25) disagree; reads only.
+
+    Args:
+        store: An open store.
+        full: Compare chunk counts per source (:func:`check_store`); else totals only
+            (:func:`quick_problems`, cheap enough for every query).
+
+    Returns:
+        One line per problem; empty when the store is consistent.
+    """
+    manifest = _manifest_of(store)
+    return check_store(store, manifest).problems() if full else quick_problems(store, manifest)
+
+
+def store_stats(store: RagkitStore) -> tuple[dict[str, Any], list[str]]:
+    """What a store holds, for ``ragkit stats``: its own counts, files and an integrity verdict.
+
+    Args:
+        store: An open store.
+
+    Returns:
+        ``(info, problems)``: the store's :meth:`RagkitStore.stats` plus ``files`` /
+        ``pending_files`` (done and unfinished files of the indexing manifest, for stores with
+        a directory) and ``integrity`` ("ok" or the problems joined by "; "); and the problems
+        found by :func:`check_store`, one line each.
+    """
+    info = dict(store.stats())
+    manifest = _manifest_of(store)
+    if store.directory is not None:
+        entries = list(manifest.files.values()) if manifest is not None else []
+        info["files"] = sum(1 for e in entries if e.status == "done")
+        info["pending_files"] = sum(1 for e in entries if e.status != "done")
+    problems = check_store(store, manifest).problems()
+    info["integrity"] = "; ".join(problems) if problems else "ok"
+    return info, problems

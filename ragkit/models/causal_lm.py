@@ -452,14 +452,21 @@ class CausalLM(DecoderLM):
             dtype=self.dtype_name,
         )
 
-    def library_generate(self, ids: list[int], max_new_tokens: int) -> list[int]:
+    def library_generate(
+        self, ids: list[int], max_new_tokens: int, prefix_cache: PrefixCache | None = None
+    ) -> list[int]:
         """Greedy token ids from transformers' own ``model.generate`` (EOS dropped).
 
         The baseline that the driver must match token for token (tests, ``ragkit bench``).
+        With ``prefix_cache``, a fresh copy of it goes in as ``past_key_values``: transformers'
+        own way of reusing a prefilled prompt (it then computes only the rest of ``ids``).
         """
         import torch
 
         tensor = torch.tensor([ids], device=self.device)
+        extra: dict[str, Any] = {}
+        if prefix_cache is not None:
+            extra["past_key_values"] = prefix_cache.to_dynamic_cache(self.model.config)
         with torch.inference_mode():
             out = self.model.generate(
                 tensor,
@@ -467,6 +474,7 @@ class CausalLM(DecoderLM):
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
                 pad_token_id=self.pad_token_id,
+                **extra,
             )
         return [t for t in out[0, len(ids) :].tolist() if t not in self.eos_token_ids]
 

@@ -23,6 +23,10 @@ Layout (Lucene-like, so updates never rebuild the whole index):
   (exact scores of k documents of the rarest term) and the per-term maximum tf part then prune
   every document that cannot reach the top-k, so the long postings of common terms are only
   binary-searched for the few remaining candidates (MaxScore-style, exact, ties included).
+* With numba installed (`pip install 'ragkit[fast]'`), segments of >= `KERNEL_MIN_DOCS`
+  documents are scored by a compiled kernel instead (`ragkit.stores.bm25_kernel`): every
+  posting of the query terms accumulated into a reused buffer, the top-k kept in one pass over
+  the touched documents, a whole batch of queries in one call. Same scores, same ties.
 * `save` writes each segment once (`.npz`, no pickle), tombstones as small `.npy` files, the
   vocabulary as append-only JSON parts, then a JSON manifest, each through a temp file and
   `os.replace`, so a crash leaves the previous index readable. The manifest records the sha256
@@ -35,7 +39,8 @@ relevant, and leaving them out keeps queries proportional to the postings touche
 broken by document id (ascending) so results are deterministic.
 
 The index is not thread-safe for writes: guard them with a lock if several threads share one
-(concurrent searches only fill caches with identical values).
+(concurrent searches only fill caches with identical values, and each takes its own kernel
+scratch buffers from a pool).
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ import numpy as np
 
 from ragkit.atomic import file_sha256, write_bytes_atomic
 from ragkit.errors import RagkitError
+from ragkit.stores import bm25_kernel
 from ragkit.stores.tokenize import tokenize, tokenize_many
 
 __all__ = ["BM25Index", "BM25IndexError"]
@@ -68,6 +74,8 @@ MANIFEST = "manifest.json"
 _VOCAB_PART_LIMIT = 16
 # The first dense stage of a query scatters about 1/_COMMON_FRACTION of a segment in postings.
 _COMMON_FRACTION = 4
+#: With kernel="auto", segments of at least this many documents are scored by the numba kernel.
+KERNEL_MIN_DOCS = 20_000
 # Names are unique per content (random tags), so "file exists" means "already written".
 _OWN_FILE_RE = re.compile(
     r"^(seg-[0-9a-f-]+(\.npz|\.del-[0-9a-f]+\.npy)|vocab-[0-9a-f-]+\.json)(\.tmp)?$"
@@ -76,6 +84,10 @@ _OWN_FILE_RE = re.compile(
 
 class BM25IndexError(RagkitError, RuntimeError):
     """A saved BM25 index is missing, corrupt or of an unsupported format."""
+
+
+# A query as the search loop sees it: term ids, weights (idf * count), all weights > 0.
+_Query = tuple[np.ndarray, np.ndarray, bool]
 
 
 @dataclass(eq=False)
@@ -103,6 +115,10 @@ class _Segment:
     _tfp_max: np.ndarray | None = field(default=None, repr=False)
     _tfp_avgdl: float = field(default=-1.0, repr=False)
     _id_rank: np.ndarray | None = field(default=None, repr=False)
+    # (score buffer of zeros, row scratch, score scratch) for the numba kernel, reused by queries.
+    _scratch: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
+        default_factory=list, repr=False
+    )
 
     @property
     def n_docs(self) -> int:
@@ -126,6 +142,7 @@ class _Segment:
         arrays = [self.doc_len, self.terms, self.indptr, self.rows, self.tfs, self.live]
         extra = (self._norm, self._tfp, self._tfp_max, self._id_rank)
         arrays += [a for a in extra if a is not None]
+        arrays += [a for scratch in self._scratch for a in scratch]
         return int(sum(a.nbytes for a in arrays))
 
 
@@ -139,6 +156,10 @@ class BM25Index:
         stopwords: Whether `add` and `search` drop English stopwords when tokenizing.
         max_segments: Merge the smallest segments when an add leaves more than this many.
         max_deleted_ratio: Rewrite a segment once this fraction of its documents is deleted.
+        kernel: How queries accumulate scores: "numpy", "numba" (the compiled kernel of
+            `ragkit.stores.bm25_kernel`; needs numba, `pip install ragkit[fast]`) or "auto"
+            (numba when it is installed and a segment holds >= `KERNEL_MIN_DOCS` documents,
+            where it pays for importing numba). Results are the same either way; not saved.
     """
 
     def __init__(
@@ -149,9 +170,12 @@ class BM25Index:
         stopwords: bool = True,
         max_segments: int = 10,
         max_deleted_ratio: float = 0.3,
+        kernel: str = "auto",
     ) -> None:
         if max_segments < 1:
             raise ValueError("max_segments must be >= 1")
+        _check_kernel(kernel)
+        self.kernel = kernel
         self.k1 = float(k1)
         self.b = float(b)
         self.epsilon = float(epsilon)
@@ -364,8 +388,8 @@ class BM25Index:
     ) -> list[list[tuple[str, float]]]:
         """Run `search_tokens` for several pre-tokenized queries.
 
-        Queries run one after another (each is a few numpy calls over its own postings); the
-        batch form exists so callers and benchmarks have one call per batch.
+        With the numba kernel (see `kernel`) a large segment scores the whole batch in one
+        compiled call; otherwise queries run one after another (a few numpy calls each).
 
         Args:
             token_lists: One token sequence per query.
@@ -374,7 +398,41 @@ class BM25Index:
         Returns:
             One result list per query, in order.
         """
-        return [self.search_tokens(tokens, top_k) for tokens in token_lists]
+        if top_k <= 0 or self._n_live == 0:
+            return [[] for _ in token_lists]
+        hits: list[list[tuple[float, str]]] = [[] for _ in token_lists]
+        queries: dict[int, _Query] = {}  # query number -> its terms, for queries that can match
+        for i, tokens in enumerate(token_lists):
+            terms = self._query_terms(tokens)
+            if terms is not None:
+                queries[i] = terms
+        avgdl = self._total_len / self._n_live
+        for seg in self._segments:
+            if seg.n_live == 0 or len(seg.terms) == 0:
+                continue
+            todo = list(queries)
+            if self._use_kernel(seg):
+                fast = [i for i in todo if queries[i][2]]  # all weights > 0
+                if fast:
+                    found = self._top_kernel(seg, [queries[i] for i in fast], avgdl, top_k)
+                    for i, (cand, cs) in zip(fast, found, strict=True):
+                        _collect(hits[i], seg, cand, cs, top_k)
+                    todo = [i for i in todo if not queries[i][2]]
+            for i in todo:
+                qids, qw, positive = queries[i]
+                pos = np.searchsorted(seg.terms, qids.astype(seg.terms.dtype))
+                np.minimum(pos, len(seg.terms) - 1, out=pos)
+                found_at = np.flatnonzero(seg.terms[pos] == qids)
+                if len(found_at) == 0:
+                    continue
+                top = self._top_positive if positive else self._top_exhaustive
+                cand, cs = top(seg, pos[found_at], qw[found_at], avgdl, top_k)
+                _collect(hits[i], seg, cand, cs, top_k)
+        out = []
+        for h in hits:
+            h.sort(key=lambda hit: (-hit[0], hit[1]))
+            out.append([(doc_id, score) for score, doc_id in h[:top_k]])
+        return out
 
     def search_tokens(self, tokens: Sequence[str], top_k: int = 10) -> list[tuple[str, float]]:
         """Search with an already tokenized query (repeated tokens count repeatedly).
@@ -386,45 +444,105 @@ class BM25Index:
         Returns:
             (id, score) pairs as in `search`.
         """
-        if top_k <= 0 or self._n_live == 0:
-            return []
-        vocab_get = self._vocab.get
+        return self.search_tokens_many([tokens], top_k)[0]
+
+    def _query_terms(self, tokens: Sequence[str]) -> _Query | None:
+        """(term ids, weights idf * count, all weights > 0) of a query; None if nothing matches.
+
+        Terms without live postings (unknown, or only in deleted docs) cannot match anything
+        and are dropped. With all weights > 0, "shares a query term" is exactly "score > 0".
+        """
         df = self._df
-        # Terms without live postings (unknown, or only in deleted docs) cannot match anything.
-        qcount = Counter(map(vocab_get, tokens))
+        qcount = Counter(map(self._vocab.get, tokens))
         qcount.pop(None, None)
         if qcount and not (df[list(qcount)] > 0).all():
             qcount = Counter({t: c for t, c in qcount.items() if df[t] > 0})
         if not qcount:
-            return []
+            return None
         idf = self._idf if self._idf is not None else self._compute_idf()
-        avgdl = self._total_len / self._n_live
         qids = np.fromiter(qcount.keys(), dtype=np.int64, count=len(qcount))
         qw = idf[qids] * np.fromiter(qcount.values(), dtype=np.float64, count=len(qcount))
-        # With all weights > 0, "shares a query term" is exactly "score > 0": no extra pass.
-        positive = bool((qw > 0).all())
-        hits: list[tuple[float, str]] = []
-        for seg in self._segments:
-            if seg.n_live == 0 or len(seg.terms) == 0:
-                continue
-            pos = np.searchsorted(seg.terms, qids.astype(seg.terms.dtype))
-            np.minimum(pos, len(seg.terms) - 1, out=pos)
-            found = np.flatnonzero(seg.terms[pos] == qids)
-            if len(found) == 0:
-                continue
-            if positive:
-                cand, cs = self._top_positive(seg, pos[found], qw[found], avgdl, top_k)
-            else:
-                cand, cs = self._top_exhaustive(seg, pos[found], qw[found], avgdl, top_k)
-            if len(cand) == 0:
-                continue
-            if len(cand) > 2 * top_k:  # many ties at the cut: keep the k smallest ids among them
-                pick = np.lexsort((seg.id_rank()[cand], -cs))[:top_k]
-                cand, cs = cand[pick], cs[pick]
-            seg_ids = seg.ids
-            hits.extend(zip(cs.tolist(), [seg_ids[r] for r in cand.tolist()], strict=True))
-        hits.sort(key=lambda h: (-h[0], h[1]))
-        return [(doc_id, score) for score, doc_id in hits[:top_k]]
+        return qids, qw, bool((qw > 0).all())
+
+    def uses_kernel(self) -> bool:
+        """Whether queries run on the numba kernel, on at least one segment (see `kernel`).
+
+        Returns:
+            True when `kernel` is "numba", or "auto" with numba installed and a segment of at
+            least `KERNEL_MIN_DOCS` documents.
+        """
+        return any(self._use_kernel(seg) for seg in self._segments)
+
+    def _use_kernel(self, seg: _Segment) -> bool:
+        if self.kernel == "numpy":
+            return False
+        if self.kernel == "auto" and seg.n_docs < KERNEL_MIN_DOCS:
+            return False
+        return bm25_kernel.load_kernel() is not None
+
+    def _top_kernel(
+        self,
+        seg: _Segment,
+        queries: list[_Query],
+        avgdl: float,
+        top_k: int,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Exact top-k rows (with ties at the cut) of one segment per query, in one kernel call.
+
+        Every posting of the query terms is accumulated (a compiled loop needs no pruning to
+        beat numpy's dense passes). The scratch buffers come from a per-segment pool (a list,
+        whose pop/append are atomic), so concurrent searches never share one.
+        """
+        kernel = bm25_kernel.load_kernel()
+        assert kernel is not None
+        if len(queries) == 1:
+            qids, qw = queries[0][0], queries[0][1]
+            qptr = np.array([0, len(qids)], dtype=np.int64)
+        else:
+            qids = np.concatenate([q[0] for q in queries])
+            qw = np.concatenate([q[1] for q in queries])
+            qptr = np.zeros(len(queries) + 1, dtype=np.int64)
+            np.cumsum([len(q[0]) for q in queries], out=qptr[1:])
+        tfp, tmax = self._tfp_arrays(seg, avgdl)
+        pool = seg._scratch
+        if pool:
+            buf, touched, out = pool.pop()
+        else:  # the kernel writes one slot past the last distinct row: n_docs + 1
+            buf = np.zeros(seg.n_docs)
+            touched = np.empty(seg.n_docs + 1, np.int64)
+            out = np.empty(seg.n_docs + 1)
+        try:
+            for attempt in range(2):  # a second call only after filling stale tf parts
+                rows, scores, ptr, stale = kernel(
+                    seg.terms,
+                    seg.indptr,
+                    seg.rows,
+                    tfp,
+                    tmax,
+                    qids,
+                    qw,
+                    qptr,
+                    seg.live,
+                    seg.n_live < seg.n_docs,
+                    buf,
+                    touched,
+                    out,
+                    top_k,
+                )
+                if not len(stale):
+                    break
+                if attempt:
+                    raise RuntimeError("BM25 kernel: tf parts still unfilled after filling them")
+                self._seg_tfp(seg, avgdl, stale, seg.indptr[stale], seg.indptr[stale + 1])
+        except BaseException:
+            buf.fill(0.0)  # interrupted mid-query: the buffer may hold partial scores
+            raise
+        finally:
+            pool.append((buf, touched, out))
+        if len(queries) == 1:
+            return [(rows, scores)]
+        bounds = ptr.tolist()
+        return [(rows[a:b], scores[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
 
     def _top_exhaustive(
         self, seg: _Segment, pos: np.ndarray, qw: np.ndarray, avgdl: float, top_k: int
@@ -648,11 +766,12 @@ class BM25Index:
         return sha
 
     @classmethod
-    def load(cls, directory: Path | str) -> BM25Index:
+    def load(cls, directory: Path | str, kernel: str = "auto") -> BM25Index:
         """Load an index written by `save`, verifying the manifest against the files.
 
         Args:
             directory: Folder given to `save`.
+            kernel: The query kernel, as in the constructor (it is not saved).
 
         Returns:
             The loaded index, with the parameters it was saved with.
@@ -660,6 +779,7 @@ class BM25Index:
         Raises:
             BM25IndexError: The folder has no index, or it is corrupt or of another format.
         """
+        _check_kernel(kernel)
         directory = Path(directory)
         rebuild = f"delete {directory} and rebuild the index"
         manifest_path = directory / MANIFEST
@@ -686,7 +806,9 @@ class BM25Index:
                 f"corrupt BM25 manifest in {directory}: its checksum does not match; {rebuild}"
             )
         try:
-            return cls._from_manifest(directory, manifest)
+            index = cls._from_manifest(directory, manifest)
+            index.kernel = kernel
+            return index
         except BM25IndexError:
             raise
         except (OSError, ValueError, KeyError, TypeError, IndexError, zipfile.BadZipFile) as exc:
@@ -795,14 +917,8 @@ class BM25Index:
             seg._norm_avgdl = avgdl
         return seg._norm
 
-    def _seg_tfp(
-        self, seg: _Segment, avgdl: float, pos: list[int], starts: list[int], ends: list[int]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Per-posting `tf*(k1+1)/(tf+norm)` and per-term maxima, filled for the given terms.
-
-        Filled lazily per term (only the query's terms pay), and invalidated by an O(terms)
-        reset when avgdl changes, so an update never triggers an O(postings) refresh.
-        """
+    def _tfp_arrays(self, seg: _Segment, avgdl: float) -> tuple[np.ndarray, np.ndarray]:
+        """The segment's tf-part cache and per-term maxima (NaN: not filled) for this avgdl."""
         if seg._tfp is None or seg._tfp_max is None:
             seg._tfp = np.empty(len(seg.rows), dtype=np.float64)
             seg._tfp_max = np.full(len(seg.terms), np.nan)
@@ -810,7 +926,22 @@ class BM25Index:
         elif seg._tfp_avgdl != avgdl:
             seg._tfp_max.fill(np.nan)
             seg._tfp_avgdl = avgdl
-        tfp, tmax = seg._tfp, seg._tfp_max
+        return seg._tfp, seg._tfp_max
+
+    def _seg_tfp(
+        self,
+        seg: _Segment,
+        avgdl: float,
+        pos: Sequence[int] | np.ndarray,
+        starts: Sequence[int] | np.ndarray,
+        ends: Sequence[int] | np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-posting `tf*(k1+1)/(tf+norm)` and per-term maxima, filled for the given terms.
+
+        Filled lazily per term (only the query's terms pay), and invalidated by an O(terms)
+        reset when avgdl changes, so an update never triggers an O(postings) refresh.
+        """
+        tfp, tmax = self._tfp_arrays(seg, avgdl)
         if np.isnan(tmax[pos]).any():
             stale = [j for j, p in enumerate(pos) if np.isnan(tmax[p])]
             norm = self._seg_norm(seg, avgdl)
@@ -1009,6 +1140,19 @@ class BM25Index:
         self._changed()
 
 
+def _collect(
+    hits: list[tuple[float, str]], seg: _Segment, cand: np.ndarray, cs: np.ndarray, top_k: int
+) -> None:
+    """Add one segment's candidate rows to a query's hits, at most `top_k` of them by id."""
+    if len(cand) == 0:
+        return
+    if len(cand) > 2 * top_k:  # many ties at the cut: keep the k smallest ids among them
+        pick = np.lexsort((seg.id_rank()[cand], -cs))[:top_k]
+        cand, cs = cand[pick], cs[pick]
+    seg_ids = seg.ids
+    hits.extend(zip(cs.tolist(), [seg_ids[r] for r in cand.tolist()], strict=True))
+
+
 def _scatter(
     rows: np.ndarray, tfp: np.ndarray, terms: list[tuple[int, int, float]], n: int
 ) -> np.ndarray:
@@ -1061,6 +1205,13 @@ def _top_with_ties(
         cand = cand[keep]
         cs = cs[keep]
     return cand, cs
+
+
+def _check_kernel(kernel: str) -> None:
+    if kernel not in ("auto", "numpy", "numba"):
+        raise ValueError(f"kernel must be 'auto', 'numpy' or 'numba', got {kernel!r}")
+    if kernel == "numba" and not bm25_kernel.available():
+        raise ValueError("kernel='numba' needs numba: pip install 'ragkit[fast]'")
 
 
 _PARAM_NAMES = ("k1", "b", "epsilon", "stopwords", "max_segments", "max_deleted_ratio")

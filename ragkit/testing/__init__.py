@@ -1,4 +1,5 @@
-"""Helpers for users' own tests: a scripted chat generator and a local OpenAI-style chat server.
+"""Helpers for users' own tests: a scripted chat generator, a fixed relevance scorer and a local
+OpenAI-style chat server.
 
 Names load on first access so ``import ragkit.testing`` does not import Haystack.
 """
@@ -8,8 +9,11 @@ from __future__ import annotations
 from ragkit._lazy import lazy_exports
 
 _EXPORTS = {
+    "FixedRelevanceScorer": "ragkit.testing.scorer",
+    "FixedScorerError": "ragkit.testing.scorer",
     "OpenAICompatServer": "ragkit.testing.openai_server",
     "ScriptedChatGenerator": "ragkit.testing.scripted",
+    "ScriptedGeneratorError": "ragkit.testing.scripted",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -12,10 +12,18 @@ from rank_bm25 import BM25Okapi
 
 from ragkit.bench.bm25_bench import top_k_agrees
 from ragkit.bench.corpus import bench_queries, build_bench_corpus
+from ragkit.stores import bm25_kernel
 from ragkit.stores.bm25 import BM25Index, BM25IndexError
 from ragkit.stores.tokenize import STOPWORDS, tokenize, tokenize_many
 
 N_DOCS = 1200
+KERNELS = [
+    "numpy",
+    pytest.param(
+        "numba",
+        marks=pytest.mark.skipif(not bm25_kernel.available(), reason="numba is not installed"),
+    ),
+]
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +49,13 @@ def assert_matches_oracle(
     ids = list(live)
     oracle = BM25Okapi([live[i] for i in ids])
     row_of = {doc_id: r for r, doc_id in enumerate(ids)}
-    for q in queries:
+    batch = index.search_tokens_many(queries, k)
+    for q, many in zip(queries, batch, strict=True):
         scores = oracle.get_scores(q)
         qset = set(q)
         shares = np.array([not qset.isdisjoint(d) for d in oracle.doc_freqs])
         result = index.search_tokens(q, k)
+        assert many == result  # one batched call answers exactly like single queries
         assert top_k_agrees(result, scores, shares, row_of, k=k), (q, result[:3])
         # The oracle's own top-k (argsort) must be reproduced score for score.
         top = np.argsort(scores)[::-1][:k]
@@ -60,9 +70,11 @@ def test_tokenize_lowercases_splits_unicode_and_drops_stopwords() -> None:
     assert tokenize_many(["The cat", "a Dog"]) == [["cat"], ["dog"]]
 
 
-def test_matches_rank_bm25_on_a_fresh_index(docs, queries) -> None:
-    index = BM25Index()
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_matches_rank_bm25_on_a_fresh_index(docs, queries, kernel: str) -> None:
+    index = BM25Index(kernel=kernel)
     index.add_tokens([i for i, _ in docs], [t for _, t in docs])
+    assert index.uses_kernel() == (kernel == "numba")
     assert_matches_oracle(index, dict(docs), queries)
     # search(str) tokenizes like tokenize(): same answer as search_tokens.
     text = bench_queries(1, seed=1)[0]
@@ -70,8 +82,11 @@ def test_matches_rank_bm25_on_a_fresh_index(docs, queries) -> None:
     assert index.search_many([text, text], 3) == [index.search(text, 3)] * 2
 
 
-def test_matches_rank_bm25_after_add_replace_delete_and_delete_source(docs, queries) -> None:
-    index = BM25Index()
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_matches_rank_bm25_after_add_replace_delete_and_delete_source(
+    docs, queries, kernel: str
+) -> None:
+    index = BM25Index(kernel=kernel)
     live: dict[str, list[str]] = {}
     for n, start in enumerate(range(0, 900, 300)):
         batch = docs[start : start + 300]
@@ -108,8 +123,11 @@ def test_matches_rank_bm25_after_add_replace_delete_and_delete_source(docs, quer
     assert_matches_oracle(index, live, queries)
 
 
-def test_save_load_and_compact_keep_oracle_agreement(docs, queries, tmp_path: Path) -> None:
-    index = BM25Index(max_deleted_ratio=0.9)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_save_load_and_compact_keep_oracle_agreement(
+    docs, queries, tmp_path: Path, kernel: str
+) -> None:
+    index = BM25Index(max_deleted_ratio=0.9, kernel=kernel)
     live: dict[str, list[str]] = {}
     for start in range(0, 1200, 400):
         batch = docs[start : start + 400]
@@ -122,7 +140,8 @@ def test_save_load_and_compact_keep_oracle_agreement(docs, queries, tmp_path: Pa
     assert index.stats()["deleted"] == len(removed)
 
     index.save(tmp_path / "idx")
-    loaded = BM25Index.load(tmp_path / "idx")
+    loaded = BM25Index.load(tmp_path / "idx", kernel=kernel)
+    assert loaded.kernel == kernel
     assert loaded.stats()["docs"] == index.stats()["docs"]
     for q in queries:
         assert loaded.search_tokens(q, 10) == index.search_tokens(q, 10)
@@ -135,7 +154,7 @@ def test_save_load_and_compact_keep_oracle_agreement(docs, queries, tmp_path: Pa
     assert_matches_oracle(loaded, live, queries)
     loaded.save(tmp_path / "idx")
     assert len(list((tmp_path / "idx").glob("seg-*.npz"))) == 1  # old segments cleaned up
-    assert_matches_oracle(BM25Index.load(tmp_path / "idx"), live, queries)
+    assert_matches_oracle(BM25Index.load(tmp_path / "idx", kernel=kernel), live, queries)
 
     # Updates after load keep working (vocabulary and df carried over correctly).
     extra = {"extra-1": ["quantum", "chromodynamics"], "extra-2": ["quantum"]}
@@ -366,3 +385,36 @@ def test_pruned_query_path_matches_rank_bm25_through_updates(
     assert_matches_oracle(loaded, live, queries)
     loaded.compact()
     assert_matches_oracle(loaded, live, queries)
+
+
+@pytest.mark.skipif(not bm25_kernel.available(), reason="numba is not installed")
+def test_numba_kernel_equals_numpy_path_and_leaves_its_buffer_clean(docs, queries) -> None:
+    """Same ids, same scores (to the last bits but summation order) through tombstones."""
+    ids, toks = [i for i, _ in docs], [t for _, t in docs]
+    fast, slow = BM25Index(kernel="numba"), BM25Index(kernel="numpy")
+    for index in (fast, slow):
+        index.add_tokens(ids[:800], toks[:800])
+        index.add_tokens(ids[800:], toks[800:])
+        index.delete(ids[::9])
+
+    def same(a: list[tuple[str, float]], b: list[tuple[str, float]]) -> None:
+        assert [d for d, _ in a] == [d for d, _ in b]
+        np.testing.assert_allclose([s for _, s in a], [s for _, s in b], rtol=1e-12)
+
+    for q in queries:
+        same(fast.search_tokens(q, 10), slow.search_tokens(q, 10))
+    for seg in fast._segments:  # the reused score buffers are all zeros after every query
+        assert seg._scratch and all(not buf.any() for buf, _, _ in seg._scratch)
+    # top_k larger than the matches (every matching live document), and top_k = 1
+    everything = fast.search_tokens(queries[0], 5000)
+    assert len(everything) > 100
+    same(everything, slow.search_tokens(queries[0], 5000))
+    same(fast.search_tokens(queries[0], 1), slow.search_tokens(queries[0], 1))
+
+
+def test_kernel_choice_is_checked_and_auto_uses_numpy_for_small_indexes(docs) -> None:
+    with pytest.raises(ValueError, match="kernel must be"):
+        BM25Index(kernel="fortran")
+    index = BM25Index()  # auto
+    index.add_tokens([i for i, _ in docs[:50]], [t for _, t in docs[:50]])
+    assert index.kernel == "auto" and not index.uses_kernel()
