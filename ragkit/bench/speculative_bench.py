@@ -128,9 +128,11 @@ def _decode_rows(
     prompt = _prompt(reader, target, document, question)
     state, _ = reader.prefix_state(prompt.prefix_ids)
     ids = prompt.target_ids
-    target.generate(ids[:-1], max_new_tokens=1, prefix_cache=state)  # hold the prefix
+    # llama.cpp keeps the prefix in its KV cache between calls (state is None then); the
+    # transformers backend frees its cache after each call and gets the saved state each time
+    target.generate(ids[:-1], max_new_tokens=1, prefix_cache=state)
     started = time.perf_counter()
-    plain = target.generate(ids, max_new_tokens=max_new_tokens)
+    plain = target.generate(ids, max_new_tokens=max_new_tokens, prefix_cache=state)
     base_seconds = time.perf_counter() - started
     base_rate = len(plain.token_ids) / base_seconds
     rows = [
@@ -153,12 +155,13 @@ def _decode_rows(
 
             held = prompt.draft_ids[:-1]
             keep = common_prefix_length(draft.kv_tokens, held)
-            draft.truncate(keep)
-            if keep < len(held):
-                draft.eval_last(held[keep:])
-        target.generate(ids[:-1], max_new_tokens=1)  # the target holds the prompt again
+            with draft.inference():
+                draft.truncate(keep)
+                if keep < len(held):
+                    draft.eval_last(held[keep:])
+        target.generate(ids[:-1], max_new_tokens=1, prefix_cache=state)  # hold the prompt again
         started = time.perf_counter()
-        out = decoder.generate(ids, max_new_tokens=max_new_tokens)
+        out = decoder.generate(ids, max_new_tokens=max_new_tokens, prefix_cache=state)
         seconds = time.perf_counter() - started
         rate = len(out.result.token_ids) / seconds
         same = out.result.token_ids == plain.token_ids

@@ -136,6 +136,24 @@ def test_build_prompt_gives_the_drafter_only_retrieved_chunks() -> None:
     assert prompt.info()["truncation"] is None
 
 
+def test_prefix_key_depends_on_the_model_and_the_content(tmp_path: Path) -> None:
+    class Gguf(CharLM):
+        def __init__(self, sha: str, n_ctx: int = 4096) -> None:
+            super().__init__(n_ctx)
+            self.model_sha256 = sha
+            self.llama_cpp_version = "0.3.36"
+
+    store = DocumentPrefixStore(tmp_path)
+    a, b = Gguf("aa"), Gguf("bb")
+    key = store.key(a, [1, 2, 3])
+    assert key == store.key(Gguf("aa"), [1, 2, 3])  # same model file, same document
+    assert key != store.key(a, [1, 2, 4])  # other content
+    assert key != store.key(b, [1, 2, 3])  # other weights
+    assert key != store.key(Gguf("aa", n_ctx=8192), [1, 2, 3])  # other context allocation
+    assert store.path_for(a, [1, 2, 3]) == tmp_path / key
+    assert DocumentPrefixStore(None).path_for(a, [1]) is None
+
+
 @pytest.mark.parametrize(
     ("kwargs", "parameter"),
     [
