@@ -45,6 +45,7 @@ class _Item:
     question: str
     answer: str
     paragraphs: list[str]
+    gold: list[str]
 
 
 def _items(limit: int = 400) -> list[_Item]:
@@ -61,12 +62,15 @@ def _items(limit: int = 400) -> list[_Item]:
             if not line.strip():
                 continue
             row = json.loads(line)
-            paragraphs = [
-                f"{title}: {''.join(sents).strip()}"
+            support = {str(fact[0]) for fact in row.get("supporting_facts") or [] if fact}
+            titled = [
+                (title, f"{title}: {''.join(sents).strip()}")
                 for title, sents in row.get("context") or []
                 if sents
             ]
-            items.append(_Item(row["question"], str(row.get("answer", "")), paragraphs))
+            paragraphs = [text for _, text in titled]
+            gold = [text for title, text in titled if title in support] or paragraphs[:2]
+            items.append(_Item(row["question"], str(row.get("answer", "")), paragraphs, gold))
             if len(items) >= limit:
                 break
     return items
@@ -75,8 +79,8 @@ def _items(limit: int = 400) -> list[_Item]:
 def build_long_document(lm: Any, tokens: int, seed: int = 0) -> tuple[str, list[str]]:
     """A document of about ``tokens`` target tokens and two questions it answers.
 
-    The paragraphs of two HotpotQA questions sit among paragraphs of other questions (shuffled,
-    deterministic for ``seed``). Without the shared data, Python's documentation text is used
+    The supporting paragraphs of two HotpotQA questions sit among paragraphs of other questions
+    (shuffled, deterministic for ``seed``). Without the shared data, Python's documentation text is used
     with two generic questions.
     """
     rng = random.Random(seed)
@@ -91,7 +95,7 @@ def build_long_document(lm: Any, tokens: int, seed: int = 0) -> tuple[str, list[
         rng.shuffle(items)
         gold = items[:2]
         questions = [g.question for g in gold]
-        keep = [p for g in gold for p in g.paragraphs]
+        keep = [p for g in gold for p in g.gold]
         fillers = [p for it in items[2:] for p in it.paragraphs]
     parts: list[str] = []
     used = sum(lm.count_tokens(p) + 2 for p in keep)
