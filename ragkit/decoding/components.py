@@ -322,7 +322,8 @@ class RapidReader:
             chunk_tokens: Retrieval chunk size in target tokens (RAPID: 128).
             budget_tokens: Lower bound of the drafter's context in tokens (RAPID: 4096).
             ratio: The drafter's context is at least ``L / ratio`` tokens (RAPID: 32).
-            reserve_tokens: Target context kept free for the question and the answer.
+            reserve_tokens: Target context kept free for the question and the answer (at least
+                ``max_new_tokens + 64`` is kept whatever this says).
             truncation: ``middle``, ``head`` or ``error`` for a document longer than the
                 target's context.
             instruction: What the prompt asks before the document (default: a short answer).
@@ -503,7 +504,8 @@ class RapidReader:
             chunk_tokens=self.chunk_tokens,
             budget_tokens=self.budget_tokens,
             ratio=self.ratio,
-            reserve_tokens=max(self.reserve_tokens, int(kwargs.get("max_new_tokens", 256))),
+            # room for the question (~64 tokens) and the whole answer, whatever reserve_tokens says
+            reserve_tokens=max(self.reserve_tokens, int(kwargs.get("max_new_tokens", 256)) + 64),
             truncation=self.truncation,
             instruction=self._instruction,
         )
