@@ -89,4 +89,7 @@ def test_rapid_reader_on_the_qwen_pair_is_token_identical(qwen_pair, tmp_path, k
         target.truncate(0)
         plain = target.generate(prompt.target_ids, max_new_tokens=32)
         assert out["replies"][0].text == plain.text
-        assert out["replies"][0].meta["speculative"]["accepted"] > 0
+        stats = out["replies"][0].meta["speculative"]
+        assert stats["drafted"] > 0  # blocks were drafted and verified, not plain steps
+        if kind == "model":
+            assert stats["accepted"] > 0  # the 0.5B over the retrieved chunks agrees often
