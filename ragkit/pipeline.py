@@ -36,13 +36,8 @@ TOP_LEVEL_KEYS = {
 QUERY_INPUTS = frozenset({"query", "text", "question"})
 DOCUMENT_INPUT = "document"
 """Open input taking ``ragkit query --document FILE``'s text (long-document pipelines: rapid)."""
-RUNTIME_INPUTS = QUERY_INPUTS | {
-    "sources",
-    "top_k",
-    "filters",
-    "streaming_callback",
-    DOCUMENT_INPUT,
-}
+RUNTIME_INPUTS = QUERY_INPUTS | {"sources", "top_k", "filters", "streaming_callback"}
+RUNTIME_INPUTS |= {DOCUMENT_INPUT}
 
 
 class PipelineError(InvalidInputError, ValueError):
