@@ -49,6 +49,7 @@ _EXPORTS: dict[str, str] = {
     "PipelineError": "ragkit.pipeline",
     "Reorderer": "ragkit.ordering.components",
     "SpeculativeGenerator": "ragkit.decoding.components",
+    "RapidReader": "ragkit.decoding.components",
     "Profile": "ragkit.config",
     "RagkitStore": "ragkit.stores.store",
     "StoreWriter": "ragkit.indexing.writer",

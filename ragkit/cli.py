@@ -330,6 +330,14 @@ def query(
             "context shaping.",
         ),
     ] = False,
+    document: Annotated[
+        Path | None,
+        typer.Option(
+            "--document",
+            help="A long document to answer from (pipelines with a 'document' input, e.g. "
+            "--pipeline rapid); no store is read.",
+        ),
+    ] = None,
 ) -> None:
     """Ask a question: streams the answer, then lists the cited sources (or ranked passages)."""
 
@@ -341,10 +349,14 @@ def query(
         if not question.strip():
             raise CLIError("the question is empty", 2)
         prof = _profile(profile)
+        extra = _document_input(document)
         pipe = _load_query_pipeline(pipeline, prof, profile)
-        st = _open(
-            store, prof, must_exist=True, embedding_model=_explicit_model(prof), read_only=True
-        )
+        _check_document_input(pipe, pipeline, document)
+        st = None
+        if document is None:
+            st = _open(
+                store, prof, must_exist=True, embedding_model=_explicit_model(prof), read_only=True
+            )
         streamed: list[str] = []
 
         def on_chunk(chunk: Any) -> None:
@@ -357,13 +369,22 @@ def query(
                 sys.stdout.flush()
 
         try:
-            _warn_if_damaged(st, full=False)
-            _bind_and_warm(pipe, st)
+            if st is not None:
+                _warn_if_damaged(st, full=False)
+                _bind_and_warm(pipe, st)
+            else:
+                pipe.warm_up()
             with _quiet_failure_snapshot():
-                result = answer_question(pipe, question, top_k, None if as_json else on_chunk)
+                result = answer_question(
+                    pipe, question, top_k, None if as_json else on_chunk, extra
+                )
         finally:
             _close(pipe)
-            release_store(st)
+            if st is not None:
+                release_store(st)
+        for info in result.trace.values():  # e.g. RAPID's truncation of a long document
+            for line in info.get("warnings") or [] if isinstance(info, dict) else []:
+                typer.echo(f"warning: {printable(str(line))}", err=True)
         if as_json:
             typer.echo(json.dumps({"question": question, **result.as_dict()}, indent=1))
             return
@@ -404,6 +425,37 @@ def query(
                 typer.echo(f"  {line}")
 
     _run(body)
+
+
+def _document_input(document: Path | None) -> dict[str, Any] | None:
+    """``--document FILE`` read as text for the pipeline's ``document`` input (exit 2 if unreadable)."""
+    if document is None:
+        return None
+    if not document.is_file():
+        what = "is not a file" if document.exists() else "does not exist"
+        raise CLIError(f"--document {document} {what}; give the path of a text file", 2)
+    try:
+        text = document.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CLIError(f"--document {document} cannot be read as UTF-8 text ({exc})", 2) from None
+    if not text.strip():
+        raise CLIError(f"--document {document} is empty", 2)
+    return {"document": text}
+
+
+def _check_document_input(pipe: Any, name: str, document: Path | None) -> None:
+    """A pipeline with a ``document`` input needs ``--document``, and only such a one takes it."""
+    from ragkit.pipeline import DOCUMENT_INPUT
+
+    wants = any(DOCUMENT_INPUT in sockets for sockets in pipe.inputs().values())
+    if wants and document is None:
+        raise CLIError(f"pipeline {name!r} answers from a document: give --document FILE", 2)
+    if document is not None and not wants:
+        raise CLIError(
+            f"pipeline {name!r} has no 'document' input; --document needs a long-document "
+            "pipeline such as --pipeline rapid",
+            2,
+        )
 
 
 def _load_query_pipeline(name: str, prof: Profile, profile_name: str | None = None) -> Any:
@@ -747,6 +799,67 @@ def bench_generate(
             )
             text += "\n\n" + llamacpp_bench.format_table(result["llamacpp"])
         typer.echo(json.dumps(result, indent=1, default=str) if as_json else text)
+
+    _run(body)
+
+
+@bench_app.command("speculative")
+def bench_speculative(
+    lengths: Annotated[
+        str,
+        typer.Option(
+            "--lengths",
+            help="Document sizes in target tokens, comma-separated (e.g. 2048,8192,16384).",
+        ),
+    ] = "2048,8192",
+    backend: Annotated[
+        str, typer.Option("--backend", help="llama.cpp or transformers.")
+    ] = "llama.cpp",
+    target: Annotated[
+        str, typer.Option("--target", help="Target model.")
+    ] = "qwen2.5-coder-1.5b-instruct",
+    drafter: Annotated[
+        str,
+        typer.Option("--drafter", help="Drafter model (same vocabulary); 'none': n-gram only."),
+    ] = "qwen2.5-coder-0.5b-instruct",
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", min=1, help="Tokens per answer.")
+    ] = 96,
+    gamma: Annotated[
+        int, typer.Option("--gamma", min=1, help="Most drafted tokens per call.")
+    ] = 10,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="llama.cpp threads.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """RAPID long-document QA: decode tok/s with each drafter vs target-only (identical greedy
+    output, else exit 1), and a second question on the same document vs the first."""
+
+    def body() -> None:
+        from ragkit.bench.speculative_bench import format_table, run_speculative_bench
+
+        try:
+            sizes = [int(x) for x in lengths.split(",") if x.strip()]
+        except ValueError:
+            raise CLIError(f"--lengths {lengths!r}: expected comma-separated integers", 2) from None
+        if not sizes or min(sizes) < 256:
+            raise CLIError(f"--lengths {lengths!r}: give sizes of at least 256 tokens", 2)
+        if backend not in ("llama.cpp", "transformers"):
+            raise CLIError(f"--backend {backend!r}: expected llama.cpp or transformers", 2)
+        result = run_speculative_bench(
+            sizes,
+            backend=backend,
+            target_model=target,
+            draft_model=None if drafter == "none" else drafter,
+            max_new_tokens=max_new_tokens,
+            gamma=gamma,
+            n_threads=threads,
+            progress=None if as_json else lambda line: typer.echo(line, err=True),
+        )
+        typer.echo(json.dumps(result, indent=1) if as_json else format_table(result))
+        if result["mismatches"]:
+            raise typer.Exit(1)
 
     _run(body)
 

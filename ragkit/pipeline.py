@@ -34,7 +34,10 @@ TOP_LEVEL_KEYS = {
 }
 # pipeline inputs that ragkit fills at run time (the question, the files to index, ...)
 QUERY_INPUTS = frozenset({"query", "text", "question"})
+DOCUMENT_INPUT = "document"
+"""Open input taking ``ragkit query --document FILE``'s text (long-document pipelines: rapid)."""
 RUNTIME_INPUTS = QUERY_INPUTS | {"sources", "top_k", "filters", "streaming_callback"}
+RUNTIME_INPUTS |= {DOCUMENT_INPUT}
 
 
 class PipelineError(InvalidInputError, ValueError):
@@ -523,8 +526,11 @@ def run_inputs(
     question: str,
     top_k: int | None = None,
     streaming_callback: Any | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Map a CLI question (and ``--top-k``, a streaming callback) onto open inputs by socket name.
+
+    ``extra`` maps further socket names to values (``{"document": text}`` for ``--document``).
 
     ``--top-k`` caps what retrieval hands on: it goes to the ranking stage, the components taking
     ``top_k`` that also receive documents from others (e.g. the fusion joiner), so upstream
@@ -544,6 +550,8 @@ def run_inputs(
                 inputs.setdefault(comp, {})[socket] = top_k
             elif socket == "streaming_callback" and streaming_callback is not None:
                 inputs.setdefault(comp, {})[socket] = streaming_callback
+            elif extra and socket in extra:
+                inputs.setdefault(comp, {})[socket] = extra[socket]
     if not any(s in QUERY_INPUTS for socks in inputs.values() for s in socks):
         raise PipelineError(
             ["pipeline has no open 'query', 'text' or 'question' input to take the question"]

@@ -92,12 +92,17 @@ def _all_bound_stores_empty(pipe: Pipeline) -> bool:
 
 
 def answer_question(
-    pipe: Pipeline, question: str, top_k: int | None = None, streaming_callback: Any | None = None
+    pipe: Pipeline,
+    question: str,
+    top_k: int | None = None,
+    streaming_callback: Any | None = None,
+    extra_inputs: dict[str, Any] | None = None,
 ) -> QueryResult:
     """Run ``pipe`` on ``question``; works for retrieval-only and answering pipelines.
 
     When every store the pipeline reads is empty nothing runs: a reader given no passages would
-    answer from nothing, so the result has no answer and ``empty_store`` set.
+    answer from nothing, so the result has no answer and ``empty_store`` set. ``extra_inputs``
+    fills further open sockets by name (the ``document`` of ``ragkit query --document``).
     """
     rankers = ranking_components(pipe)
     # components that explain their work (e.g. MemoRAG's clues) expose a ``trace`` output
@@ -107,7 +112,7 @@ def answer_question(
     if _all_bound_stores_empty(pipe):
         return QueryResult(None, [], [], time.perf_counter() - start, empty_store=True)
     result = pipe.run(
-        run_inputs(pipe, question, top_k, streaming_callback),
+        run_inputs(pipe, question, top_k, streaming_callback, extra_inputs),
         include_outputs_from=set(rankers) | set(tracers),
     )
     seconds = time.perf_counter() - start

@@ -13,6 +13,7 @@ tokens/s and the raw counters. Two optional inputs carry RAPID's retrieval side:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -25,7 +26,7 @@ from ragkit.errors import InvalidParameter
 from ragkit.models.chat import chat_reply, merge_generation_kwargs
 from ragkit.models.registry import DEFAULT_CAUSAL_MODEL
 
-__all__ = ["SpeculativeGenerator"]
+__all__ = ["RapidReader", "SpeculativeGenerator"]
 
 DrafterKind = Literal["ngram", "self", "model", "self+ngram", "model+ngram"]
 _DRAFTERS = ("ngram", "self", "model", "self+ngram", "model+ngram")
@@ -47,8 +48,14 @@ class _SpeculativeRun:
         self.target = target
         self.stats: Any = None
 
+    fixed_prompt: list[int] | None = None
+    prefix_cache: Any = None
+
     def generate(self, chat: list[dict[str, str]], **kwargs: Any) -> Any:
-        out = self.decoder.generate(chat, **kwargs)
+        if self.fixed_prompt is not None:  # RAPID: prompt ids built around a cached prefix
+            out = self.decoder.generate(self.fixed_prompt, prefix_cache=self.prefix_cache, **kwargs)
+        else:
+            out = self.decoder.generate(chat, **kwargs)
         self.stats = out.stats
         return out.result
 
@@ -248,3 +255,291 @@ class SpeculativeGenerator:
         reply = out["replies"][0]
         reply.meta["speculative"] = {"drafter": self.drafter, **run.stats.as_dict()}
         return out
+
+
+@component
+class RapidReader:
+    """RAPID long-document QA: the target reads the whole document, the drafter retrieved chunks.
+
+    Per question: the document is fitted to the target's context (``truncation`` policy, never
+    silent: the ``trace`` output carries a warning line and the cut), the target's prompt is split
+    where the question starts and the document prefix's KV state is loaded from (or computed and
+    saved to) ``cache_dir``, keyed by the model and the prefix's content hash, so a second
+    question on the same document skips the document's prefill. The document is chunked, the
+    chunks ranked by BM25 against the question and about ``max(L / ratio, budget_tokens)``
+    tokens of them, in document order, form the drafter's context (see
+    :mod:`ragkit.decoding.rapid`). Decoding is :class:`~ragkit.decoding.SpeculativeDecoder`:
+    greedy output is the target's own; ``eta > 0`` is RAPID's knowledge transfer.
+
+    ### Usage example
+    ```python
+    reader = RapidReader(drafter="ngram", generation_kwargs={"max_new_tokens": 32})
+    out = reader.run(question="Who built the bridge?", document=open("report.txt").read())
+    out["replies"][0].text, out["trace"]["prefix_cache"]["hit"]
+    ```
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_CAUSAL_MODEL,
+        backend: Literal["transformers", "llama.cpp"] = "llama.cpp",
+        drafter: DrafterKind = "ngram",
+        draft_model: str | None = None,
+        gamma: int = 10,
+        eta: float = 0.0,
+        alpha: float = 0.1,
+        residual: Literal["paper", "code"] = "paper",
+        confidence: float = 0.1,
+        adaptive: bool = True,
+        max_ngram: int = 3,
+        chunk_tokens: int = 128,
+        budget_tokens: int = 1024,
+        ratio: int = 32,
+        reserve_tokens: int = 256,
+        truncation: Literal["middle", "head", "error"] = "middle",
+        instruction: str | None = None,
+        cache_dir: str | None = None,
+        persist_prefix: bool = True,
+        device: str = "auto",
+        n_ctx: int = 16384,
+        n_threads: int | None = None,
+        generation_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        """Store and check settings; models load in :meth:`warm_up`.
+
+        Args:
+            model: The target model (packaged name, hub id, directory or ``.gguf``).
+            backend: ``llama.cpp`` (CPU default) or ``transformers``.
+            drafter: As :class:`SpeculativeGenerator`; model drafters read the retrieved chunks.
+            draft_model: The drafter model for ``model`` drafters (same vocabulary).
+            gamma: Most tokens drafted per target call (> 0).
+            eta: RAPID knowledge-transfer step (>= 0; 0 is lossless).
+            alpha: Plausibility mask threshold for the transfer, in (0, 1].
+            residual: ``paper`` or ``code`` residual rule on rejection.
+            confidence: The model drafter stops before a token less probable than this.
+            adaptive: Adapt gamma and turn drafting off where it is measured not to pay.
+            max_ngram: Longest n-gram the n-gram drafter matches.
+            chunk_tokens: Retrieval chunk size in target tokens (RAPID: 128).
+            budget_tokens: Lower bound of the drafter's context in tokens (RAPID: 4096).
+            ratio: The drafter's context is at least ``L / ratio`` tokens (RAPID: 32).
+            reserve_tokens: Target context kept free for the question and the answer (at least
+                ``max_new_tokens + 64`` is kept whatever this says).
+            truncation: ``middle``, ``head`` or ``error`` for a document longer than the
+                target's context.
+            instruction: What the prompt asks before the document (default: a short answer).
+            cache_dir: Where document prefix states are saved (default ``$RAGKIT_CACHE/rapid``).
+            persist_prefix: Save and reuse document prefix states on disk.
+            device: transformers device (``auto``, ``cpu``, ``cuda``).
+            n_ctx: llama.cpp context to allocate (bounds the document the target reads).
+            n_threads: llama.cpp threads (``None``: llama.cpp's choice).
+            generation_kwargs: Defaults for ``max_new_tokens``, ``temperature``, ``top_p``,
+                ``seed``, ``stop``.
+
+        Raises:
+            InvalidParameter: Naming the bad parameter.
+        """
+        from ragkit.decoding.rapid import DEFAULT_INSTRUCTION, check_rapid_settings
+
+        self._spec = SpeculativeGenerator(
+            model=model,
+            backend=backend,
+            drafter=drafter,
+            draft_model=draft_model,
+            gamma=gamma,
+            eta=eta,
+            alpha=alpha,
+            residual=residual,
+            confidence=confidence,
+            adaptive=adaptive,
+            max_ngram=max_ngram,
+            device=device,
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            generation_kwargs=generation_kwargs,
+        )
+        check_rapid_settings(chunk_tokens, budget_tokens, ratio, reserve_tokens, truncation)
+        self.model = model
+        self.backend = backend
+        self.drafter = drafter
+        self.draft_model = draft_model
+        self.gamma = gamma
+        self.eta = eta
+        self.alpha = alpha
+        self.residual = residual
+        self.confidence = confidence
+        self.adaptive = adaptive
+        self.max_ngram = max_ngram
+        self.chunk_tokens = chunk_tokens
+        self.budget_tokens = budget_tokens
+        self.ratio = ratio
+        self.reserve_tokens = reserve_tokens
+        self.truncation = truncation
+        self.instruction = instruction
+        self._instruction = instruction or DEFAULT_INSTRUCTION
+        self.cache_dir = cache_dir
+        self.persist_prefix = persist_prefix
+        self.device = device
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+        self.generation_kwargs = dict(generation_kwargs or {})
+        self._memo: tuple[str, Any] | None = None
+
+    @classmethod
+    def from_models(cls, target: Any, draft_lm: Any | None = None, **kwargs: Any) -> RapidReader:
+        """Wrap already-loaded models (the bench and tests share them across runs)."""
+        instance = cls(model=target.name, **kwargs)
+        instance._spec._target, instance._spec._draft_lm = target, draft_lm
+        return instance
+
+    def warm_up(self) -> None:
+        """Load the target and, for model drafters, the drafter."""
+        self._spec.warm_up()
+
+    def close(self) -> None:
+        """Release both models."""
+        self._spec.close()
+        self._memo = None
+
+    def _store(self) -> Any:
+        from ragkit.decoding.rapid import DocumentPrefixStore
+        from ragkit.models.gguf_cache import default_cache_dir
+
+        if not self.persist_prefix:
+            return DocumentPrefixStore(None)
+        return DocumentPrefixStore(self.cache_dir or default_cache_dir() / "rapid")
+
+    def prefix_state(self, prefix_ids: list[int]) -> tuple[Any, dict[str, Any]]:
+        """The document prefix's KV state for the target: in its cache, memo, disk or computed.
+
+        Returns:
+            The state to pass as ``prefix_cache`` (``None`` when the llama.cpp cache already
+            holds the prefix) and a summary (``source``: ``kv``, ``memory``, ``disk`` or
+            ``computed``; ``seconds``; ``path``).
+        """
+        from ragkit.models.driver import common_prefix_length
+
+        target = self._spec._target
+        store = self._store()
+        key = store.key(target, prefix_ids)
+        n = len(prefix_ids)
+        if target.implicit_prefix_reuse and common_prefix_length(target.kv_tokens, prefix_ids) == n:
+            return None, {"source": "kv", "hit": True, "seconds": 0.0, "tokens": n}
+        if self._memo is not None and self._memo[0] == key:
+            return self._memo[1], {"source": "memory", "hit": True, "seconds": 0.0, "tokens": n}
+        found = store.get(target, prefix_ids)
+        self._memo = (key, found.state)
+        info = {
+            "source": "disk" if found.hit else "computed",
+            "hit": found.hit,
+            "seconds": round(found.seconds, 4),
+            "tokens": n,
+            "path": str(found.path) if found.path else None,
+        }
+        if found.notes:
+            info["notes"] = found.notes
+        held = (
+            target.implicit_prefix_reuse and common_prefix_length(target.kv_tokens, prefix_ids) == n
+        )
+        return (None if held else found.state), info
+
+    def _decoder(self, draft_ids: list[int], chunks: Sequence[Document]) -> Any:
+        from ragkit.decoding.drafters import FallbackDrafter, ModelDrafter, NgramDrafter
+        from ragkit.decoding.policy import AdaptiveGamma
+        from ragkit.decoding.speculative import SpeculativeDecoder
+
+        spec = self._spec
+        target = spec._target
+        ngram = NgramDrafter(
+            [target.encode(d.content or "") for d in chunks if d.content], max_ngram=self.max_ngram
+        )
+        drafter: Any = ngram
+        if self.drafter != "ngram":
+            drafter = ModelDrafter(
+                spec._draft_lm, draft_ids, confidence=self.confidence, target=target
+            )
+            if self.drafter.endswith("+ngram"):
+                drafter = FallbackDrafter(drafter, ngram)
+        config = SpeculativeConfig(
+            gamma=self.gamma,
+            eta=self.eta,
+            alpha=self.alpha,
+            residual=self.residual,
+            confidence=self.confidence,
+        )
+        policy = AdaptiveGamma(gamma_max=self.gamma) if self.adaptive else None
+        return SpeculativeDecoder(target, drafter, config, policy)
+
+    @component.output_types(replies=list[ChatMessage], documents=list[Document], trace=dict)
+    def run(
+        self,
+        question: str,
+        document: str,
+        generation_kwargs: dict[str, Any] | None = None,
+        streaming_callback: SyncStreamingCallbackT | None = None,
+    ) -> dict[str, Any]:
+        """Answer ``question`` over ``document`` with retrieval-augmented speculative decoding.
+
+        Args:
+            question: The question.
+            document: The long document's text.
+            generation_kwargs: Per-call overrides of the init ``generation_kwargs``.
+            streaming_callback: Receives a chunk per text delta, then a final chunk.
+
+        Returns:
+            ``replies`` (meta as the other generators plus ``speculative``), ``documents`` (the
+            retrieved chunks, in document order) and ``trace``: ``rapid`` (document tokens,
+            retrieved chunks, ``truncation``), ``prefix_cache`` (``hit``, ``source``,
+            ``seconds``), ``speculative`` counters and ``warnings`` (one line per issue).
+        """
+        from ragkit.decoding.rapid import build_rapid_prompt
+
+        self.warm_up()
+        target = self._spec._target
+        kwargs = merge_generation_kwargs(self.generation_kwargs, generation_kwargs)
+        started = time.perf_counter()
+        prompt = build_rapid_prompt(
+            target,
+            document,
+            question,
+            chunk_tokens=self.chunk_tokens,
+            budget_tokens=self.budget_tokens,
+            ratio=self.ratio,
+            # room for the question (~64 tokens) and the whole answer, whatever reserve_tokens says
+            reserve_tokens=max(self.reserve_tokens, int(kwargs.get("max_new_tokens", 256)) + 64),
+            truncation=self.truncation,
+            instruction=self._instruction,
+        )
+        chunks = [
+            Document(
+                content=c.text,
+                meta={
+                    "source": "document",
+                    "title": f"chunk {c.index}",
+                    "chunk": c.index,
+                    "start": c.start,
+                    "end": c.end,
+                    "tokens": c.tokens,
+                },
+                score=c.score,
+            )
+            for c in prompt.chunks
+        ]
+        state, cache_info = self.prefix_state(prompt.prefix_ids)
+        run = _SpeculativeRun(self._decoder(prompt.draft_ids, chunks), target)
+        run.fixed_prompt = prompt.target_ids
+        run.prefix_cache = state
+        out = chat_reply(
+            self, run, [], self.generation_kwargs, generation_kwargs, streaming_callback
+        )
+        reply = out["replies"][0]
+        stats = {"drafter": self.drafter, **run.stats.as_dict()}
+        reply.meta["speculative"] = stats
+        warnings = [prompt.truncation.message()] if prompt.truncation else []
+        trace = {
+            "rapid": prompt.info(),
+            "prefix_cache": cache_info,
+            "speculative": stats,
+            "seconds": round(time.perf_counter() - started, 4),
+            "warnings": warnings,
+        }
+        return {"replies": out["replies"], "documents": chunks, "trace": trace}

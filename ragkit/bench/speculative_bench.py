@@ -1,0 +1,383 @@
+"""``ragkit bench speculative``: RAPID long-document QA, speculation vs target-only in one run.
+
+Per context length (a document of about that many target tokens, built from the shared HotpotQA
+paragraphs, two of whose questions it answers) and per drafter, on one backend:
+
+* **decode**: the same greedy generation by the target alone and with each drafter, with the
+  document prefix (and the drafter's retrieved context) already in the KV caches, so the
+  figures are the question + answer cost. The outputs must be token-identical; any difference
+  is reported and makes the command exit non-zero.
+* **end to end**: the first question on the document (cold: document prefill, prefix saved to
+  a fresh cache directory, retrieval, drafter prefill, decoding) against a second question with
+  both models' caches emptied (as in a new process), which loads the saved document prefix.
+
+Drafters: ``ngram`` (prompt lookup in the document), ``model`` (the small model over the
+retrieved chunks, fixed gamma), ``model+ngram adaptive`` (the n-gram fallback and the
+adaptive policy that turns drafting off where it is measured not to pay).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["BENCH_INSTRUCTION", "build_long_document", "format_table", "run_speculative_bench"]
+
+BENCH_INSTRUCTION = (
+    "Answer the question using the document. Give the answer, then quote the sentences of the "
+    "document that support it."
+)
+_CONFIGS: tuple[tuple[str, str, bool], ...] = (
+    ("ngram", "ngram", False),
+    ("model", "model", False),
+    ("model+ngram adaptive", "model+ngram", True),
+)
+
+
+@dataclass
+class _Item:
+    question: str
+    answer: str
+    paragraphs: list[str]
+    gold: list[str]
+
+
+def _items(limit: int = 400) -> list[_Item]:
+    """HotpotQA rows (question, answer, context paragraphs) from the shared data, if present."""
+    from ragkit.bench.corpus import shared_data_dir
+
+    data = shared_data_dir()
+    path = data / "hotpotqa-migres" / "hotpot.json" if data else None
+    items: list[_Item] = []
+    if path is None or not path.is_file():
+        return items
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            support = {str(fact[0]) for fact in row.get("supporting_facts") or [] if fact}
+            titled = [
+                (title, f"{title}: {''.join(sents).strip()}")
+                for title, sents in row.get("context") or []
+                if sents
+            ]
+            paragraphs = [text for _, text in titled]
+            gold = [text for title, text in titled if title in support] or paragraphs[:2]
+            items.append(_Item(row["question"], str(row.get("answer", "")), paragraphs, gold))
+            if len(items) >= limit:
+                break
+    return items
+
+
+def build_long_document(lm: Any, tokens: int, seed: int = 0) -> tuple[str, list[str]]:
+    """A document of about ``tokens`` target tokens and two questions it answers.
+
+    The supporting paragraphs of two HotpotQA questions sit among paragraphs of other questions
+    (shuffled, deterministic for ``seed``). Without the shared data, Python's documentation text is used
+    with two generic questions.
+    """
+    rng = random.Random(seed)
+    items = _items()
+    if len(items) < 3:
+        from ragkit.bench.corpus import build_bench_corpus
+
+        fillers = [text for _, text in build_bench_corpus(4 * tokens // 80 + 50, seed)]
+        questions = ["What does the document say about exceptions?", "What is a generator?"]
+        keep: list[str] = []
+    else:
+        rng.shuffle(items)
+        gold = items[:2]
+        questions = [g.question for g in gold]
+        keep = [p for g in gold for p in g.gold]
+        fillers = [p for it in items[2:] for p in it.paragraphs]
+    parts: list[str] = []
+    used = sum(lm.count_tokens(p) + 2 for p in keep)
+    for paragraph in fillers:
+        if used >= tokens:
+            break
+        parts.append(paragraph)
+        used += lm.count_tokens(paragraph) + 2
+    for paragraph in keep:
+        parts.insert(rng.randrange(len(parts) + 1), paragraph)
+    return "\n\n".join(parts), questions
+
+
+def _load(backend: str, name: str, n_ctx: int, n_threads: int | None) -> Any:
+    if backend == "llama.cpp":
+        from ragkit.models.llamacpp import LlamaCppLM
+
+        return LlamaCppLM.load(name, n_ctx=n_ctx, n_threads=n_threads)
+    from ragkit.models.causal_lm import CausalLM
+
+    return CausalLM.load(name, device="cpu")
+
+
+def _decode_rows(
+    target: Any,
+    draft: Any,
+    make_reader: Callable[..., Any],
+    document: str,
+    question: str,
+    max_new_tokens: int,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Target-only and each drafter on the same prompt, prefixes held; identity checked."""
+    reader = make_reader(drafter="ngram", adaptive=False)
+    prompt = _prompt(reader, target, document, question)
+    state, _ = reader.prefix_state(prompt.prefix_ids)
+    ids = prompt.target_ids
+    # llama.cpp keeps the prefix in its KV cache between calls (state is None then); the
+    # transformers backend frees its cache after each call and gets the saved state each time
+    target.generate(ids[:-1], max_new_tokens=1, prefix_cache=state)
+    started = time.perf_counter()
+    plain = target.generate(ids, max_new_tokens=max_new_tokens, prefix_cache=state)
+    base_seconds = time.perf_counter() - started
+    base_rate = len(plain.token_ids) / base_seconds
+    rows = [
+        {
+            "drafter": "target only",
+            "tokens": len(plain.token_ids),
+            "seconds": round(base_seconds, 3),
+            "tokens_per_second": round(base_rate, 3),
+            "speedup": 1.0,
+            "identical": True,
+        }
+    ]
+    mismatches: list[str] = []
+    for label, kind, adaptive in _CONFIGS:
+        reader = make_reader(drafter=kind, adaptive=adaptive)
+        chunks = _chunk_docs(prompt)
+        decoder = reader._decoder(prompt.draft_ids, chunks)
+        if draft is not None and kind != "ngram":  # the drafter's context, like the document's
+            from ragkit.models.driver import common_prefix_length
+
+            held = prompt.draft_ids[:-1]
+            keep = common_prefix_length(draft.kv_tokens, held)
+            with draft.inference():
+                draft.truncate(keep)
+                if keep < len(held):
+                    draft.eval_last(held[keep:])
+        target.generate(ids[:-1], max_new_tokens=1, prefix_cache=state)  # hold the prompt again
+        started = time.perf_counter()
+        out = decoder.generate(ids, max_new_tokens=max_new_tokens, prefix_cache=state)
+        seconds = time.perf_counter() - started
+        rate = len(out.result.token_ids) / seconds
+        same = out.result.token_ids == plain.token_ids
+        if not same:
+            mismatches.append(f"{label}: output differs from target-only greedy")
+        stats = out.stats
+        rows.append(
+            {
+                "drafter": label,
+                "tokens": len(out.result.token_ids),
+                "seconds": round(seconds, 3),
+                "tokens_per_second": round(rate, 3),
+                "speedup": round(rate / base_rate, 3),
+                "acceptance_rate": round(stats.acceptance_rate, 3),
+                "tokens_per_target_call": round(stats.tokens_per_target_call, 3),
+                "target_calls": stats.target_calls,
+                "draft_seconds": round(stats.draft_seconds, 3),
+                "target_seconds": round(stats.target_seconds, 3),
+                "identical": same,
+            }
+        )
+    return rows, mismatches
+
+
+def _prompt(reader: Any, target: Any, document: str, question: str) -> Any:
+    from ragkit.decoding.rapid import build_rapid_prompt
+
+    return build_rapid_prompt(
+        target,
+        document,
+        question,
+        chunk_tokens=reader.chunk_tokens,
+        budget_tokens=reader.budget_tokens,
+        ratio=reader.ratio,
+        reserve_tokens=reader.reserve_tokens,
+        truncation=reader.truncation,
+        instruction=reader._instruction,
+    )
+
+
+def _chunk_docs(prompt: Any) -> list[Any]:
+    from haystack import Document
+
+    return [
+        Document(content=c.text, meta={"source": "document", "start": c.start})
+        for c in prompt.chunks
+    ]
+
+
+def _end_to_end(
+    target: Any, draft: Any, make_reader: Callable[..., Any], document: str, questions: list[str]
+) -> dict[str, Any]:
+    """First question cold (fresh prefix cache) vs a second one after both caches are emptied."""
+    runs = []
+    for question in questions:
+        target.truncate(0)
+        if draft is not None:
+            draft.truncate(0)
+        reader = make_reader(drafter="model+ngram" if draft is not None else "ngram")
+        started = time.perf_counter()
+        out = reader.run(question=question, document=document)
+        seconds = time.perf_counter() - started
+        trace = out["trace"]
+        runs.append(
+            {
+                "question": question,
+                "seconds": round(seconds, 3),
+                "prefix_cache": trace["prefix_cache"]["source"],
+                "prefix_seconds": trace["prefix_cache"]["seconds"],
+                "tokens": out["replies"][0].meta["usage"]["completion_tokens"],
+                "answer": out["replies"][0].text,
+            }
+        )
+    first, second = runs
+    return {
+        "first": first,
+        "second": second,
+        "second_over_first": round(second["seconds"] / first["seconds"], 4),
+    }
+
+
+def run_speculative_bench(
+    lengths: Sequence[int] = (2048, 8192),
+    *,
+    backend: str = "llama.cpp",
+    target_model: str = "qwen2.5-coder-1.5b-instruct",
+    draft_model: str | None = "qwen2.5-coder-0.5b-instruct",
+    max_new_tokens: int = 96,
+    gamma: int = 10,
+    n_threads: int | None = None,
+    cache_dir: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the benchmark (see the module docstring).
+
+    Args:
+        lengths: Document sizes in target tokens.
+        backend: ``llama.cpp`` or ``transformers``.
+        target_model: The verifying model.
+        draft_model: The drafter (same vocabulary); ``None`` benchmarks the n-gram drafter only.
+        max_new_tokens: Tokens per answer.
+        gamma: Most tokens drafted per target call.
+        n_threads: llama.cpp threads (``None``: its choice).
+        cache_dir: Where the document prefixes go (default: a temporary directory, removed).
+        progress: Receives a line per step.
+
+    Returns:
+        ``{"settings": ..., "lengths": [{"tokens", "decode": rows, "end_to_end": ...}],
+        "mismatches": [...]}``.
+    """
+    from ragkit.decoding.components import RapidReader
+
+    say = progress or (lambda _line: None)
+    n_ctx = max(lengths) + 1024
+    say(f"loading {target_model} ({backend}, n_ctx {n_ctx})")
+    target = _load(backend, target_model, n_ctx, n_threads)
+    draft = _load(backend, draft_model, n_ctx, n_threads) if draft_model else None
+    configs = _CONFIGS if draft is not None else _CONFIGS[:1]
+    results: list[dict[str, Any]] = []
+    mismatches: list[str] = []
+    tmp = tempfile.TemporaryDirectory(prefix="ragkit-bench-rapid-") if cache_dir is None else None
+    root = Path(tmp.name if tmp is not None else str(cache_dir))
+    try:
+        for length in lengths:
+            document, questions = build_long_document(target, length)
+            case_dir = root / f"len{length}"
+
+            def make_reader(_dir: Path = case_dir, **kwargs: Any) -> Any:
+                return RapidReader.from_models(
+                    target,
+                    draft,
+                    backend=backend,
+                    draft_model=draft_model,
+                    gamma=gamma,
+                    n_ctx=n_ctx,
+                    cache_dir=str(_dir),
+                    instruction=BENCH_INSTRUCTION,
+                    reserve_tokens=max_new_tokens + 128,
+                    generation_kwargs={"max_new_tokens": max_new_tokens},
+                    **kwargs,
+                )
+
+            say(f"{length} tokens: first and second question end to end")
+            e2e = _end_to_end(target, draft, make_reader, document, questions)
+            say(f"  first {e2e['first']['seconds']:.1f} s, second {e2e['second']['seconds']:.1f} s")
+            say(f"{length} tokens: decode, target only vs drafters")
+            rows, bad = _decode_rows(
+                target, draft, make_reader, document, questions[0], max_new_tokens
+            )
+            rows = [r for r in rows if r["drafter"] in {"target only", *(c[0] for c in configs)}]
+            for row in rows:
+                say(f"  {row['drafter']}: {row['tokens_per_second']:.2f} tok/s")
+            mismatches += [f"{length} tokens, {m}" for m in bad]
+            results.append(
+                {
+                    "tokens": length,
+                    "document_tokens": target.count_tokens(document),
+                    "decode": rows,
+                    "end_to_end": e2e,
+                }
+            )
+    finally:
+        target.close()
+        if draft is not None:
+            draft.close()
+        if tmp is not None:
+            tmp.cleanup()
+    return {
+        "settings": {
+            "backend": backend,
+            "target": target_model,
+            "drafter_model": draft_model,
+            "max_new_tokens": max_new_tokens,
+            "gamma": gamma,
+            "n_threads": n_threads,
+            "n_ctx": n_ctx,
+        },
+        "lengths": results,
+        "mismatches": mismatches,
+    }
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The benchmark as text: one decode table and one end-to-end line per length."""
+    s = result["settings"]
+    lines = [
+        f"backend {s['backend']}, target {s['target']}, drafter model {s['drafter_model']}, "
+        f"greedy, {s['max_new_tokens']} new tokens max, gamma {s['gamma']}",
+        "",
+        f"{'context':>8}  {'drafter':<22} {'tokens':>6} {'tok/s':>7} {'speedup':>8} "
+        f"{'accept':>7} {'tok/call':>8}  identical",
+    ]
+    for case in result["lengths"]:
+        for row in case["decode"]:
+            accept = row.get("acceptance_rate")
+            per_call = row.get("tokens_per_target_call")
+            lines.append(
+                f"{case['document_tokens']:>8}  {row['drafter']:<22} {row['tokens']:>6} "
+                f"{row['tokens_per_second']:>7.2f} {row['speedup']:>7.2f}x "
+                f"{'-' if accept is None else f'{accept:.0%}':>7} "
+                f"{'-' if per_call is None else f'{per_call:.2f}':>8}  "
+                f"{'yes' if row['identical'] else 'NO'}"
+            )
+    lines += ["", f"{'context':>8}  first question (cold)   second question (prefix from disk)"]
+    for case in result["lengths"]:
+        e = case["end_to_end"]
+        lines.append(
+            f"{case['document_tokens']:>8}  {e['first']['seconds']:>8.2f} s "
+            f"({e['first']['tokens']} tok)   {e['second']['seconds']:>8.2f} s "
+            f"({e['second']['tokens']} tok, prefix load {e['second']['prefix_seconds']:.2f} s) "
+            f"= {e['second_over_first']:.1%} of the first"
+        )
+    if result["mismatches"]:
+        lines += ["", "NOT IDENTICAL: " + "; ".join(result["mismatches"])]
+    return "\n".join(lines)

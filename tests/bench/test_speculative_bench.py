@@ -1,0 +1,62 @@
+"""``ragkit bench speculative``: structure, the identity check and its exit status.
+
+The real run uses the packaged SmolLM2 through llama.cpp (target and a second instance as the
+drafter) on a short document, so it is quick; the Qwen numbers in the README come from the
+command itself.
+"""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from ragkit.cli import app
+
+runner = CliRunner()
+MODEL = "smollm2-135m-instruct"
+
+
+def test_small_run_is_identical_and_reuses_the_saved_prefix() -> None:
+    pytest.importorskip("llama_cpp")
+    from ragkit.bench.speculative_bench import format_table, run_speculative_bench
+
+    result = run_speculative_bench(
+        (400,), target_model=MODEL, draft_model=MODEL, max_new_tokens=12, n_threads=1
+    )
+    assert result["mismatches"] == []
+    (case,) = result["lengths"]
+    assert 300 <= case["document_tokens"] <= 700
+    rows = {r["drafter"]: r for r in case["decode"]}
+    assert set(rows) == {"target only", "ngram", "model", "model+ngram adaptive"}
+    assert all(r["identical"] and r["tokens_per_second"] > 0 for r in rows.values())
+    assert rows["model"]["tokens_per_target_call"] > 1.0  # the drafter's tokens were accepted
+    e2e = case["end_to_end"]
+    assert e2e["first"]["prefix_cache"] == "computed"
+    assert e2e["second"]["prefix_cache"] == "disk"
+    assert e2e["second_over_first"] == pytest.approx(
+        e2e["second"]["seconds"] / e2e["first"]["seconds"], rel=1e-3
+    )
+    table = format_table(result)
+    assert "target only" in table and "second question" in table and "NOT IDENTICAL" not in table
+
+
+def test_a_mismatch_makes_the_command_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ragkit.bench import speculative_bench
+
+    fake = {
+        "settings": {"backend": "llama.cpp", "target": "t", "drafter_model": "d",
+                     "max_new_tokens": 4, "gamma": 10},
+        "lengths": [],
+        "mismatches": ["2048 tokens, ngram: output differs from target-only greedy"],
+    }  # fmt: skip
+    monkeypatch.setattr(speculative_bench, "run_speculative_bench", lambda *a, **k: fake)
+    result = runner.invoke(app, ["bench", "speculative", "--lengths", "2048"])
+    assert result.exit_code == 1
+    assert "NOT IDENTICAL" in result.stdout
+
+
+@pytest.mark.parametrize("lengths", ["abc", "100", ""])
+def test_bad_lengths_are_refused(lengths: str) -> None:
+    result = runner.invoke(app, ["bench", "speculative", "--lengths", lengths])
+    assert result.exit_code == 2
+    assert "--lengths" in result.stderr

@@ -1,0 +1,348 @@
+"""RAPID long-document QA: chunks, retrieval, the truncation policy, the prompt split, the
+document prefix on disk, the component and ``ragkit query --pipeline rapid --document``.
+
+Pure functions run on a character-level fake tokenizer; the component and the CLI run on the
+packaged SmolLM2 through llama.cpp (fast), where greedy output must equal the target's own.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ragkit.decoding.rapid import (
+    DocumentPrefixStore,
+    build_rapid_prompt,
+    chunk_document,
+    fit_document,
+    rag_tokens,
+    retrieve_chunks,
+    split_prompt,
+)
+from ragkit.errors import InvalidParameter
+from ragkit.models.errors import ContextLengthError
+
+MODEL = "smollm2-135m-instruct"
+REPO = Path(__file__).resolve().parents[2]
+
+
+class CharLM:
+    """One token per character: token counts are visible in the text itself."""
+
+    name = "chars"
+
+    def __init__(self, context_length: int = 10_000) -> None:
+        self.context_length = context_length
+
+    def encode(self, text: str) -> list[int]:
+        return [ord(c) for c in text]
+
+    def decode(self, ids) -> str:
+        return "".join(chr(i) for i in ids)
+
+    def chat_template_text(self, messages) -> str:
+        return f"<user>{messages[0]['content']}<assistant>"
+
+
+def paragraphs(n: int) -> str:
+    return "\n\n".join(
+        f"Paragraph {i} is about the town of Place{i}, founded in year {1000 + i}."
+        for i in range(n)
+    )
+
+
+# ---------------------------------------------------------------------- pure functions
+
+
+def test_chunks_cover_the_document_in_order() -> None:
+    text = paragraphs(20)
+    chunks = chunk_document(CharLM(), text, chunk_tokens=50)
+    assert "".join(c.text for c in chunks) == text
+    assert all(c.tokens <= 50 for c in chunks)
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    assert all(text[c.start : c.end] == c.text for c in chunks)
+
+
+def test_rag_context_size_is_rapids_rule() -> None:
+    assert rag_tokens(8192, 1024, 32) == 1024  # budget wins at 8k
+    assert rag_tokens(65536, 1024, 32) == 2048  # L/32 wins at 64k
+    assert rag_tokens(500, 1024, 32) == 500  # a short document is read whole
+
+
+def test_retrieval_finds_the_relevant_chunk_and_keeps_document_order() -> None:
+    text = paragraphs(30)
+    chunks = chunk_document(CharLM(), text, chunk_tokens=80)
+    picked = retrieve_chunks(chunks, "When was Place17 founded? And Place3?", 2)
+    assert [c.index for c in picked] == sorted(c.index for c in picked)
+    joined = " ".join(c.text for c in picked)
+    assert "Place17" in joined and "Place3," in joined
+    assert all(c.score and c.score > 0 for c in picked)
+    # no term in common: the leading chunks, so the drafter still has context
+    assert [c.index for c in retrieve_chunks(chunks, "zzz qqq", 3)] == [0, 1, 2]
+
+
+def test_prefix_is_the_same_for_every_question() -> None:
+    lm = CharLM()
+    p1, s1 = split_prompt(lm, "Answer.", "the document", "first question?")
+    p2, s2 = split_prompt(lm, "Answer.", "the document", "another one?")
+    assert p1 == p2
+    assert s1 != s2
+    assert lm.decode(p1 + s1).endswith("Question: first question?<assistant>")
+    assert "the document" in lm.decode(p1)
+
+
+def test_a_document_that_fits_is_not_cut() -> None:
+    text = paragraphs(5)
+    fitted, n, cut = fit_document(CharLM(), text, instruction="Answer.", reserve_tokens=50)
+    assert (fitted, n, cut) == (text, len(text), None)
+
+
+def test_middle_truncation_keeps_both_ends_and_says_so() -> None:
+    lm = CharLM(context_length=600)
+    text = paragraphs(40)
+    fitted, n, cut = fit_document(lm, text, instruction="Answer.", reserve_tokens=100)
+    prefix, suffix = split_prompt(lm, "Answer.", fitted, "q?")
+    assert len(prefix) + 100 <= 600  # question and answer still fit
+    assert fitted.startswith("Paragraph 0 ") and fitted.endswith("year 1039.")
+    assert "Place20" not in fitted and "tokens omitted" in fitted
+    assert cut is not None and cut.policy == "middle"
+    assert cut.document_tokens == len(text) and cut.kept_tokens < len(text)
+    assert cut.dropped[0] < cut.dropped[1]
+    assert str(len(text)) in cut.message() and "truncation: middle" in cut.message()
+
+
+def test_head_truncation_and_refusal() -> None:
+    lm = CharLM(context_length=600)
+    text = paragraphs(40)
+    fitted, _, cut = fit_document(lm, text, instruction="A.", reserve_tokens=100, policy="head")
+    assert text.startswith(fitted) and cut is not None and cut.dropped[1] == len(text)
+    with pytest.raises(ContextLengthError, match="truncation"):
+        fit_document(lm, text, instruction="A.", reserve_tokens=100, policy="error")
+
+
+def test_build_prompt_gives_the_drafter_only_retrieved_chunks() -> None:
+    lm = CharLM()
+    text = paragraphs(60)
+    prompt = build_rapid_prompt(
+        lm, text, "When was Place42 founded?", chunk_tokens=100, budget_tokens=300, ratio=32
+    )
+    draft_text = lm.decode(prompt.draft_ids)
+    assert "Place42" in draft_text
+    assert len(prompt.draft_ids) < len(prompt.target_ids) / 3
+    assert prompt.rag_tokens <= 300 and prompt.total_chunks > len(prompt.chunks)
+    assert prompt.info()["truncation"] is None
+
+
+def test_prefix_key_depends_on_the_model_and_the_content(tmp_path: Path) -> None:
+    class Gguf(CharLM):
+        def __init__(self, sha: str, n_ctx: int = 4096) -> None:
+            super().__init__(n_ctx)
+            self.model_sha256 = sha
+            self.llama_cpp_version = "0.3.36"
+
+    store = DocumentPrefixStore(tmp_path)
+    a, b = Gguf("aa"), Gguf("bb")
+    key = store.key(a, [1, 2, 3])
+    assert key == store.key(Gguf("aa"), [1, 2, 3])  # same model file, same document
+    assert key != store.key(a, [1, 2, 4])  # other content
+    assert key != store.key(b, [1, 2, 3])  # other weights
+    assert key != store.key(Gguf("aa", n_ctx=8192), [1, 2, 3])  # other context allocation
+    assert store.path_for(a, [1, 2, 3]) == tmp_path / key
+    assert DocumentPrefixStore(None).path_for(a, [1]) is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "parameter"),
+    [
+        ({"gamma": 0}, "gamma"),
+        ({"eta": -0.5}, "eta"),
+        ({"alpha": 0.0}, "alpha"),
+        ({"alpha": 1.5}, "alpha"),
+        ({"truncation": "cut"}, "truncation"),
+        ({"chunk_tokens": 0}, "chunk_tokens"),
+        ({"drafter": "model"}, "draft_model"),
+    ],
+)
+def test_bad_settings_name_the_parameter(kwargs: dict, parameter: str) -> None:
+    from ragkit.decoding.components import RapidReader
+
+    with pytest.raises(InvalidParameter) as err:
+        RapidReader(**kwargs)
+    assert err.value.parameter == parameter
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "path"),
+    [
+        ("gamma: 10 ", "gamma: 0 ", "components.rapid.init_parameters.gamma: must be a positive"),
+        ("eta: 0.0 ", "eta: -1.0 ", "components.rapid.init_parameters.eta: must be >= 0"),
+        ("alpha: 0.1 ", "alpha: 2.0 ", "components.rapid.init_parameters.alpha: must be in (0, 1]"),
+    ],
+)
+def test_rapid_yaml_errors_name_the_yaml_path(tmp_path: Path, old: str, new: str, path: str):
+    from ragkit.pipeline import validate_pipeline_file
+
+    shipped = (REPO / "pipelines" / "rapid.yaml").read_text()
+    assert validate_pipeline_file(REPO / "pipelines" / "rapid.yaml") == []
+    assert old in shipped
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(shipped.replace(old, new))
+    problems = validate_pipeline_file(bad)
+    assert len(problems) == 1 and path in problems[0]
+
+
+# ---------------------------------------------------------------------- real model (llama.cpp)
+
+
+@pytest.fixture(scope="module")
+def smol():
+    pytest.importorskip("llama_cpp")
+    from ragkit.models.llamacpp import LlamaCppLM
+
+    target = LlamaCppLM.load(MODEL, n_ctx=2048, n_threads=1)
+    draft = LlamaCppLM.load(MODEL, n_ctx=2048, n_threads=1)
+    yield target, draft
+    target.close()
+    draft.close()
+
+
+DOC = (
+    "\n\n".join(
+        f"Station {i} of the survey lies {3 * i + 2} kilometres north of the river mouth and "
+        f"records a mean depth of {40 + i} metres."
+        for i in range(40)
+    )
+    + "\n\nThe survey was led by the hydrographer Mira Olsen in the summer of 1911."
+)
+QUESTION = "Who led the survey, and in which year?"
+
+
+def _reader(target, draft, tmp_path: Path, **kwargs):
+    from ragkit.decoding.components import RapidReader
+
+    settings = {
+        "cache_dir": str(tmp_path / "rapid"),
+        "budget_tokens": 256,
+        "generation_kwargs": {"max_new_tokens": 24},
+        **kwargs,
+    }
+    return RapidReader.from_models(target, draft, **settings)
+
+
+@pytest.mark.parametrize("drafter", ["ngram", "self+ngram"])
+def test_greedy_answer_is_the_targets_and_the_prefix_is_reused_from_disk(
+    smol, tmp_path: Path, drafter: str
+) -> None:
+    target, draft = smol
+    target.truncate(0)
+    reader = _reader(target, draft, tmp_path, drafter=drafter)
+    first = reader.run(question=QUESTION, document=DOC)
+    trace = first["trace"]
+    assert trace["prefix_cache"]["source"] == "computed"
+    saved = Path(trace["prefix_cache"]["path"])
+    assert (saved / "manifest.json").is_file()
+    assert trace["rapid"]["truncation"] is None and trace["warnings"] == []
+    assert trace["rapid"]["rag_tokens"] <= 256 + 128
+    assert trace["rapid"]["document_tokens"] > 4 * trace["rapid"]["rag_tokens"]
+    docs = first["documents"]
+    assert docs and [d.meta["chunk"] for d in docs] == sorted(d.meta["chunk"] for d in docs)
+
+    prompt = build_rapid_prompt(target, DOC, QUESTION, budget_tokens=256, reserve_tokens=256)
+    target.truncate(0)
+    plain = target.generate(prompt.target_ids, max_new_tokens=24)
+    assert first["replies"][0].text == plain.text
+    assert first["replies"][0].meta["speculative"]["emitted"] >= len(plain.token_ids)
+
+    # a second question in a "new process": caches emptied, the document prefix comes from disk
+    target.truncate(0)
+    draft.truncate(0)
+    again = _reader(target, draft, tmp_path, drafter=drafter)
+    second = again.run(question="How deep is station 7?", document=DOC)
+    assert second["trace"]["prefix_cache"]["source"] == "disk"
+    assert second["trace"]["prefix_cache"]["path"] == str(saved)
+    p2 = build_rapid_prompt(
+        target, DOC, "How deep is station 7?", budget_tokens=256, reserve_tokens=256
+    )
+    assert p2.prefix_ids == prompt.prefix_ids
+    target.truncate(0)
+    assert second["replies"][0].text == target.generate(p2.target_ids, max_new_tokens=24).text
+
+
+def test_a_too_long_document_is_cut_with_a_warning(smol, tmp_path: Path) -> None:
+    target, draft = smol
+    long_doc = "\n\n".join([DOC] * 4)  # ~4x the 2048-token context's room
+    reader = _reader(target, draft, tmp_path, drafter="ngram", persist_prefix=False)
+    out = reader.run(question=QUESTION, document=long_doc)
+    cut = out["trace"]["rapid"]["truncation"]
+    assert cut["policy"] == "middle"
+    assert cut["document_tokens"] > cut["kept_tokens"] and cut["context_tokens"] == 2048
+    assert out["trace"]["warnings"] and "left out" in out["trace"]["warnings"][0]
+    assert out["trace"]["prefix_cache"]["path"] is None
+    assert out["trace"]["rapid"]["target_prompt_tokens"] + 24 <= 2048
+
+
+def test_a_drafter_with_another_vocabulary_is_refused_naming_both(smol, tmp_path: Path) -> None:
+    target, _ = smol
+
+    class OtherVocab:
+        name = "other-model"
+        vocab_size = 1000
+
+    reader = _reader(target, OtherVocab(), tmp_path, drafter="model", draft_model="other-model")
+    with pytest.raises(InvalidParameter) as err:
+        reader.run(question=QUESTION, document=DOC)
+    assert "other-model" in str(err.value) and MODEL in str(err.value)
+
+
+# ---------------------------------------------------------------------- the CLI
+
+runner = CliRunner()
+
+
+def _cli(*args: str):
+    from ragkit.cli import app
+
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_query_document_errors_are_one_line_exit_2(tmp_path: Path) -> None:
+    code, _, err = _cli("query", "q?", "--pipeline", "rapid", "--document", str(tmp_path / "no"))
+    assert code == 2
+    assert err.strip().count("\n") == 0 and "--document" in err and "does not exist" in err
+    code, _, err = _cli("query", "q?", "--pipeline", "rapid")
+    assert code == 2 and "give --document FILE" in err
+    doc = tmp_path / "doc.txt"
+    doc.write_text("some text")
+    code, _, err = _cli("query", "q?", "--pipeline", "rag", "--document", str(doc))
+    assert code == 2 and "no 'document' input" in err
+
+
+def test_query_document_answers_and_reports_truncation_in_json(tmp_path: Path) -> None:
+    pytest.importorskip("llama_cpp")
+    pipeline = tmp_path / "rapid_small.yaml"
+    pipeline.write_text(
+        (REPO / "pipelines" / "rapid.yaml")
+        .read_text()
+        .replace("model: qwen2.5-coder-1.5b-instruct", f"model: {MODEL}")
+        .replace("drafter: model+ngram", "drafter: ngram")
+        .replace("n_ctx: 16384", f"n_ctx: 1024\n      n_threads: 1\n      cache_dir: {tmp_path}")
+        .replace("max_new_tokens: 64", "max_new_tokens: 16")
+    )
+    doc = tmp_path / "survey.txt"
+    doc.write_text(DOC)
+    args = ["query", QUESTION, "--pipeline", str(pipeline), "--document", str(doc)]
+    code, out, err = _cli(*args, "--json", "--profile", "cpu-small")
+    assert code == 0, err
+    data = json.loads(out)
+    trace = data["trace"]["rapid"]
+    assert data["answer"]
+    assert trace["rapid"]["truncation"]["policy"] == "middle"
+    assert trace["prefix_cache"]["source"] == "computed"
+    assert "warning: the document has" in err
+    code, out, err = _cli(*args, "--profile", "cpu-small")  # the saved prefix is reused
+    assert code == 0 and out.startswith("answer: ")
+    assert "warning: the document has" in err
