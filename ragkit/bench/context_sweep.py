@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ragkit.errors import InvalidParameter
+from ragkit.errors import InvalidInputError
 
 __all__ = ["VARIANTS", "format_markdown", "paired_bootstrap", "run_context_sweep", "write_plot"]
 
@@ -53,9 +53,9 @@ def _load_done(path: Path, key: str) -> dict[tuple[str, int, str], dict[str, Any
         except json.JSONDecodeError:
             if lineno == len(lines):
                 break  # a line cut short by an interrupted run: answer that question again
-            raise InvalidParameter(f"{path}:{lineno}: not JSON; use another --out") from None
+            raise InvalidInputError(f"{path}:{lineno}: not JSON; use another --out") from None
         if row.get("settings") != key:
-            raise InvalidParameter(
+            raise InvalidInputError(
                 f"{path} holds answers made with other settings (dataset, pipeline, profile or "
                 "embedding model); use another --out"
             )
@@ -104,10 +104,10 @@ def run_context_sweep(
 
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
-        raise InvalidParameter(f"unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}")
+        raise InvalidInputError(f"unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}")
     data, _ = read_pipeline_yaml(pipeline)
     if "reorderer" not in (data.get("components") or {}):
-        raise InvalidParameter(
+        raise InvalidInputError(
             f"{pipeline}: needs a component named 'reorderer' (see reorder_rag.yaml)"
         )
     examples = load_dataset(dataset)

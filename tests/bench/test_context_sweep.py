@@ -14,6 +14,7 @@ from ragkit.bench.context_sweep import (
     run_context_sweep,
     write_plot,
 )
+from ragkit.errors import InvalidInputError
 from ragkit.resources import shipped_dir
 
 RESULT = {
@@ -102,7 +103,7 @@ def test_sweep_scores_records_recall_and_resumes(tmp_path: Path) -> None:
     assert "paired bootstrap" in (out / "table.md").read_text()
 
     # other settings (another reader) are refused instead of mixed in
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(InvalidInputError, match="other settings"):
         run_context_sweep(
             str(data), _scripted_pipeline(tmp_path, "Sicily"), out, ks=[1], variants=["plain"],
             progress=False,
