@@ -727,6 +727,37 @@ def bench_retrieval(
     _run(body)
 
 
+@bench_app.command("store")
+def bench_store(
+    sizes: Annotated[
+        str, typer.Option("--sizes", help="Comma-separated corpus sizes in chunks.")
+    ] = "10000",
+    queries: Annotated[int, typer.Option("--queries", help="Queries per engine.")] = 100,
+    engines: Annotated[
+        str, typer.Option("--engines", help="Comma-separated: local, edge.")
+    ] = "local,edge",
+    local_max: Annotated[
+        int, typer.Option("--local-max", help="Largest size local mode is built at.")
+    ] = 100_000,
+    as_json: JsonOpt = False,
+) -> None:
+    """Embedded store engines: Qdrant local mode (exact) vs Qdrant Edge (HNSW), synthetic 384-d."""
+
+    def body() -> None:
+        from ragkit.bench.store_bench import format_store_table, parse_sizes, run_store_bench
+
+        result = run_store_bench(
+            parse_sizes(sizes),
+            queries,
+            engines=[e.strip() for e in engines.split(",") if e.strip()],
+            local_max=local_max,
+            progress=not as_json,
+        )
+        typer.echo(json.dumps(result, indent=1) if as_json else format_store_table(result))
+
+    _run(body)
+
+
 @bench_app.command("bm25")
 def bench_bm25(
     chunks: Annotated[int, typer.Option("--chunks", help="BM25 corpus size.")] = 100_000,

@@ -150,8 +150,10 @@ class EdgeDocumentStore:
         qe = self._qe
         points = []
         for doc in documents:
-            payload = doc.to_dict(flatten=False)
-            vector = payload.pop("embedding", None)
+            vector = doc.embedding
+            # to_dict deep-copies every float of an embedding (2.7 ms per 384-d chunk): drop it first
+            payload = dataclasses.replace(doc, embedding=None).to_dict(flatten=False)
+            payload.pop("embedding", None)
             if vector is None:
                 raise RagkitError(
                     f"document {doc.id} has no embedding; the edge engine stores dense vectors"
