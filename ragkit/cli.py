@@ -714,14 +714,29 @@ def bench_retrieval(
             "--hybrid-chunks", help="Chunks indexed for the indexing-speed and hybrid-latency runs."
         ),
     ] = 10_000,
+    store_sizes: Annotated[
+        str,
+        typer.Option(
+            "--store-sizes",
+            help="Sizes for the store-engine rows (local mode vs Qdrant Edge), e.g. 10k,100k; "
+            "'' skips them.",
+        ),
+    ] = "10000",
     as_json: JsonOpt = False,
 ) -> None:
     """BM25 vs rank-bm25 and bm25s, incremental add, hybrid latency, indexing vs raw embedder."""
 
     def body() -> None:
         from ragkit.bench.retrieval import format_report, run_retrieval_bench
+        from ragkit.bench.store_bench import parse_sizes
 
-        result = run_retrieval_bench(chunks, queries, hybrid_chunks, progress=not as_json)
+        result = run_retrieval_bench(
+            chunks,
+            queries,
+            hybrid_chunks,
+            progress=not as_json,
+            store_sizes=parse_sizes(store_sizes),
+        )
         typer.echo(json.dumps(result, indent=1) if as_json else format_report(result))
 
     _run(body)

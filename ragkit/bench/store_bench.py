@@ -103,7 +103,10 @@ def _measure_engine(
         write_s = time.perf_counter() - t0
         store.commit()  # edge: flush + optimize (HNSW); both: BM25 saved
         index_s = time.perf_counter() - t0
-        _log(progress, f"  {engine}: indexed {n:,} in {index_s:.1f} s (commit {index_s - write_s:.1f} s)")
+        _log(
+            progress,
+            f"  {engine}: indexed {n:,} in {index_s:.1f} s (commit {index_s - write_s:.1f} s)",
+        )
 
         pipe = load_pipeline(shipped_dir("pipelines") / "retrieve.yaml", store=store)
         dense_c, bm25_c, joiner = (pipe.get_component(c) for c in ("dense", "bm25", "joiner"))
