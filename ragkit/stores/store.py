@@ -8,7 +8,9 @@ Opening a store never rebuilds or saves anything, so read-only commands (``query
 cannot destroy an intact half of a damaged store. A BM25 index that fails its checks is reported
 in ``bm25_problem``; writers (``ragkit index``, ``ragkit repair``) call :meth:`rebuild_bm25` or
 re-index the affected files. ``store.json`` records the embedding model and its dimension, and
-writes or queries with vectors of another dimension are refused.
+writes or queries with vectors of another dimension are refused. Embedded stores run on one of
+two vector engines, recorded in ``store.json`` too: Qdrant local mode (exact, in Python) or Qdrant
+Edge (``engine: edge``, HNSW in Rust, :mod:`ragkit.stores.edge`).
 """
 
 from __future__ import annotations
