@@ -27,6 +27,7 @@ from ragkit.bench.table import make_row
 DIM = 384
 _BATCH = 1024
 _PER_TOPIC = 1000  # chunks per topic centre
+_WARMUP = 20  # untimed queries per engine before the timed ones
 _NOISE = 0.8  # per-dimension noise around a centre: cosine ~1 / (1 + 0.8^2) within a topic
 
 
@@ -87,6 +88,7 @@ def _measure_engine(
     progress: bool,
 ) -> dict[str, Any]:
     """Build a store with ``engine`` and time its index, dense and hybrid paths."""
+    from ragkit.bench.corpus import bench_queries
     from ragkit.config import EmbeddedStore
     from ragkit.pipeline import load_pipeline
     from ragkit.resources import shipped_dir
@@ -110,7 +112,15 @@ def _measure_engine(
 
         pipe = load_pipeline(shipped_dir("pipelines") / "retrieve.yaml", store=store)
         dense_c, bm25_c, joiner = (pipe.get_component(c) for c in ("dense", "bm25", "joiner"))
-        store.dense_search(qvecs[0].tolist(), top_k=10)  # warm caches / mmap
+        # warm-up on other queries, as any long-running process would be: page cache, mmaps
+        wvecs, wtexts = synthetic_vectors(_WARMUP, _WARMUP, seed=1)[1], bench_queries(_WARMUP, 1)
+        for q, text in zip(wvecs, wtexts, strict=True):
+            joiner.run(
+                documents=[
+                    dense_c.run(query_embedding=q.tolist())["documents"],
+                    bm25_c.run(query=text)["documents"],
+                ]
+            )
         dense_lat, hybrid_lat, found, hybrid_ids = [], [], [], []
         for q, text in zip(qvecs, qtexts, strict=True):
             qv = q.tolist()
