@@ -273,9 +273,9 @@ class EdgeDocumentStore:
     def _document(payload: dict[str, Any] | None, score: float | None, vector: Any = None) -> Any:
         from haystack import Document
 
-        doc = Document.from_dict(dict(payload or {}))
         if isinstance(vector, dict):  # the unnamed dense vector comes back as {"": [...]}
             vector = vector.get("")
-        return dataclasses.replace(
-            doc, score=score, embedding=list(vector) if vector is not None else None
-        )
+        data = dict(payload or {})
+        data["score"] = score
+        data["embedding"] = list(vector) if vector is not None else None
+        return Document.from_dict(data)
