@@ -117,6 +117,10 @@ class RagkitStore:
             self._lock.acquire()
             self.directory = directory
             try:
+                if cfg.engine == "edge":  # before store.json names an engine that cannot run
+                    from ragkit.stores.edge import import_edge
+
+                    import_edge()
                 self._check_meta()
                 if self.engine == "edge":
                     self.qdrant = self._open_edge(directory)

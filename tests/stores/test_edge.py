@@ -273,3 +273,15 @@ def test_cli_edge_profile_indexes_queries_and_repairs(sample_corpus: Path, tmp_p
     (segment / "segment.json").write_text("")
     code, _, err = run("stats", "--store", str(edge))
     assert code == 1 and err.count("\n") == 1 and "delete" in err and "re-index" in err, err
+
+
+def test_missing_engine_package_is_one_line_and_writes_no_store_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "qdrant_edge", None)  # import fails as if not installed
+    path = tmp_path / "s"
+    with pytest.raises(RagkitError, match=r"pip install 'ragkit\[edge\]'") as err:
+        open_store(EmbeddedStore(path=str(path), engine="edge"))
+    assert "\n" not in str(err.value) and not (path / "store.json").exists()
