@@ -702,15 +702,61 @@ def bench_retrieval(
             "--hybrid-chunks", help="Chunks indexed for the indexing-speed and hybrid-latency runs."
         ),
     ] = 10_000,
+    store_sizes: Annotated[
+        str,
+        typer.Option(
+            "--store-sizes",
+            help="Sizes for the store-engine rows (local mode vs Qdrant Edge), e.g. 10k,100k; "
+            "'' skips them.",
+        ),
+    ] = "10000",
     as_json: JsonOpt = False,
 ) -> None:
     """BM25 vs rank-bm25 and bm25s, incremental add, hybrid latency, indexing vs raw embedder."""
 
     def body() -> None:
         from ragkit.bench.retrieval import format_report, run_retrieval_bench
+        from ragkit.bench.store_bench import parse_sizes
 
-        result = run_retrieval_bench(chunks, queries, hybrid_chunks, progress=not as_json)
+        result = run_retrieval_bench(
+            chunks,
+            queries,
+            hybrid_chunks,
+            progress=not as_json,
+            store_sizes=parse_sizes(store_sizes),
+        )
         typer.echo(json.dumps(result, indent=1) if as_json else format_report(result))
+
+    _run(body)
+
+
+@bench_app.command("store")
+def bench_store(
+    sizes: Annotated[
+        str, typer.Option("--sizes", help="Comma-separated corpus sizes in chunks.")
+    ] = "10000",
+    queries: Annotated[int, typer.Option("--queries", help="Queries per engine.")] = 100,
+    engines: Annotated[
+        str, typer.Option("--engines", help="Comma-separated: local, edge.")
+    ] = "local,edge",
+    local_max: Annotated[
+        int, typer.Option("--local-max", help="Largest size local mode is built at.")
+    ] = 100_000,
+    as_json: JsonOpt = False,
+) -> None:
+    """Embedded store engines: Qdrant local mode (exact) vs Qdrant Edge (HNSW), synthetic 384-d."""
+
+    def body() -> None:
+        from ragkit.bench.store_bench import format_store_table, parse_sizes, run_store_bench
+
+        result = run_store_bench(
+            parse_sizes(sizes),
+            queries,
+            engines=[e.strip() for e in engines.split(",") if e.strip()],
+            local_max=local_max,
+            progress=not as_json,
+        )
+        typer.echo(json.dumps(result, indent=1) if as_json else format_store_table(result))
 
     _run(body)
 

@@ -31,11 +31,19 @@ class _Strict(BaseModel):
 
 
 class EmbeddedStore(_Strict):
-    """Qdrant local mode on disk: one process, no server, the default."""
+    """An on-disk store for one process, no server: Qdrant local mode or Qdrant Edge."""
 
     kind: Literal["embedded"] = "embedded"
     path: str = DEFAULT_STORE_DIR
     collection: str = DEFAULT_COLLECTION
+    engine: Literal["local", "edge"] | None = Field(
+        default=None,
+        description="'local': Qdrant local mode (exact, Python); 'edge': Qdrant Edge (HNSW, "
+        "needs the edge extra). None: the engine an existing store was built with, else local.",
+    )
+    hnsw_ef: int | None = Field(
+        default=None, ge=1, description="Edge only: HNSW beam width per query (None: 256)."
+    )
 
 
 class MemoryStore(_Strict):
@@ -267,4 +275,6 @@ def store_from_location(
         if isinstance(profile.store, ServerStore):
             return profile.store.model_copy(update={"url": location})
         return ServerStore(url=location, collection=collection)
+    if isinstance(profile.store, EmbeddedStore):  # keeps the profile's engine settings
+        return profile.store.model_copy(update={"path": location})
     return EmbeddedStore(path=location, collection=collection)

@@ -14,6 +14,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,10 +112,21 @@ def run_retrieval_bench(
     hybrid_chunks: int = 10_000,
     hybrid_queries: int = 100,
     progress: bool = True,
+    store_sizes: Sequence[int] = (10_000,),
 ) -> dict[str, Any]:
-    """Run every retrieval measurement; returns the BM25 result dict with extra rows appended."""
+    """Run every retrieval measurement; returns the BM25 result dict with extra rows appended.
+
+    ``store_sizes`` adds the store-engine rows (local mode vs Qdrant Edge, see
+    :mod:`ragkit.bench.store_bench`) at each size; empty skips them.
+    """
     result = run_bm25_bench(chunks, queries, progress=progress)
     result["rows"].extend(_index_and_hybrid(hybrid_chunks, hybrid_queries, progress))
+    if store_sizes:
+        from ragkit.bench.store_bench import run_store_bench
+
+        stores = run_store_bench(store_sizes, hybrid_queries, progress=progress)
+        result["rows"].extend(stores["rows"])
+        result["store_runs"] = stores["runs"]
     return result
 
 

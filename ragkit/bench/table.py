@@ -20,6 +20,8 @@ def fmt_value(value: float | None, unit: str) -> str:
         return "-"
     if unit == "frac":
         return f"{value:.0%}"
+    if unit == "recall":  # a fraction where 0.98 vs 0.99 matters
+        return f"{value:.3f}"
     if unit.endswith("/s"):
         return f"{value:,.1f} {unit}"
     return f"{value * 1000:,.1f} ms" if value < 1 else f"{value:,.2f} s"

@@ -8,7 +8,9 @@ Opening a store never rebuilds or saves anything, so read-only commands (``query
 cannot destroy an intact half of a damaged store. A BM25 index that fails its checks is reported
 in ``bm25_problem``; writers (``ragkit index``, ``ragkit repair``) call :meth:`rebuild_bm25` or
 re-index the affected files. ``store.json`` records the embedding model and its dimension, and
-writes or queries with vectors of another dimension are refused.
+writes or queries with vectors of another dimension are refused. Embedded stores run on one of
+two vector engines, recorded in ``store.json`` too: Qdrant local mode (exact, in Python) or Qdrant
+Edge (``engine: edge``, HNSW in Rust, :mod:`ragkit.stores.edge`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ logger = logging.getLogger(__name__)
 STORE_FORMAT = 1
 DEFAULT_EMBEDDING_MODEL = "minilm"
 EMBEDDING_DIM = 384  # MiniLM's; the dimension of a new store when nothing else is known
+# the vector engine of a new embedded store without `engine:`; stores record theirs in store.json
+DEFAULT_ENGINE = "local"
 
 
 class StoreError(RagkitError, RuntimeError):
@@ -79,6 +83,8 @@ class RagkitStore:
         self.embedding_model = embedding_model or DEFAULT_EMBEDDING_MODEL
         self.embedding_dim = embedding_dim or EMBEDDING_DIM
         self.directory: Path | None = None
+        # embedded stores: "local" (Qdrant local mode) or "edge" (Qdrant Edge); None otherwise
+        self.engine: str | None = None
         self._lock: StoreLock | None = None
         self._bm25: BM25Index | None = None
         self.bm25_problem: str | None = None
@@ -111,12 +117,19 @@ class RagkitStore:
             self._lock.acquire()
             self.directory = directory
             try:
+                if cfg.engine == "edge":  # before store.json names an engine that cannot run
+                    from ragkit.stores.edge import import_edge
+
+                    import_edge()
                 self._check_meta()
-                if self.read_only:
-                    self._check_qdrant_files(directory / "qdrant")
-                common["embedding_dim"] = self.embedding_dim
-                self.qdrant = QdrantDocumentStore(path=str(directory / "qdrant"), **common)
-                _probe_local_qdrant(self.qdrant, directory / "qdrant")
+                if self.engine == "edge":
+                    self.qdrant = self._open_edge(directory)
+                else:
+                    if self.read_only:
+                        self._check_qdrant_files(directory / "qdrant")
+                    common["embedding_dim"] = self.embedding_dim
+                    self.qdrant = QdrantDocumentStore(path=str(directory / "qdrant"), **common)
+                    _probe_local_qdrant(self.qdrant, directory / "qdrant")
                 self._bm25 = self._load_bm25()
             except BaseException:
                 self._lock.release()
@@ -160,14 +173,43 @@ class RagkitStore:
             # not created here: the manifest's atomic write makes it when indexing records a file
             self.directory = server_state_dir(cfg)
 
+    def _open_edge(self, directory: Path) -> Any:
+        """Open (or, for writers, create) the Qdrant Edge shard in ``directory/edge``."""
+        from ragkit.stores.edge import EDGE_DIR, EdgeDocumentStore, edge_files_present, import_edge
+
+        assert isinstance(self.config, EmbeddedStore)
+        path = directory / EDGE_DIR
+        import_edge()  # a missing package is its own one-line error, not "damaged"
+        if self.read_only and not edge_files_present(path):
+            raise StoreError(
+                f"store {self.directory} is damaged: its Qdrant Edge shard is missing or empty "
+                f"({path}); run `ragkit repair --store {self.directory}`"
+            )
+        try:
+            store = EdgeDocumentStore(
+                path, self.embedding_dim, read_only=self.read_only, hnsw_ef=self.config.hnsw_ef
+            )
+            store.count_documents()
+        except Exception as exc:  # noqa: BLE001 - the engine raises one Exception type for all
+            reason = " ".join(str(exc).split())[:200]
+            raise StoreError(
+                f"{path} is unreadable ({reason}); the store is damaged: "
+                f"delete {directory} and re-index"
+            ) from None
+        return store
+
     def _check_meta(self) -> None:
-        """Record the embedding model and dimension on first use; refuse a store built otherwise."""
+        """Record the embedding model, dimension and engine on first use; refuse a mismatch."""
         assert self.directory is not None
+        assert isinstance(self.config, EmbeddedStore)
         meta_path = self.directory / "store.json"
+        asked_engine = self.config.engine
+        self.engine = asked_engine or DEFAULT_ENGINE
         meta = {
             "format": STORE_FORMAT,
             "embedding_model": self.embedding_model,
             "embedding_dim": self.embedding_dim,
+            "engine": self.engine,
         }
         if meta_path.exists():
             try:
@@ -196,9 +238,20 @@ class RagkitStore:
                     f"store {self.directory} holds {dim}-d vectors of {recorded!r}, but the "
                     f"embedder makes {self._asked_dim}-d ones; use the same model or another --store"
                 )
+            # stores written before the engine was recorded are all Qdrant local mode
+            engine = found.get("engine", "local")
+            if asked_engine is not None and engine != asked_engine:
+                raise StoreError(
+                    f"store {self.directory} was built with the {engine!r} vector engine, not "
+                    f"{asked_engine!r}; set store.engine: {engine} (or leave it out), or "
+                    "index into another --store"
+                )
             self.embedding_model = str(recorded)
             self.embedding_dim = int(dim)
-        elif any(p.name in {"qdrant", "bm25", "manifest.json"} for p in self.directory.iterdir()):
+            self.engine = str(engine)
+        elif any(
+            p.name in {"qdrant", "edge", "bm25", "manifest.json"} for p in self.directory.iterdir()
+        ):
             raise StoreError(
                 f"{self.directory} holds store files but no store.json; is it a ragkit store?"
             )
@@ -340,6 +393,8 @@ class RagkitStore:
                 in-memory one would hide the damage.
         """
         self._writable()
+        if self.engine == "edge":
+            self.qdrant.commit()
         if self._bm25 is not None and isinstance(self.config, EmbeddedStore):
             assert self.directory is not None
             if self.bm25_problem is not None:
@@ -359,6 +414,9 @@ class RagkitStore:
     def qdrant_source_counts(self) -> dict[str, int]:
         """Chunks per ``meta.source`` in Qdrant (payloads only, no vectors)."""
         from collections import Counter
+
+        if self.engine == "edge":
+            return self.qdrant.source_counts()
 
         self.qdrant._initialize_client()
         client = self.qdrant._client
@@ -421,6 +479,8 @@ class RagkitStore:
                 f"{self._where()} holds {self.embedding_dim}-d vectors of "
                 f"{self.embedding_model!r}; embed queries with that model"
             )
+        if self.engine == "edge":
+            return self.qdrant.embedding_retrieval(embedding, top_k=top_k, filters=filters)
         from haystack_integrations.components.retrievers.qdrant import QdrantEmbeddingRetriever
 
         retriever = QdrantEmbeddingRetriever(document_store=self.qdrant, top_k=top_k)
@@ -437,6 +497,8 @@ class RagkitStore:
         }
         if self.directory is not None:
             out["directory"] = str(self.directory)
+        if self.engine is not None:
+            out["engine"] = self.engine
         if self._bm25 is not None:
             out["bm25"] = self._bm25.stats()
         else:
@@ -584,6 +646,12 @@ class _OpenStores:
                     )
                 if store.read_only and not read_only:
                     raise StoreError(f"store {store._where()} is already open read-only")
+                asked = getattr(config, "engine", None)
+                if asked is not None and asked != store.engine:
+                    raise StoreError(
+                        f"store {store._where()} was built with the {store.engine!r} vector "
+                        f"engine, not {asked!r}; set store.engine: {store.engine} (or leave it out)"
+                    )
             else:
                 store = RagkitStore(
                     config,
