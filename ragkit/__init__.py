@@ -75,6 +75,7 @@ _EXPORTS: dict[str, str] = {
     "BM25IndexError": "ragkit.stores.bm25",
     "StoreError": "ragkit.stores.store",
     "StoreInUseError": "ragkit.stores.lock",
+    "EdgeFilterError": "ragkit.stores.edge",
     "CapabilityError": "ragkit.models.errors",
     "ContextLengthError": "ragkit.models.errors",
     "ModelLoadError": "ragkit.models.errors",
