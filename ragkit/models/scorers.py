@@ -234,9 +234,61 @@ class LLMRelevanceScorer(RelevanceScorerBase):
         return scores
 
 
+class _SentenceTransformersScorer(RelevanceScorerBase):
+    """Shared settings and model lifecycle of the two sentence-transformers scorers.
+
+    Subclasses name the registry kind and build the model object from a resolved location; the
+    loaded model lives in ``self._model``.
+    """
+
+    _kind: str = "embedding"
+
+    def __init__(
+        self, model: str, device: str = "auto", batch_size: int = 32, top_k: int | None = None
+    ) -> None:
+        """Store settings; the model loads in :meth:`warm_up`.
+
+        Args:
+            model: Model name known to the registry, hub id or local directory.
+            device: ``auto``, ``cpu`` or ``cuda``.
+            batch_size: Texts (or pairs) per forward pass.
+            top_k: Documents returned by :meth:`run` (None: all).
+        """
+        _check_top_k(top_k)
+        self.model = model
+        self.device = device
+        self.batch_size = batch_size
+        self.top_k = top_k
+        self._model: Any = None
+
+    def _loaded(self) -> bool:
+        return self._model is not None
+
+    def _load(self) -> None:
+        from ragkit.models.device import resolve_device
+
+        spec = resolve_model(self.model, kind=self._kind)
+        dev, _ = resolve_device(self.device)
+        try:
+            self._model = self._build(spec.location, dev)
+        except Exception as exc:
+            raise ModelLoadError(self._load_error(spec, exc)) from exc
+
+    def _build(self, location: str, device: str) -> Any:
+        raise NotImplementedError
+
+    def _load_error(self, spec: Any, exc: Exception) -> str:
+        raise NotImplementedError
+
+    def _unload(self) -> None:
+        self._model = None
+
+
 @component
-class EmbeddingSimilarityScorer(RelevanceScorerBase):
+class EmbeddingSimilarityScorer(_SentenceTransformersScorer):
     """Relevance = cosine similarity in [-1, 1] of sentence embeddings (packaged MiniLM)."""
+
+    _kind = "embedding"
 
     def __init__(
         self,
@@ -253,30 +305,18 @@ class EmbeddingSimilarityScorer(RelevanceScorerBase):
             batch_size: Texts per encode batch.
             top_k: Documents returned by :meth:`run` (None: all).
         """
-        _check_top_k(top_k)
-        self.model = model
-        self.device = device
-        self.batch_size = batch_size
-        self.top_k = top_k
-        self._st: Any = None
+        # explicit base call: @component rebuilds the class, which breaks zero-argument super()
+        _SentenceTransformersScorer.__init__(
+            self, model, device=device, batch_size=batch_size, top_k=top_k
+        )
 
-    def _loaded(self) -> bool:
-        return self._st is not None
+    def _build(self, location: str, device: str) -> Any:
+        from sentence_transformers import SentenceTransformer
 
-    def _load(self) -> None:
-        from ragkit.models.device import resolve_device
+        return SentenceTransformer(location, device=device)
 
-        spec = resolve_model(self.model, kind="embedding")
-        dev, _ = resolve_device(self.device)
-        try:
-            from sentence_transformers import SentenceTransformer
-
-            self._st = SentenceTransformer(spec.location, device=dev)
-        except Exception as exc:
-            raise ModelLoadError(f"cannot load embedding model {self.model!r}: {exc}") from exc
-
-    def _unload(self) -> None:
-        self._st = None
+    def _load_error(self, spec: Any, exc: Exception) -> str:
+        return f"cannot load embedding model {self.model!r}: {exc}"
 
     def embed(self, texts: Sequence[str]) -> Any:
         """Unit-length embeddings as a float32 numpy array (rows follow ``texts``).
@@ -285,7 +325,7 @@ class EmbeddingSimilarityScorer(RelevanceScorerBase):
         thousands of combinations without touching the model.
         """
         self.warm_up()
-        return self._st.encode(
+        return self._model.encode(
             list(texts),
             batch_size=self.batch_size,
             normalize_embeddings=True,
@@ -294,16 +334,18 @@ class EmbeddingSimilarityScorer(RelevanceScorerBase):
         )
 
     def _score(self, query: str, texts: list[str]) -> list[float]:
-        q = self._st.encode([query], normalize_embeddings=True, convert_to_tensor=True)
-        d = self._st.encode(
+        q = self._model.encode([query], normalize_embeddings=True, convert_to_tensor=True)
+        d = self._model.encode(
             texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_tensor=True
         )
         return (d @ q[0]).tolist()
 
 
 @component
-class CrossEncoderScorer(RelevanceScorerBase):
+class CrossEncoderScorer(_SentenceTransformersScorer):
     """Relevance from a sentence-transformers cross-encoder (when the user has one locally)."""
+
+    _kind = "cross_encoder"
 
     def __init__(
         self, model: str, device: str = "auto", batch_size: int = 32, top_k: int | None = None
@@ -316,38 +358,25 @@ class CrossEncoderScorer(RelevanceScorerBase):
             batch_size: Pairs per forward pass.
             top_k: Documents returned by :meth:`run` (None: all).
         """
-        _check_top_k(top_k)
-        self.model = model
-        self.device = device
-        self.batch_size = batch_size
-        self.top_k = top_k
-        self._ce: Any = None
+        # explicit base call: @component rebuilds the class, which breaks zero-argument super()
+        _SentenceTransformersScorer.__init__(
+            self, model, device=device, batch_size=batch_size, top_k=top_k
+        )
 
-    def _loaded(self) -> bool:
-        return self._ce is not None
+    def _build(self, location: str, device: str) -> Any:
+        from sentence_transformers import CrossEncoder
 
-    def _load(self) -> None:
-        """Load the cross-encoder; a missing model raises :class:`ModelLoadError`."""
-        from ragkit.models.device import resolve_device
+        return CrossEncoder(location, device=device)
 
-        spec = resolve_model(self.model, kind="cross_encoder")
-        dev, _ = resolve_device(self.device)
-        try:
-            from sentence_transformers import CrossEncoder
-
-            self._ce = CrossEncoder(spec.location, device=dev)
-        except Exception as exc:
-            raise ModelLoadError(
-                f"cannot load cross-encoder {self.model!r} ({spec.source}): {exc}; no cross-encoder "
-                "ships offline: pass a local directory, or use LLMRelevanceScorer / "
-                "EmbeddingSimilarityScorer"
-            ) from exc
-
-    def _unload(self) -> None:
-        self._ce = None
+    def _load_error(self, spec: Any, exc: Exception) -> str:
+        return (
+            f"cannot load cross-encoder {self.model!r} ({spec.source}): {exc}; no cross-encoder "
+            "ships offline: pass a local directory, or use LLMRelevanceScorer / "
+            "EmbeddingSimilarityScorer"
+        )
 
     def _score(self, query: str, texts: list[str]) -> list[float]:
-        scores = self._ce.predict(
+        scores = self._model.predict(
             [(query, t) for t in texts], batch_size=self.batch_size, show_progress_bar=False
         )
         return [float(s) for s in scores]
