@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -47,3 +48,26 @@ def sample_corpus(tmp_path: Path) -> Path:
     dest = tmp_path / "corpus"
     shutil.copytree(SAMPLE, dest)
     return dest
+
+
+@pytest.fixture
+def mini_qa_file(tmp_path: Path) -> Path:
+    """A two-question QA jsonl (passages with gold marks) for eval-style runs without shared data."""
+    rows = [
+        {
+            "question": "Which planet has the strongest winds?",
+            "answers": ["Neptune"],
+            "passages": [
+                {"title": "Neptune", "text": "Neptune has the strongest winds.", "isgold": True},
+                {"title": "Etna", "text": "Etna is a volcano in Sicily."},
+            ],
+        },
+        {
+            "question": "Where is Etna?",
+            "answers": ["Sicily"],
+            "passages": [{"title": "Etna", "text": "Etna is a volcano in Sicily.", "isgold": True}],
+        },
+    ]
+    path = tmp_path / "mini.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -49,27 +48,6 @@ def test_variants_switch_reordering_and_demotion() -> None:
     assert "demote_below" not in VARIANTS["reorder+demote"]  # the pipeline's threshold applies
 
 
-def _mini_dataset(tmp_path: Path) -> Path:
-    rows = [
-        {
-            "question": "Which planet has the strongest winds?",
-            "answers": ["Neptune"],
-            "passages": [
-                {"title": "Neptune", "text": "Neptune has the strongest winds.", "isgold": True},
-                {"title": "Etna", "text": "Etna is a volcano in Sicily."},
-            ],
-        },
-        {
-            "question": "Where is Etna?",
-            "answers": ["Sicily"],
-            "passages": [{"title": "Etna", "text": "Etna is a volcano in Sicily.", "isgold": True}],
-        },
-    ]
-    path = tmp_path / "mini.jsonl"
-    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    return path
-
-
 def _scripted_pipeline(tmp_path: Path, reply: str) -> Path:
     """reorder_rag.yaml with a scripted reader: the sweep's bookkeeping, not a model, is tested."""
     text = (shipped_dir("pipelines") / "reorder_rag.yaml").read_text()
@@ -84,8 +62,8 @@ def _scripted_pipeline(tmp_path: Path, reply: str) -> Path:
     return path
 
 
-def test_sweep_scores_records_recall_and_resumes(tmp_path: Path) -> None:
-    data, out = _mini_dataset(tmp_path), tmp_path / "sweep"
+def test_sweep_scores_records_recall_and_resumes(tmp_path: Path, mini_qa_file: Path) -> None:
+    data, out = mini_qa_file, tmp_path / "sweep"
     pipe = _scripted_pipeline(tmp_path, "Neptune")
     first = run_context_sweep(str(data), pipe, out, ks=[1, 2], variants=["plain"], progress=False)
     cells = {(r["variant"], r["k"]): r for r in first["runs"]}

@@ -103,32 +103,11 @@ def test_check_resume_names_each_difference(tmp_path: Path) -> None:
         check_resume(old, SETTINGS)
 
 
-def _dataset_file(tmp_path: Path) -> Path:
-    rows = [
-        {
-            "question": "Which planet has the strongest winds?",
-            "answers": ["Neptune"],
-            "passages": [
-                {"title": "Neptune", "text": "Neptune has the strongest winds.", "isgold": True},
-                {"title": "Etna", "text": "Etna is a volcano in Sicily."},
-            ],
-        },
-        {
-            "question": "Where is Etna?",
-            "answers": ["Sicily"],
-            "passages": [{"title": "Etna", "text": "Etna is a volcano in Sicily.", "isgold": True}],
-        },
-    ]
-    path = tmp_path / "mini.jsonl"
-    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    return path
-
-
 def test_eval_dirs_and_resume_guard_end_to_end(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mini_qa_file: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    data = _dataset_file(tmp_path)
+    data = mini_qa_file
     first = evaluate(data, "retrieve", mode="per-question", limit=1, progress=False)
     run_dir = Path(first["out_dir"])
     assert run_dir.parent == Path("runs") and first["count"] == 1
@@ -162,8 +141,8 @@ def test_eval_dirs_and_resume_guard_end_to_end(
     assert resumed["metrics"]["recall@1"] == pytest.approx(1.0)
 
 
-def test_eval_rejects_bad_mode_before_loading_anything(tmp_path: Path) -> None:
-    code, _, err = _cli("eval", str(_dataset_file(tmp_path)), "--mode", "mixed")
+def test_eval_rejects_bad_mode_before_loading_anything(mini_qa_file: Path) -> None:
+    code, _, err = _cli("eval", str(mini_qa_file), "--mode", "mixed")
     assert code == 2 and "mode must be pooled or per-question, not 'mixed'" in err
 
 
