@@ -168,7 +168,7 @@ def _ef_sweep(store: Any, qvecs: np.ndarray, exact: list[list[int]]) -> list[dic
     out = []
     default = store.qdrant.hnsw_ef
     try:
-        for ef in (64, 128, 256):
+        for ef in (64, 128, 256, 512, 1024):
             store.qdrant.hnsw_ef = ef
             lat, found = [], []
             for q in qvecs:

@@ -27,7 +27,7 @@ def test_small_run_has_every_row_and_exact_local_mode() -> None:
     assert runs["local"]["recall_at_10"] == 1.0  # local mode is exact
     assert runs["edge"]["recall_at_10"] >= 0.98
     assert runs["edge"]["same_hybrid_top5_as_local"] >= 0.9
-    assert [s["hnsw_ef"] for s in runs["edge"]["hnsw_ef_sweep"]] == [64, 128, 256]
+    assert [s["hnsw_ef"] for s in runs["edge"]["hnsw_ef_sweep"]] == [64, 128, 256, 512, 1024]
     metrics = [r["metric"] for r in result["rows"]]
     for kind in ("dense", "hybrid"):
         for p in ("p50", "p95"):
