@@ -56,7 +56,7 @@ def test_corag_pipeline_selects_within_budget_and_traces(sample_store: Path) -> 
     line = out.split("\ntrace:\n", 1)[1].strip()
     assert line.startswith("selector: ranks ")
     used, budget = line.split(" tokens, ")[0].rsplit(" ", 1)[1].split("/")
-    assert 0 < int(used) <= int(budget) == 1024
+    assert 0 < int(used) <= int(budget) == 432
 
 
 def test_shaping_lines_render_both_reports() -> None:
