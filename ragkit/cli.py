@@ -615,6 +615,26 @@ def eval_(
     _run(body)
 
 
+@app.command()
+def compare(
+    baseline: Annotated[Path, typer.Argument(help="Baseline run: a `ragkit eval --out` folder.")],
+    other: Annotated[Path, typer.Argument(help="The run compared with it.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare two eval runs on their shared questions: EM/F1 with a paired bootstrap interval."""
+
+    def body() -> None:
+        from ragkit.evaluation.compare import compare_runs, format_comparison
+
+        result = compare_runs(baseline, other)
+        if as_json:
+            typer.echo(json.dumps(result.as_dict(), indent=1))
+        else:
+            typer.echo(format_comparison(result))
+
+    _run(body)
+
+
 @pipelines_app.command("list")
 def pipelines_list() -> None:
     """List the shipped query pipelines and indexers."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ragkit.errors import InvalidInputError
+from ragkit.evaluation.compare import paired_bootstrap
 
 __all__ = ["VARIANTS", "format_markdown", "paired_bootstrap", "run_context_sweep", "write_plot"]
 
@@ -212,25 +213,6 @@ def _summarize(variant: str, k: int, rows: list[dict[str, Any]]) -> dict[str, An
         "seconds": sum(r.get("seconds") or 0.0 for r in rows),
         "answers": [{"id": r["id"], "answer": r["answer"], "f1": r["f1"]} for r in rows],
     }
-
-
-def paired_bootstrap(
-    a: Sequence[float], b: Sequence[float], samples: int = 2000, seed: int = 0
-) -> tuple[float, float, float]:
-    """Mean of ``b - a`` over paired questions and its 95% bootstrap interval.
-
-    The noise estimate the issue asks for: two variants answer the same questions, so resampling
-    questions (not answers) says how large a difference a run of this size can show by chance.
-    """
-    import random
-
-    if len(a) != len(b) or not a:
-        raise ValueError("paired_bootstrap needs two equally long, non-empty lists")
-    diffs = [y - x for x, y in zip(a, b, strict=True)]
-    rng = random.Random(seed)
-    n = len(diffs)
-    means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(samples))
-    return sum(diffs) / n, means[int(0.025 * samples)], means[int(0.975 * samples) - 1]
 
 
 def format_markdown(result: dict[str, Any]) -> str:
