@@ -270,7 +270,7 @@ def _run(
     from ragkit.answering.run import answer_question, strip_citations
     from ragkit.atomic import write_json_atomic
     from ragkit.evaluation.runner import AnswerResult, run_eval
-    from ragkit.evaluation.stores import pooled_store, question_store
+    from ragkit.evaluation.stores import empty_store, pooled_store, question_store
     from ragkit.pipeline import bind_store, close_pipeline
     from ragkit.retrieval.embedders import DocumentEmbedder
     from ragkit.stores.store import release_store
@@ -279,10 +279,16 @@ def _run(
     embedder = DocumentEmbedder(model=model, batch_size=prof.embedding.batch_size)
     embedder.warm_up()
     pooled = None
+    placeholder = None
     try:
         if settings.mode == "pooled":
             pooled = pooled_store(data, embedder, model, progress=progress)
             bind_store(pipe, pooled)
+        else:
+            # Warm-up binds an empty store first: a store-bound component left unbound would open
+            # its default location (./.ragkit in the working directory) and hold its lock.
+            placeholder = empty_store(model)
+            bind_store(pipe, placeholder)
         pipe.warm_up()
 
         def answer_fn(example: Any) -> AnswerResult:
@@ -323,5 +329,6 @@ def _run(
         )
     finally:
         close_pipeline(pipe)
-        if pooled is not None:
-            release_store(pooled)
+        for opened in (pooled, placeholder):
+            if opened is not None:
+                release_store(opened)

@@ -73,12 +73,17 @@ def pooled_store(
     return store
 
 
+def empty_store(embedding_model: str) -> RagkitStore:
+    """An empty in-memory store, bound while a per-question run warms its pipeline up."""
+    from ragkit.stores.store import open_store
+
+    return open_store(MemoryStore(), embedding_model=embedding_model)
+
+
 def question_store(
     passages: list[Passage], dataset: str, embedder: DocumentEmbedder, embedding_model: str
 ) -> RagkitStore:
     """An in-memory store with one question's own passages."""
-    from ragkit.stores.store import open_store
-
-    store = open_store(MemoryStore(), embedding_model=embedding_model)
+    store = empty_store(embedding_model)
     store.write(embedder.run(documents=passage_documents(passages, dataset))["documents"])
     return store

@@ -149,3 +149,38 @@ def test_eval_rejects_bad_mode_before_loading_anything(mini_qa_file: Path) -> No
 def _cli(*args: str) -> tuple[int, str, str]:
     result = runner.invoke(app, list(args))
     return result.exit_code, result.stdout, result.stderr
+
+
+MEMORY_RETRIEVE = """\
+components:
+  memory_recall:
+    type: ragkit.memory.components.MemoryRecall
+    init_parameters: {model: smollm2-135m-instruct, model_backend: llamacpp, n_ctx: 2048,
+                      draft: false, answer_hint: false}
+  clue_retriever:
+    type: ragkit.memory.components.ClueRetriever
+    init_parameters: {top_k: 2}
+connections:
+  - sender: memory_recall.clues
+    receiver: clue_retriever.clues
+"""
+
+
+def test_per_question_memory_pipeline_never_opens_the_working_directory_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mini_qa_file: Path
+) -> None:
+    """Warm-up used to open ./.ragkit (a store-bound component left unbound) before any
+    question's store was bound: creating a store in the user's directory, or failing on a lock."""
+    pytest.importorskip("llama_cpp")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("RAGKIT_CACHE", str(tmp_path / "cache"))
+    pipe = tmp_path / "memory_retrieve.yaml"
+    pipe.write_text(MEMORY_RETRIEVE)
+    summary = evaluate(mini_qa_file, str(pipe), mode="per-question", limit=1, progress=False)
+    assert summary["count"] == 1
+    rows = [json.loads(line) for line in (Path(summary["out_dir"]) / "results.jsonl").open()]
+    assert rows[0]["retrieved_ids"], "the question's own passages were retrieved"
+    assert not (work / ".ragkit").exists()
+    assert list((tmp_path / "cache" / "memory").iterdir()), "the per-question memory was cached"
