@@ -1,4 +1,7 @@
-"""The ``ragkit`` command line: thin, parses options, loads config and pipelines, calls the library.
+"""The ``ragkit`` command line: thin, parses options, calls the library, formats the output.
+
+``index``, ``repair`` and ``query`` are one call each (:func:`ragkit.index_files`,
+:func:`ragkit.repair_store`, :func:`ragkit.ask`), so scripts get the same runs and errors.
 
 Heavy imports (haystack, torch, models) happen inside commands so ``ragkit --help`` stays fast.
 Known failures print one ``error:`` line and exit non-zero (2 for invalid input files).
