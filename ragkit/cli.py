@@ -1,4 +1,7 @@
-"""The ``ragkit`` command line: thin, parses options, loads config and pipelines, calls the library.
+"""The ``ragkit`` command line: thin, parses options, calls the library, formats the output.
+
+``index``, ``repair`` and ``query`` are one call each (:func:`ragkit.index_files`,
+:func:`ragkit.repair_store`, :func:`ragkit.ask`), so scripts get the same runs and errors.
 
 Heavy imports (haystack, torch, models) happen inside commands so ``ragkit --help`` stays fast.
 Known failures print one ``error:`` line and exit non-zero (2 for invalid input files).
@@ -6,23 +9,14 @@ Known failures print one ``error:`` line and exit non-zero (2 for invalid input 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from ragkit.config import (
-    ConfigError,
-    Profile,
-    default_profile_name,
-    load_profile,
-    store_from_location,
-)
+from ragkit.config import Profile, default_profile_name, profile_label, resolve_profile
 
 app = typer.Typer(
     help="ragkit: retrieval-augmented generation over long and messy corpora.",
@@ -78,19 +72,13 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 def find_yaml(name: str, folder: str, what: str) -> Path:
     """Resolve a pipeline/indexer given as a path or as a name (the user's files win over shipped)."""
-    from ragkit.resources import ResourceNotFoundError, resolve_yaml
+    from ragkit.resources import find_pipeline_file
 
-    try:
-        return resolve_yaml(name, folder, what)  # type: ignore[arg-type]
-    except ResourceNotFoundError as exc:
-        raise CLIError(str(exc)) from None
+    return find_pipeline_file(name, folder, what)  # type: ignore[arg-type]
 
 
 def _profile(profile: str | None) -> Profile:
-    try:
-        return load_profile(profile if profile is not None else default_profile_name())
-    except ConfigError as exc:
-        raise CLIError(str(exc), 2) from None
+    return resolve_profile(profile)
 
 
 def _open(
@@ -101,47 +89,23 @@ def _open(
     embedding_dim: int | None = None,
     read_only: bool = False,
 ) -> Any:
-    from ragkit.config import EmbeddedStore
-    from ragkit.stores.store import open_store
+    from ragkit.stores.locate import open_store_at
 
-    cfg = store_from_location(store, profile)
-    if must_exist and isinstance(cfg, EmbeddedStore):
-        d = Path(cfg.path).expanduser()
-        if d.exists() and not d.is_dir():
-            raise CLIError(f"store path {d} is a file; give a directory for --store")
-        if not (d / "store.json").exists():
-            raise CLIError(f"no ragkit store at {d}; run `ragkit index PATH --store {d}` first")
-    return open_store(
-        cfg, embedding_model=embedding_model, embedding_dim=embedding_dim, read_only=read_only
+    return open_store_at(
+        store,
+        profile,
+        must_exist=must_exist,
+        embedding_model=embedding_model,
+        embedding_dim=embedding_dim,
+        read_only=read_only,
     )
 
 
-def _embedding_dim(store: str | None, profile: Profile, pipe: Any, model: str) -> int | None:
-    """The indexing embedder's dimension: the store's record if it has this model, else measured.
+def _warn(line: str) -> None:
+    """A warning the library handed back, on stderr."""
+    from ragkit.terminal import printable
 
-    Measuring loads the model, so a bad model name fails here, before anything is written.
-    """
-    from ragkit.indexing.settings import probe_embedding_dim
-    from ragkit.stores.store import recorded_embedding
-
-    recorded = recorded_embedding(store_from_location(store, profile))
-    if recorded is not None and recorded[0] == model:
-        return recorded[1]
-    return probe_embedding_dim(pipe)
-
-
-def _explicit_model(profile: Profile) -> str | None:
-    """The profile's embedding model if it names one; else None (queries take the store's)."""
-    return profile.embedding.model if "model" in profile.embedding.model_fields_set else None
-
-
-def _warn_if_damaged(st: Any, full: bool) -> list[str]:
-    """Warn on stderr (with the repair command) when the store's halves disagree; reads only."""
-    from ragkit.indexing.integrity import store_problems
-
-    problems = store_problems(st, full)
-    _warn_problems(st, problems)
-    return problems
+    typer.echo(f"warning: {printable(line)}", err=True)
 
 
 def _warn_problems(st: Any, problems: list[str]) -> None:
@@ -149,21 +113,6 @@ def _warn_problems(st: Any, problems: list[str]) -> None:
 
     for line in problems:
         typer.echo(f"warning: store is damaged: {line}; run `{repair_command(st)}`", err=True)
-
-
-@contextlib.contextmanager
-def _quiet_failure_snapshot() -> Any:
-    """Mute Haystack's warnings that a failed run's snapshot cannot hold the streaming callback.
-
-    They say nothing about the failure, which ``_run`` then reports in one line.
-    """
-    logger = logging.getLogger("haystack.utils.base_serialization")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _run(fn: Any) -> None:
@@ -199,54 +148,35 @@ def index(
     """Index files incrementally: new files are added, changed ones replaced, removed ones deleted."""
 
     def body() -> None:
-        from ragkit.indexing.indexer import Indexer
-        from ragkit.indexing.settings import embedding_model
-        from ragkit.pipeline import bind_store, close_pipeline, load_pipeline
-        from ragkit.stores.store import release_store
+        from ragkit.indexing.run import index_files
 
-        if not paths and not delete:
-            raise CLIError("give PATH... to index or --delete PATH", 2)
-        prof = _profile(profile)
-        _refuse_memory_store(store, prof)
-        pipe_file = find_yaml(indexer, "indexers", "indexer")
-        # invalid YAML fails before the store is touched
-        pipe = load_pipeline(
-            pipe_file, overrides=prof.indexing_overrides(), overrides_from=_profile_label(profile)
+        result = index_files(
+            paths,
+            delete=delete,
+            store=store,
+            profile=profile,
+            indexer=indexer,
+            progress=not quiet and not as_json,
         )
-        # the model that actually embeds, loaded and measured before the store is touched
-        model = embedding_model(pipe) or prof.embedding.model
-        dim = _embedding_dim(store, prof, pipe, model) if paths else None
-        st = _open(store, prof, must_exist=False, embedding_model=model, embedding_dim=dim)
-        try:
-            bind_store(pipe, st)
-            idx = Indexer(
-                st, pipe, batch_bytes=prof.indexing.batch_bytes, progress=not quiet and not as_json
-            )
-            removed = idx.delete(list(delete)) if delete else 0
-            report = idx.index(list(paths)) if paths else None
-            close_pipeline(pipe)
-        finally:
-            release_store(st)
-        out = report.as_dict() if report else {"chunks_total": None, "errors": []}
-        out["deleted_files"] = removed + (report.removed if report else 0)
         if as_json:
-            typer.echo(json.dumps(out, indent=1))
+            typer.echo(json.dumps(result.as_dict(), indent=1))
         else:
             from ragkit.terminal import printable
 
-            for line in out["errors"]:
+            for line in result.errors:
                 typer.echo(f"warning: {printable(line)}", err=True)
+            report = result.report
             if report:
                 rate = report.chunks_written / report.seconds if report.seconds else 0.0
                 typer.echo(
                     f"indexed: {report.added} new, {report.updated} changed, {report.unchanged} unchanged, "
-                    f"{out['deleted_files']} removed files; {report.chunks_written} chunks written "
+                    f"{result.deleted_files} removed files; {report.chunks_written} chunks written "
                     f"({rate:.0f}/s); {report.chunks_total} chunks in store"
                 )
                 _echo_rework(report)
             else:
-                typer.echo(f"removed {removed} files from the index")
-        if out["errors"]:
+                typer.echo(f"removed {result.deleted} files from the index")
+        if result.errors:
             raise typer.Exit(1)
 
     _run(body)
@@ -273,30 +203,14 @@ def repair(
     """Repair a damaged store: rebuild BM25 from Qdrant, re-index files with missing chunks."""
 
     def body() -> None:
-        from ragkit.indexing.indexer import Indexer
-        from ragkit.indexing.settings import embedding_model
-        from ragkit.pipeline import bind_store, close_pipeline, load_pipeline
-        from ragkit.stores.store import release_store
+        from ragkit.indexing.run import repair_store
 
-        prof = _profile(profile)
-        pipe = load_pipeline(
-            find_yaml(indexer, "indexers", "indexer"), overrides=prof.indexing_overrides()
-        )
-        model = embedding_model(pipe) or prof.embedding.model
-        dim = _embedding_dim(store, prof, pipe, model)
-        st = _open(store, prof, must_exist=True, embedding_model=model, embedding_dim=dim)
-        try:
-            bind_store(pipe, st)
-            idx = Indexer(
-                st, pipe, batch_bytes=prof.indexing.batch_bytes, progress=not quiet and not as_json
-            )
-            report = idx.repair()
-            close_pipeline(pipe)
-            left = _warn_if_damaged(st, full=True)
-        finally:
-            release_store(st)
+        result = repair_store(store, profile, indexer, progress=not quiet and not as_json)
+        report = result.report
+        for line in result.warnings:
+            _warn(line)
         if as_json:
-            typer.echo(json.dumps({**report.as_dict(), "problems_left": left}, indent=1))
+            typer.echo(json.dumps(result.as_dict(), indent=1))
         else:
             for line in report.errors:
                 typer.echo(f"warning: {line}", err=True)
@@ -304,7 +218,7 @@ def repair(
                 f"repaired: {report.updated} files re-indexed, {report.removed} missing files "
                 f"dropped; {report.chunks_total} chunks in store"
             )
-        if report.errors or left:
+        if not result.ok:
             raise typer.Exit(1)
 
     _run(body)
@@ -342,21 +256,9 @@ def query(
     """Ask a question: streams the answer, then lists the cited sources (or ranked passages)."""
 
     def body() -> None:
-        from ragkit.answering.run import answer_question
-        from ragkit.stores.store import release_store
+        from ragkit.answering.ask import ask
         from ragkit.terminal import printable
 
-        if not question.strip():
-            raise CLIError("the question is empty", 2)
-        prof = _profile(profile)
-        extra = _document_input(document)
-        pipe = _load_query_pipeline(pipeline, prof, profile)
-        _check_document_input(pipe, pipeline, document)
-        st = None
-        if document is None:
-            st = _open(
-                store, prof, must_exist=True, embedding_model=_explicit_model(prof), read_only=True
-            )
         streamed: list[str] = []
 
         def on_chunk(chunk: Any) -> None:
@@ -368,23 +270,16 @@ def query(
                 typer.echo(text, nl=False)
                 sys.stdout.flush()
 
-        try:
-            if st is not None:
-                _warn_if_damaged(st, full=False)
-                _bind_and_warm(pipe, st)
-            else:
-                pipe.warm_up()
-            with _quiet_failure_snapshot():
-                result = answer_question(
-                    pipe, question, top_k, None if as_json else on_chunk, extra
-                )
-        finally:
-            _close(pipe)
-            if st is not None:
-                release_store(st)
-        for info in result.trace.values():  # e.g. RAPID's truncation of a long document
-            for line in info.get("warnings") or [] if isinstance(info, dict) else []:
-                typer.echo(f"warning: {printable(str(line))}", err=True)
+        result = ask(
+            question,
+            pipeline,
+            store=store,
+            profile=profile,
+            top_k=top_k,
+            document=document,
+            on_chunk=None if as_json else on_chunk,
+            on_warning=_warn,
+        )
         if as_json:
             typer.echo(json.dumps({"question": question, **result.as_dict()}, indent=1))
             return
@@ -425,104 +320,6 @@ def query(
                 typer.echo(f"  {line}")
 
     _run(body)
-
-
-def _document_input(document: Path | None) -> dict[str, Any] | None:
-    """``--document FILE`` read as text for the pipeline's ``document`` input (exit 2 if unreadable)."""
-    if document is None:
-        return None
-    if not document.is_file():
-        what = "is not a file" if document.exists() else "does not exist"
-        raise CLIError(f"--document {document} {what}; give the path of a text file", 2)
-    try:
-        text = document.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CLIError(f"--document {document} cannot be read as UTF-8 text ({exc})", 2) from None
-    if not text.strip():
-        raise CLIError(f"--document {document} is empty", 2)
-    return {"document": text}
-
-
-def _check_document_input(pipe: Any, name: str, document: Path | None) -> None:
-    """A pipeline with a ``document`` input needs ``--document``, and only such a one takes it."""
-    from ragkit.pipeline import DOCUMENT_INPUT
-
-    wants = any(DOCUMENT_INPUT in sockets for sockets in pipe.inputs().values())
-    if wants and document is None:
-        raise CLIError(f"pipeline {name!r} answers from a document: give --document FILE", 2)
-    if document is not None and not wants:
-        raise CLIError(
-            f"pipeline {name!r} has no 'document' input; --document needs a long-document "
-            "pipeline such as --pipeline rapid",
-            2,
-        )
-
-
-def _load_query_pipeline(name: str, prof: Profile, profile_name: str | None = None) -> Any:
-    """Load a query pipeline, with the profile's generator swapped in when it names one."""
-    from ragkit.pipeline import load_pipeline
-
-    return load_pipeline(
-        find_yaml(name, "pipelines", "--pipeline"),
-        overrides=prof.component_overrides(),
-        overrides_from=_profile_label(profile_name),
-    )
-
-
-def _profile_label(profile: str | None) -> str:
-    """How errors about a profile's ``components:`` name it."""
-    return f"profile {profile}" if profile else "profile"
-
-
-def _refuse_memory_store(store: str | None, prof: Profile) -> None:
-    """Indexing into ``:memory:`` would throw the work away when the command ends."""
-    from ragkit.config import MemoryStore
-
-    try:
-        cfg = store_from_location(store, prof)
-    except ConfigError as exc:
-        raise CLIError(str(exc), 2) from None
-    if isinstance(cfg, MemoryStore):
-        raise CLIError(
-            "cannot index into a ':memory:' store (from --store or the profile): it is discarded "
-            "when the command ends; give a store directory or a Qdrant URL with --store",
-            2,
-        )
-
-
-def _bind_and_warm(pipe: Any, store: Any) -> None:
-    from ragkit.pipeline import bind_store
-
-    bind_store(pipe, store)
-    _require_api_keys(pipe)
-    pipe.warm_up()
-
-
-def _require_api_keys(pipe: Any) -> None:
-    """OpenAI clients refuse to start without a key: name the unset variable before warm-up."""
-    from haystack.utils import Secret
-    from haystack.utils.auth import SecretType
-
-    for name, comp in pipe.walk():
-        key = getattr(comp, "api_key", None)
-        if "openai" not in type(comp).__module__ or not isinstance(key, Secret):
-            continue
-        if key.type != SecretType.ENV_VAR:  # a token is set by construction
-            continue
-        env_vars = key.to_dict().get("env_vars") or []
-        if env_vars and not any(os.environ.get(v) for v in env_vars):
-            raise CLIError(
-                f"component '{name}' needs an API key: set the environment variable "
-                f"{' or '.join(env_vars)} (a local server accepts any value, e.g. "
-                f"`export {env_vars[0]}=none`)",
-                2,
-            )
-
-
-def _close(pipe: Any) -> None:
-    from ragkit.pipeline import close_pipeline
-
-    close_pipeline(pipe)
 
 
 @app.command()
@@ -1137,6 +934,7 @@ def memory_add(
 
     def body() -> None:
         from ragkit.indexing.indexer import Indexer
+        from ragkit.indexing.run import indexing_embedding_dim
         from ragkit.indexing.settings import embedding_model
         from ragkit.memory.store import spec_from_manifest, update_memory
         from ragkit.pipeline import bind_store, close_pipeline, load_pipeline
@@ -1146,10 +944,10 @@ def memory_add(
         pipe = load_pipeline(
             find_yaml(indexer, "indexers", "indexer"),
             overrides=prof.indexing_overrides(),
-            overrides_from=_profile_label(profile),
+            overrides_from=profile_label(profile),
         )
         model = embedding_model(pipe) or prof.embedding.model
-        dim = _embedding_dim(store, prof, pipe, model)
+        dim = indexing_embedding_dim(store, prof, pipe, model)
         st = _open(store, prof, must_exist=True, embedding_model=model, embedding_dim=dim)
         try:
             spec = spec_from_manifest(st, name)  # no memory: fail before indexing anything

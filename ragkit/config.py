@@ -253,6 +253,25 @@ def load_profile(name_or_path: str | Path | None) -> Profile:
         raise ConfigError(format_validation_error(str(path), exc)) from None
 
 
+def resolve_profile(profile: str | Path | Profile | None) -> Profile:
+    """The profile a command or library call runs with: a loaded one, a name/path, or the default.
+
+    None means :func:`default_profile_name` (``$RAGKIT_PROFILE``, else ``default``), the same
+    choice the CLI makes without ``--profile``, so library calls and commands agree.
+
+    Raises:
+        ConfigError: Unknown profile name or invalid profile file (exit status 2).
+    """
+    if isinstance(profile, Profile):
+        return profile
+    return load_profile(profile if profile is not None else default_profile_name())
+
+
+def profile_label(profile: str | Path | Profile | None) -> str:
+    """How errors about a profile's ``components:`` name it (``profile NAME`` when named)."""
+    return f"profile {profile}" if isinstance(profile, str | Path) and str(profile) else "profile"
+
+
 def store_from_location(
     location: str | None, base: Profile | None = None
 ) -> EmbeddedStore | MemoryStore | ServerStore:

@@ -14,8 +14,17 @@ from pathlib import Path
 from typing import Literal
 
 from ragkit.config import ConfigError
+from ragkit.errors import RagkitError
 
-__all__ = ["SHIPPED_KINDS", "ResourceNotFoundError", "resolve_yaml", "shipped_dir", "shipped_files"]
+__all__ = [
+    "SHIPPED_KINDS",
+    "PipelineNotFoundError",
+    "ResourceNotFoundError",
+    "find_pipeline_file",
+    "resolve_yaml",
+    "shipped_dir",
+    "shipped_files",
+]
 
 Kind = Literal["pipelines", "indexers", "configs"]
 #: The folders shipped with the package (the repository's top-level folders of the same name).
@@ -24,6 +33,16 @@ SHIPPED_KINDS: tuple[str, ...] = ("pipelines", "indexers", "configs")
 
 class ResourceNotFoundError(ConfigError):
     """A pipeline, indexer or profile name matches no file; the message lists the known names."""
+
+
+class PipelineNotFoundError(RagkitError, LookupError):
+    """The query pipeline or indexer to run matches no file: exit status 1, not 2.
+
+    ``ragkit index``, ``repair`` and ``query`` have always exited 1 for an unknown ``--pipeline``
+    or ``--indexer`` (scripts may test for it), while :class:`ResourceNotFoundError` is invalid
+    input (2). This class keeps that status for the library calls behind those commands; the
+    message is :func:`resolve_yaml`'s, listing the known names.
+    """
 
 
 def shipped_dir(kind: Kind) -> Path:
@@ -86,3 +105,23 @@ def resolve_yaml(name: str | Path, kind: Kind, what: str | None = None) -> Path:
     known = ", ".join(p.stem for p in shipped_files(kind))
     label = what or kind.rstrip("s")
     raise ResourceNotFoundError(f"unknown {label} {str(name)!r}: no such file; known: {known}")
+
+
+def find_pipeline_file(name: str | Path, kind: Kind, what: str | None = None) -> Path:
+    """:func:`resolve_yaml` for the pipeline or indexer a run is about to load.
+
+    Args:
+        name: A file path or a shipped/user name (``"rag"``, ``"default"``).
+        kind: ``"pipelines"`` or ``"indexers"``.
+        what: How the message names the thing (``"--pipeline"``, ``"indexer"``).
+
+    Returns:
+        The YAML file to load.
+
+    Raises:
+        PipelineNotFoundError: Nothing matches; the message lists the shipped names.
+    """
+    try:
+        return resolve_yaml(name, kind, what)
+    except ResourceNotFoundError as exc:
+        raise PipelineNotFoundError(str(exc)) from None

@@ -29,6 +29,9 @@ class QueryResult:
     empty_store: bool = False  # nothing indexed: the pipeline (and its reader) did not run
     shaping: dict[str, Any] = field(default_factory=dict)
     trace: dict[str, Any] = field(default_factory=dict)
+    # lines for the user (store damage, a truncated document): :func:`ragkit.ask` fills them;
+    # ``ragkit query`` prints them on stderr, so they are not part of ``as_dict`` (``--json``)
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form for ``--json``."""

@@ -1,0 +1,294 @@
+"""Index, delete and repair a store in one call: what ``ragkit index`` and ``ragkit repair`` do.
+
+Each call loads the profile and the indexing pipeline, measures the embedder before the store
+is touched (a bad model name fails with nothing written), opens and locks the store, runs the
+:class:`~ragkit.indexing.indexer.Indexer`, and releases everything, also on failure. The CLI is
+a thin shell over these functions, so a script or notebook gets the same behaviour and the same
+one-line errors (:class:`~ragkit.errors.RagkitError` subclasses with the CLI's exit status).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ragkit.config import Profile, profile_label, resolve_profile, store_from_location
+from ragkit.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from haystack import Pipeline
+
+    from ragkit.indexing.indexer import Indexer, IndexReport
+
+__all__ = [
+    "IndexResult",
+    "RepairResult",
+    "delete_files",
+    "index_files",
+    "indexing_embedding_dim",
+    "repair_store",
+]
+
+PathArg = str | PathLike[str]
+ProfileArg = str | Path | Profile | None
+
+
+@dataclass
+class IndexResult:
+    """What :func:`index_files` did.
+
+    Attributes:
+        report: The indexing run's report; None when the call only deleted files.
+        deleted: Files removed because ``delete`` named them (files that vanished from an
+            indexed folder are counted in ``report.removed``).
+    """
+
+    report: IndexReport | None
+    deleted: int = 0
+
+    @property
+    def deleted_files(self) -> int:
+        """All files removed from the index: the ones named in ``delete`` and vanished ones."""
+        return self.deleted + (self.report.removed if self.report else 0)
+
+    @property
+    def errors(self) -> list[str]:
+        """One line per file that could not be indexed (the good files were indexed anyway)."""
+        return self.report.errors if self.report else []
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``ragkit index --json``)."""
+        out = self.report.as_dict() if self.report else {"chunks_total": None, "errors": []}
+        out["deleted_files"] = self.deleted_files
+        return out
+
+
+@dataclass
+class RepairResult:
+    """What :func:`repair_store` did, and what the full integrity check still finds.
+
+    Attributes:
+        report: The repair run's report (``updated``: files re-indexed; ``removed``: files
+            dropped because they are gone from disk).
+        problems_left: One line per disagreement between the store's halves after the repair.
+        warnings: ``problems_left`` as user-facing lines that name the repair command.
+    """
+
+    report: IndexReport
+    problems_left: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every file was repaired and the store is now consistent."""
+        return not self.report.errors and not self.problems_left
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``ragkit repair --json``)."""
+        return {**self.report.as_dict(), "problems_left": self.problems_left}
+
+
+def _paths(paths: Sequence[PathArg] | PathArg | None) -> list[Path]:
+    """Paths as a list; a single str or path is one path, not a sequence of characters."""
+    if paths is None:
+        return []
+    if isinstance(paths, str | PathLike):
+        return [Path(paths)]
+    return [Path(p) for p in paths]
+
+
+def _refuse_memory_store(store: str | None, prof: Profile) -> None:
+    """Indexing into ``:memory:`` would throw the work away when the call returns."""
+    from ragkit.config import MemoryStore
+
+    if isinstance(store_from_location(store, prof), MemoryStore):
+        raise InvalidInputError(
+            "cannot index into a ':memory:' store (from --store or the profile): it is discarded "
+            "when the command ends; give a store directory or a Qdrant URL with --store"
+        )
+
+
+def indexing_embedding_dim(
+    store: str | None, profile: Profile, pipe: Pipeline, model: str
+) -> int | None:
+    """The indexing embedder's dimension: the store's record if it has this model, else measured.
+
+    Measuring loads the model, so a bad model name fails here, before anything is written.
+    """
+    from ragkit.indexing.settings import probe_embedding_dim
+    from ragkit.stores.store import recorded_embedding
+
+    recorded = recorded_embedding(store_from_location(store, profile))
+    if recorded is not None and recorded[0] == model:
+        return recorded[1]
+    return probe_embedding_dim(pipe)
+
+
+@contextlib.contextmanager
+def _indexing(
+    store: str | None,
+    prof: Profile,
+    indexer: str | PathLike[str],
+    *,
+    overrides_from: str | None,
+    measure: bool,
+    must_exist: bool,
+    progress: bool,
+) -> Iterator[Indexer]:
+    """An :class:`Indexer` over the opened store; the pipeline is closed only after success.
+
+    Everything that can fail on bad input (pipeline YAML, embedding model) fails before the
+    store is opened, so a bad call leaves the store untouched. The store is always released.
+    """
+    from ragkit.indexing.indexer import Indexer
+    from ragkit.indexing.settings import embedding_model
+    from ragkit.pipeline import bind_store, close_pipeline, load_pipeline
+    from ragkit.resources import find_pipeline_file
+    from ragkit.stores.locate import open_store_at
+    from ragkit.stores.store import release_store
+
+    pipe_file = find_pipeline_file(indexer, "indexers", "indexer")
+    extra = {"overrides_from": overrides_from} if overrides_from is not None else {}
+    pipe = load_pipeline(pipe_file, overrides=prof.indexing_overrides(), **extra)
+    # the model that actually embeds, loaded and measured before the store is touched
+    model = embedding_model(pipe) or prof.embedding.model
+    dim = indexing_embedding_dim(store, prof, pipe, model) if measure else None
+    st = open_store_at(store, prof, must_exist=must_exist, embedding_model=model, embedding_dim=dim)
+    try:
+        bind_store(pipe, st)
+        yield Indexer(st, pipe, batch_bytes=prof.indexing.batch_bytes, progress=progress)
+        close_pipeline(pipe)
+    finally:
+        release_store(st)
+
+
+def index_files(
+    paths: Sequence[PathArg] | PathArg | None,
+    *,
+    delete: Sequence[PathArg] | PathArg | None = None,
+    store: str | None = None,
+    profile: ProfileArg = None,
+    indexer: str | PathLike[str] = "default",
+    progress: bool = False,
+) -> IndexResult:
+    """Index files and folders incrementally into a store (created when missing).
+
+    New files are added, changed ones replaced, files gone from an indexed folder removed, and
+    unchanged ones skipped. A file that cannot be read (binary, too large, bad JSON line) is
+    reported in ``errors`` while the good files are still indexed, so the call raises only when
+    nothing could run at all.
+
+    Args:
+        paths: Files or folders to index (one path or several).
+        delete: Files or folders to remove from the index first, in the same run.
+        store: Store directory, ``':memory:'`` (refused: it would be discarded) or a Qdrant URL;
+            None: the profile's store.
+        profile: A :class:`~ragkit.config.Profile`, a profile name or YAML path; None: the
+            default profile (``$RAGKIT_PROFILE``, else ``default``).
+        indexer: Indexing pipeline: a name in ``indexers/`` or a YAML path.
+        progress: Show a progress bar on stderr.
+
+    Returns:
+        The run's :class:`IndexResult`; ``errors`` lists the files that were skipped.
+
+    Raises:
+        InvalidInputError: Neither ``paths`` nor ``delete`` given, or a ``:memory:`` store.
+        ConfigError: Unknown or invalid profile.
+        PipelineNotFoundError: Unknown indexer.
+        PipelineError: Invalid indexer YAML.
+        StoreError: The store cannot be opened or was built with another embedding model.
+        StoreInUseError: Another process holds the store.
+    """
+    to_index = _paths(paths)
+    to_delete = _paths(delete)
+    if not to_index and not to_delete:
+        raise InvalidInputError("give PATH... to index or --delete PATH")
+    prof = resolve_profile(profile)
+    _refuse_memory_store(store, prof)
+    with _indexing(
+        store,
+        prof,
+        indexer,
+        overrides_from=profile_label(profile),
+        measure=bool(to_index),
+        must_exist=False,
+        progress=progress,
+    ) as idx:
+        removed = idx.delete(to_delete) if to_delete else 0
+        report = idx.index(to_index) if to_index else None
+    return IndexResult(report, removed)
+
+
+def delete_files(
+    paths: Sequence[PathArg] | PathArg,
+    *,
+    store: str | None = None,
+    profile: ProfileArg = None,
+    indexer: str | PathLike[str] = "default",
+) -> int:
+    """Remove every indexed file at or under ``paths`` from a store (the files stay on disk).
+
+    Args:
+        paths: Files or folders whose chunks to remove.
+        store: As for :func:`index_files`.
+        profile: As for :func:`index_files`.
+        indexer: The indexing pipeline the store was built with (its embedding model must match
+            the store's).
+
+    Returns:
+        How many indexed files were removed (0 when none was under ``paths``).
+
+    Raises:
+        The errors of :func:`index_files`.
+    """
+    return index_files(None, delete=paths, store=store, profile=profile, indexer=indexer).deleted
+
+
+def repair_store(
+    store: str | None = None,
+    profile: ProfileArg = None,
+    indexer: str | PathLike[str] = "default",
+    progress: bool = False,
+) -> RepairResult:
+    """Repair a damaged store, then check it in full.
+
+    BM25 is rebuilt from Qdrant where it disagrees, files with missing or partial chunks are
+    re-indexed from disk, and files gone from disk are dropped. The full integrity check that
+    follows tells whether anything is still wrong: ``problems_left`` (as data) and ``warnings``
+    (the lines ``ragkit repair`` prints) rather than output on stderr.
+
+    Args:
+        store: Store directory or Qdrant URL; None: the profile's store. It must exist.
+        profile: As for :func:`index_files`.
+        indexer: The indexing pipeline to re-index with.
+        progress: Show a progress bar on stderr.
+
+    Returns:
+        The :class:`RepairResult`; ``ok`` is False when files failed or problems are left.
+
+    Raises:
+        StoreError: No ragkit store at ``store`` (or it is a file).
+        ConfigError, PipelineNotFoundError, PipelineError, StoreInUseError: As for
+            :func:`index_files`.
+    """
+    from ragkit.indexing.integrity import repair_command, store_problems
+
+    prof = resolve_profile(profile)
+    with _indexing(
+        store,
+        prof,
+        indexer,
+        overrides_from=None,
+        measure=True,
+        must_exist=True,
+        progress=progress,
+    ) as idx:
+        report = idx.repair()
+        left = store_problems(idx.store, full=True)
+        command = repair_command(idx.store)
+    warnings = [f"store is damaged: {line}; run `{command}`" for line in left]
+    return RepairResult(report, left, warnings)
