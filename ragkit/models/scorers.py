@@ -347,21 +347,8 @@ class CrossEncoderScorer(_SentenceTransformersScorer):
 
     _kind = "cross_encoder"
 
-    def __init__(
-        self, model: str, device: str = "auto", batch_size: int = 32, top_k: int | None = None
-    ) -> None:
-        """Store settings; the model loads in :meth:`warm_up`.
-
-        Args:
-            model: Cross-encoder hub id or local directory (none ships offline).
-            device: ``auto``, ``cpu`` or ``cuda``.
-            batch_size: Pairs per forward pass.
-            top_k: Documents returned by :meth:`run` (None: all).
-        """
-        # explicit base call: @component rebuilds the class, which breaks zero-argument super()
-        _SentenceTransformersScorer.__init__(
-            self, model, device=device, batch_size=batch_size, top_k=top_k
-        )
+    # __init__ is the base's (model, device, batch_size, top_k): a model is required, as no
+    # cross-encoder ships offline.
 
     def _build(self, location: str, device: str) -> Any:
         from sentence_transformers import CrossEncoder
