@@ -190,3 +190,18 @@ def test_bad_input_raises_the_error_the_cli_prints(
         assert cli.stderr == f"error: {exc}\n", args
     assert not (tmp_path / "no-store").exists()  # no call created the missing store
     assert (store / "manifest.json").read_bytes() == manifest  # nor indexed into the real one
+
+
+def test_a_name_that_is_a_path_never_reaches_the_store(corpus: tuple[Path, Path, Path]) -> None:
+    """``--name ..`` once meant ``<store>/memory/..``: drop deleted the whole store."""
+    _, _, store = corpus
+    ragkit.build_store_memory(str(store), lm=ScriptedMemoryLM(script))
+    before = sorted(p.name for p in store.iterdir())
+    runner = CliRunner()
+    for name in ("..", ".", "../store", "a/b"):
+        with pytest.raises(InvalidInputError, match="invalid memory name") as info:
+            ragkit.drop_store_memory(str(store), name=name)
+        cli = runner.invoke(app, ["memory", "drop", "--store", str(store), "--name", name])
+        assert cli.exit_code == 2 and cli.stderr == f"error: {info.value}\n"
+    assert sorted(p.name for p in store.iterdir()) == before
+    assert ragkit.store_memory_info(str(store))["stale"] is False  # the memory is still there
