@@ -1,7 +1,10 @@
 """The ``ragkit`` command line: thin, parses options, calls the library, formats the output.
 
-``index``, ``repair`` and ``query`` are one call each (:func:`ragkit.index_files`,
-:func:`ragkit.repair_store`, :func:`ragkit.ask`), so scripts get the same runs and errors.
+``index``, ``repair``, ``query``, ``stats`` and ``memory build|add|info|drop`` are one call each
+(:func:`ragkit.index_files`, :func:`ragkit.repair_store`, :func:`ragkit.ask`,
+:func:`ragkit.inspect_store`, :func:`ragkit.build_store_memory`, :func:`ragkit.add_to_memory`,
+:func:`ragkit.store_memory_info`, :func:`ragkit.drop_store_memory`), so scripts get the same runs
+and errors.
 
 Heavy imports (haystack, torch, models) happen inside commands so ``ragkit --help`` stays fast.
 Known failures print one ``error:`` line and exit non-zero (2 for invalid input files).
