@@ -1,7 +1,10 @@
 """The ``ragkit`` command line: thin, parses options, calls the library, formats the output.
 
-``index``, ``repair`` and ``query`` are one call each (:func:`ragkit.index_files`,
-:func:`ragkit.repair_store`, :func:`ragkit.ask`), so scripts get the same runs and errors.
+``index``, ``repair``, ``query``, ``stats`` and ``memory build|add|info|drop`` are one call each
+(:func:`ragkit.index_files`, :func:`ragkit.repair_store`, :func:`ragkit.ask`,
+:func:`ragkit.inspect_store`, :func:`ragkit.build_store_memory`, :func:`ragkit.add_to_memory`,
+:func:`ragkit.store_memory_info`, :func:`ragkit.drop_store_memory`), so scripts get the same runs
+and errors.
 
 Heavy imports (haystack, torch, models) happen inside commands so ``ragkit --help`` stays fast.
 Known failures print one ``error:`` line and exit non-zero (2 for invalid input files).
@@ -16,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ragkit.config import Profile, default_profile_name, profile_label, resolve_profile
+from ragkit.config import Profile, default_profile_name, resolve_profile
 
 app = typer.Typer(
     help="ragkit: retrieval-augmented generation over long and messy corpora.",
@@ -81,38 +84,11 @@ def _profile(profile: str | None) -> Profile:
     return resolve_profile(profile)
 
 
-def _open(
-    store: str | None,
-    profile: Profile,
-    must_exist: bool,
-    embedding_model: str | None = None,
-    embedding_dim: int | None = None,
-    read_only: bool = False,
-) -> Any:
-    from ragkit.stores.locate import open_store_at
-
-    return open_store_at(
-        store,
-        profile,
-        must_exist=must_exist,
-        embedding_model=embedding_model,
-        embedding_dim=embedding_dim,
-        read_only=read_only,
-    )
-
-
 def _warn(line: str) -> None:
     """A warning the library handed back, on stderr."""
     from ragkit.terminal import printable
 
     typer.echo(f"warning: {printable(line)}", err=True)
-
-
-def _warn_problems(st: Any, problems: list[str]) -> None:
-    from ragkit.indexing.integrity import repair_command
-
-    for line in problems:
-        typer.echo(f"warning: store is damaged: {line}; run `{repair_command(st)}`", err=True)
 
 
 def _run(fn: Any) -> None:
@@ -327,16 +303,12 @@ def stats(store: StoreOpt = None, profile: ProfileOpt = None, as_json: JsonOpt =
     """Show what a store holds: chunks, files, BM25 index size."""
 
     def body() -> None:
-        from ragkit.indexing.integrity import store_stats
-        from ragkit.stores.store import release_store
+        from ragkit.indexing.run import inspect_store
 
-        prof = _profile(profile)
-        st = _open(store, prof, must_exist=True, read_only=True)
-        try:
-            info, problems = store_stats(st)
-            _warn_problems(st, problems)
-        finally:
-            release_store(st)
+        result = inspect_store(store, profile)
+        for line in result.warnings:
+            typer.echo(f"warning: {line}", err=True)
+        info = result.info
         if as_json:
             typer.echo(json.dumps(info, indent=1))
             return
@@ -893,15 +865,13 @@ def memory_build(
     """Memorize the whole store (replacing an older memory of the same name)."""
 
     def body() -> None:
-        from ragkit.memory.components import memory_spec_for_pipeline
-        from ragkit.memory.store import build_memory
-        from ragkit.stores.store import release_store
+        from ragkit.memory.run import build_store_memory
 
-        prof = _profile(profile)
-        spec = memory_spec_for_pipeline(
-            find_yaml(pipeline, "pipelines", "--pipeline"),
-            prof.component_overrides(),
-            name=name,
+        info = build_store_memory(
+            store,
+            profile,
+            pipeline,
+            name,
             kind=kind,
             model=model,
             model_backend=model_backend,
@@ -909,11 +879,6 @@ def memory_build(
             window_tokens=window_tokens,
             n_threads=threads,
         )
-        st = _open(store, prof, must_exist=True)
-        try:
-            info = build_memory(st, spec)
-        finally:
-            release_store(st)
         _print_info(info, as_json)
 
     _run(body)
@@ -933,37 +898,13 @@ def memory_add(
     """Index PATHs and extend the memory with new and changed files only (no full re-read)."""
 
     def body() -> None:
-        from ragkit.indexing.indexer import Indexer
-        from ragkit.indexing.run import indexing_embedding_dim
-        from ragkit.indexing.settings import embedding_model
-        from ragkit.memory.store import spec_from_manifest, update_memory
-        from ragkit.pipeline import bind_store, close_pipeline, load_pipeline
-        from ragkit.stores.store import release_store
+        from ragkit.memory.run import add_to_memory
 
-        prof = _profile(profile)
-        pipe = load_pipeline(
-            find_yaml(indexer, "indexers", "indexer"),
-            overrides=prof.indexing_overrides(),
-            overrides_from=profile_label(profile),
-        )
-        model = embedding_model(pipe) or prof.embedding.model
-        dim = indexing_embedding_dim(store, prof, pipe, model)
-        st = _open(store, prof, must_exist=True, embedding_model=model, embedding_dim=dim)
-        try:
-            spec = spec_from_manifest(st, name)  # no memory: fail before indexing anything
-            bind_store(pipe, st)
-            report = Indexer(st, pipe, batch_bytes=prof.indexing.batch_bytes, progress=False).index(
-                list(paths)
-            )
-            close_pipeline(pipe)
-            info = update_memory(st, spec)
-        finally:
-            release_store(st)
-        for line in report.errors:
+        result = add_to_memory(paths, store, profile, name, indexer)
+        for line in result.errors:
             typer.echo(f"warning: {line}", err=True)
-        info["indexed"] = {"new": report.added, "changed": report.updated}
-        _print_info(info, as_json)
-        if report.errors:
+        _print_info(result.as_dict(), as_json)
+        if result.errors:
             raise typer.Exit(1)
 
     _run(body)
@@ -979,15 +920,9 @@ def memory_info_cmd(
     """Show a memory's model, size, windows, and whether the store changed since (stale)."""
 
     def body() -> None:
-        from ragkit.memory.store import memory_info
-        from ragkit.stores.store import release_store
+        from ragkit.memory.run import store_memory_info
 
-        st = _open(store, _profile(profile), must_exist=True, read_only=True)
-        try:
-            info = memory_info(st, name)
-        finally:
-            release_store(st)
-        _print_info(info, as_json)
+        _print_info(store_memory_info(store, profile, name), as_json)
 
     _run(body)
 
@@ -999,17 +934,10 @@ def memory_drop(
     """Delete a memory (the store itself is untouched)."""
 
     def body() -> None:
-        from ragkit.memory.store import drop_memory
-        from ragkit.stores.store import release_store
+        from ragkit.memory.run import drop_store_memory
 
-        st = _open(store, _profile(profile), must_exist=True)
-        try:
-            dropped = drop_memory(st, name)
-        finally:
-            release_store(st)
-        if not dropped:
-            raise CLIError(f"store {st.directory} has no memory {name!r}")
-        typer.echo(f"dropped memory {name!r} of {st.directory}")
+        dropped = drop_store_memory(store, profile, name)
+        typer.echo(f"dropped memory {name!r} of {dropped['store']}")
 
     _run(body)
 

@@ -1,10 +1,12 @@
-"""Index, delete and repair a store in one call: what ``ragkit index`` and ``ragkit repair`` do.
+"""Index, delete, repair and inspect a store in one call: ``ragkit index``, ``repair``, ``stats``.
 
 Each call loads the profile and the indexing pipeline, measures the embedder before the store
 is touched (a bad model name fails with nothing written), opens and locks the store, runs the
 :class:`~ragkit.indexing.indexer.Indexer`, and releases everything, also on failure. The CLI is
 a thin shell over these functions, so a script or notebook gets the same behaviour and the same
 one-line errors (:class:`~ragkit.errors.RagkitError` subclasses with the CLI's exit status).
+:func:`open_indexer` is the shared first half of those runs, for callers that index and then do
+more with the same locked store (``ragkit memory add``).
 """
 
 from __future__ import annotations
@@ -23,13 +25,17 @@ if TYPE_CHECKING:
     from haystack import Pipeline
 
     from ragkit.indexing.indexer import Indexer, IndexReport
+    from ragkit.stores.store import RagkitStore
 
 __all__ = [
     "IndexResult",
     "RepairResult",
+    "StoreStats",
     "delete_files",
     "index_files",
     "indexing_embedding_dim",
+    "inspect_store",
+    "open_indexer",
     "repair_store",
 ]
 
@@ -92,6 +98,21 @@ class RepairResult:
         return {**self.report.as_dict(), "problems_left": self.problems_left}
 
 
+@dataclass
+class StoreStats:
+    """What :func:`inspect_store` found.
+
+    Attributes:
+        info: The store's counts, files and integrity verdict (``ragkit stats --json``).
+        problems: One line per disagreement between the store's halves (quick check).
+        warnings: ``problems`` as user-facing lines that name the repair command.
+    """
+
+    info: dict[str, Any]
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
 def _paths(paths: Sequence[PathArg] | PathArg | None) -> list[Path]:
     """Paths as a list; a single str or path is one path, not a sequence of characters."""
     if paths is None:
@@ -129,20 +150,36 @@ def indexing_embedding_dim(
 
 
 @contextlib.contextmanager
-def _indexing(
+def open_indexer(
     store: str | None,
-    prof: Profile,
-    indexer: str | PathLike[str],
+    profile: Profile,
+    indexer: str | PathLike[str] = "default",
     *,
-    overrides_from: str | None,
-    measure: bool,
-    must_exist: bool,
-    progress: bool,
+    overrides_from: str | None = None,
+    measure: bool = True,
+    must_exist: bool = False,
+    progress: bool = False,
 ) -> Iterator[Indexer]:
-    """An :class:`Indexer` over the opened store; the pipeline is closed only after success.
+    """An :class:`Indexer` over the opened, locked store; the pipeline is closed after success.
 
     Everything that can fail on bad input (pipeline YAML, embedding model) fails before the
     store is opened, so a bad call leaves the store untouched. The store is always released.
+    The indexer's ``store`` stays open for the whole ``with`` block, so a caller can check the
+    store before indexing or do more with it after (``ragkit memory add`` does both).
+
+    Args:
+        store: Store location (``--store``); None: the profile's store.
+        profile: The loaded profile (its indexing overrides and batch size apply).
+        indexer: Indexing pipeline: a name in ``indexers/`` or a YAML path.
+        overrides_from: How errors in the profile's overrides name the profile.
+        measure: Measure the embedder (loading it) before opening the store; False only when
+            nothing will be embedded (deletions).
+        must_exist: Refuse a store that was never indexed instead of creating it.
+        progress: Show a progress bar on stderr.
+
+    Raises:
+        PipelineNotFoundError, PipelineError, StoreError, StoreInUseError: As for
+            :func:`index_files`.
     """
     from ragkit.indexing.indexer import Indexer
     from ragkit.indexing.settings import embedding_model
@@ -153,14 +190,16 @@ def _indexing(
 
     pipe_file = find_pipeline_file(indexer, "indexers", "indexer")
     extra = {"overrides_from": overrides_from} if overrides_from is not None else {}
-    pipe = load_pipeline(pipe_file, overrides=prof.indexing_overrides(), **extra)
+    pipe = load_pipeline(pipe_file, overrides=profile.indexing_overrides(), **extra)
     # the model that actually embeds, loaded and measured before the store is touched
-    model = embedding_model(pipe) or prof.embedding.model
-    dim = indexing_embedding_dim(store, prof, pipe, model) if measure else None
-    st = open_store_at(store, prof, must_exist=must_exist, embedding_model=model, embedding_dim=dim)
+    model = embedding_model(pipe) or profile.embedding.model
+    dim = indexing_embedding_dim(store, profile, pipe, model) if measure else None
+    st = open_store_at(
+        store, profile, must_exist=must_exist, embedding_model=model, embedding_dim=dim
+    )
     try:
         bind_store(pipe, st)
-        yield Indexer(st, pipe, batch_bytes=prof.indexing.batch_bytes, progress=progress)
+        yield Indexer(st, pipe, batch_bytes=profile.indexing.batch_bytes, progress=progress)
         close_pipeline(pipe)
     finally:
         release_store(st)
@@ -209,7 +248,7 @@ def index_files(
         raise InvalidInputError("give PATH... to index or --delete PATH")
     prof = resolve_profile(profile)
     _refuse_memory_store(store, prof)
-    with _indexing(
+    with open_indexer(
         store,
         prof,
         indexer,
@@ -275,10 +314,10 @@ def repair_store(
         ConfigError, PipelineNotFoundError, PipelineError, StoreInUseError: As for
             :func:`index_files`.
     """
-    from ragkit.indexing.integrity import repair_command, store_problems
+    from ragkit.indexing.integrity import store_problems
 
     prof = resolve_profile(profile)
-    with _indexing(
+    with open_indexer(
         store,
         prof,
         indexer,
@@ -289,6 +328,42 @@ def repair_store(
     ) as idx:
         report = idx.repair()
         left = store_problems(idx.store, full=True)
-        command = repair_command(idx.store)
-    warnings = [f"store is damaged: {line}; run `{command}`" for line in left]
+        warnings = _damage_warnings(idx.store, left)
     return RepairResult(report, left, warnings)
+
+
+def _damage_warnings(store: RagkitStore, problems: list[str]) -> list[str]:
+    from ragkit.indexing.integrity import repair_command
+
+    return [f"store is damaged: {line}; run `{repair_command(store)}`" for line in problems]
+
+
+def inspect_store(store: str | None = None, profile: ProfileArg = None) -> StoreStats:
+    """What a store holds (chunks, files, BM25 index size) and a quick integrity check.
+
+    The store is opened read-only and released before the call returns.
+
+    Args:
+        store: Store directory, ``':memory:'`` or a Qdrant URL; None: the profile's store.
+        profile: As for :func:`index_files`.
+
+    Returns:
+        The :class:`StoreStats`; ``warnings`` are the lines ``ragkit stats`` prints on stderr.
+
+    Raises:
+        ConfigError: Unknown or invalid profile, or an empty ``store``.
+        StoreError: No ragkit store at ``store`` (or it is a file).
+        StoreInUseError: Another process holds the store for writing.
+    """
+    from ragkit.indexing.integrity import store_stats
+    from ragkit.stores.locate import open_store_at
+    from ragkit.stores.store import release_store
+
+    prof = resolve_profile(profile)
+    st = open_store_at(store, prof, must_exist=True, read_only=True)
+    try:
+        info, problems = store_stats(st)
+        warnings = _damage_warnings(st, problems)
+    finally:
+        release_store(st)
+    return StoreStats(info, problems, warnings)

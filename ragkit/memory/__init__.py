@@ -3,8 +3,9 @@
 Layout: :mod:`~ragkit.memory.lm` (the narrow model interface and its adapters),
 :mod:`~ragkit.memory.backend` (interface, settings, manifest, errors), :mod:`~ragkit.memory.kv`
 and :mod:`~ragkit.memory.gist` (the two backends), :mod:`~ragkit.memory.clues` (parsing,
-filtering, union), :mod:`~ragkit.memory.store` (lifecycle beside a store, per-question cache) and
-:mod:`~ragkit.memory.components` (Haystack components). Names load lazily.
+filtering, union), :mod:`~ragkit.memory.store` (lifecycle beside a store, per-question cache),
+:mod:`~ragkit.memory.components` (Haystack components) and :mod:`~ragkit.memory.run` (one call
+per ``ragkit memory`` command). Names load lazily.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ _EXPORTS = {
     "memory_info": "store",
     "open_memory": "store",
     "update_memory": "store",
+    "MemoryAddResult": "run",
+    "add_to_memory": "run",
+    "build_store_memory": "run",
+    "drop_store_memory": "run",
+    "store_memory_info": "run",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -53,6 +54,10 @@ __all__ = [
 ]
 
 
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+"""Memory names: one path component under ``<store>/memory/``, never ``.``, ``..`` or a path."""
+
+
 class MemorySpec(BaseModel):
     """Which memory to use and how to build it (shared by the CLI and ``MemoryRecall``).
 
@@ -67,7 +72,7 @@ class MemorySpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(default="default", pattern=NAME_PATTERN)
     model: str = "smollm2-135m-instruct"
     model_backend: str = "llamacpp"
     n_ctx: int = Field(default=8192, ge=256)
@@ -119,7 +124,19 @@ def corpus_hash(sources: dict[str, str]) -> str:
 
 
 def memory_dir(store: RagkitStore, name: str = "default") -> Path:
-    """Where the store's memory ``name`` lives."""
+    """Where the store's memory ``name`` lives.
+
+    Raises:
+        InvalidInputError: ``name`` is not a plain name (``..`` would point at the store itself).
+        GlobalMemoryError: The store has no directory.
+    """
+    if not re.fullmatch(NAME_PATTERN, name):
+        from ragkit.errors import InvalidInputError
+
+        raise InvalidInputError(
+            f"invalid memory name {name!r}: use letters, digits, '_', '.' and '-', starting "
+            "with a letter or digit"
+        )
     if store.directory is None:
         raise GlobalMemoryError(
             "an in-memory store has no directory to keep a memory in; use an embedded store "
