@@ -317,18 +317,32 @@ def memory_spec_for_pipeline(
     Raises:
         PipelineError: The pipeline has no ``MemoryRecall`` component.
     """
+    from pydantic import ValidationError
+
     from ragkit.pipeline import PipelineError, apply_overrides, read_pipeline_yaml
 
     data, source = read_pipeline_yaml(path)
     data = apply_overrides(data, overrides)
     comps = data.get("components") if isinstance(data, dict) else None
-    for body in (comps or {}).values():
+    for name, body in (comps or {}).items():
         if isinstance(body, dict) and str(body.get("type", "")).endswith(".MemoryRecall"):
             params = dict(body.get("init_parameters") or {})
             params.update({k: v for k, v in changes.items() if v is not None})
             params.pop("store", None)
-            return MemoryRecall(**params).spec()
+            try:
+                return MemoryRecall(**params).spec()
+            except (ValidationError, TypeError, ValueError) as exc:
+                raise PipelineError([f"{source}: components.{name}: {_one_line(exc)}"]) from None
     raise PipelineError([f"{source}: no MemoryRecall component; use a memory pipeline (memorag)"])
+
+
+def _one_line(exc: Exception) -> str:
+    """A pydantic error as ``field: message`` pairs on one line; other errors as their text."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        parts = [f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in errors()]
+        return "; ".join(parts)
+    return " ".join(str(exc).split())
 
 
 def format_memory_trace(trace: dict[str, Any]) -> list[str]:

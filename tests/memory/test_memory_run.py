@@ -205,3 +205,10 @@ def test_a_name_that_is_a_path_never_reaches_the_store(corpus: tuple[Path, Path,
         assert cli.exit_code == 2 and cli.stderr == f"error: {info.value}\n"
     assert sorted(p.name for p in store.iterdir()) == before
     assert ragkit.store_memory_info(str(store))["stale"] is False  # the memory is still there
+
+
+def test_invalid_memory_option_is_one_line_naming_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError) as info:
+        ragkit.build_store_memory(store=str(tmp_path / "none"), profile="cpu-small", kind="bogus")
+    assert "components.memory_recall: kind: Input should be 'kv' or 'gist'" in str(info.value)
+    assert "\n" not in str(info.value) and info.value.exit_code == 2
