@@ -79,6 +79,7 @@ class ChunkSelector:
         redundancy: float = 1.0,
         similarity_margin: float = 0.6,
         coverage: float = 0.3,
+        retrieval_weight: float = 0.0,
         chunk_overhead_tokens: int = 4,
         on_tiny_budget: Literal["trim", "empty"] = "trim",
         normalize: bool = True,
@@ -108,6 +109,8 @@ class ChunkSelector:
             redundancy: Utility's near-duplicate penalty weight.
             similarity_margin: Cosine above which two chunks count as redundant.
             coverage: Utility's question-term coverage weight.
+            retrieval_weight: Utility's weight of the retriever's rank relative to embedding
+                relevance (1: equal; 0: relevance alone, CORAG's reward without a prior).
             chunk_overhead_tokens: Prompt tokens each passage adds besides its text (``[n] ``
                 and a newline in the shipped prompt).
             on_tiny_budget: When no chunk fits: ``trim`` the best chunk to the budget, or
@@ -121,6 +124,7 @@ class ChunkSelector:
             ("budget", isinstance(budget, int) and budget >= 1, "an integer >= 1"),
             ("candidates", isinstance(candidates, int) and candidates >= 1, "an integer >= 1"),
             ("chunk_overhead_tokens", chunk_overhead_tokens >= 0, "an integer >= 0"),
+            ("retrieval_weight", retrieval_weight >= 0, "a number >= 0"),
             ("agent", agent in ("rule", "static"), "'rule' or 'static'"),
             (
                 "scorer",
@@ -156,6 +160,7 @@ class ChunkSelector:
         self.redundancy = redundancy
         self.similarity_margin = similarity_margin
         self.coverage = coverage
+        self.retrieval_weight = retrieval_weight
         self.chunk_overhead_tokens = chunk_overhead_tokens
         self.on_tiny_budget = on_tiny_budget
         self.normalize = normalize
@@ -248,6 +253,7 @@ class ChunkSelector:
                 redundancy=self.redundancy,
                 margin=self.similarity_margin,
                 coverage=self.coverage,
+                retrieval_weight=self.retrieval_weight,
             )
         return _ModelStateScorer(self._model, query, texts)
 

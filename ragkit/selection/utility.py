@@ -7,6 +7,12 @@ once the chunk and query embeddings are computed (once per query):
            - redundancy * sum_{i<j} max(0, sim_ij - margin)   near-duplicates are worth little
            + coverage * |terms(q) covered by S| / |terms(q)|  the question's words, covered once
 
+With ``retrieval_weight`` w > 0 each chunk's relevance also carries the retriever's view: its
+rank among the candidates (they arrive best first), standardized and scaled to the spread of
+the embedding relevance, so that w = 1 weighs the retriever and the embedder equally (as the
+default fusion weighs dense and BM25). The retriever's hybrid rank holds the lexical evidence
+(names, dates) that a single question-passage cosine misses.
+
 Centring relevance makes the utility non-monotonic (adding a weak chunk lowers it), and the
 redundancy and coverage terms make it non-additive, the two properties CORAG's search exploits.
 Pure numpy; embeddings come from the caller.
@@ -39,6 +45,7 @@ class CombinationUtility:
         margin: float = 0.6,
         coverage: float = 0.3,
         floor: float | None = None,
+        retrieval_weight: float = 0.0,
     ) -> None:
         """Precompute everything a state score needs.
 
@@ -51,12 +58,18 @@ class CombinationUtility:
             margin: Cosine similarity above which two chunks start to count as redundant.
             coverage: Weight of question-term coverage.
             floor: Relevance a chunk must exceed to add value; default the candidates' mean.
+            retrieval_weight: Weight of the retriever's rank (chunks are given best first)
+                relative to the embedding relevance; 0 ignores the retriever's order.
         """
         chunk_vecs = np.asarray(chunk_vecs, dtype=np.float64).reshape(len(chunks), -1)
         rel = chunk_vecs @ np.asarray(query_vec, dtype=np.float64)
         self.relevance = rel
         self.floor = float(rel.mean()) if floor is None and len(rel) else float(floor or 0.0)
         self.gain = rel - self.floor
+        if retrieval_weight and len(rel) > 1:
+            order = -np.arange(len(rel), dtype=np.float64)  # best first: higher is better
+            z = (order - order.mean()) / order.std()
+            self.gain = self.gain + retrieval_weight * float(rel.std()) * z
         sim = chunk_vecs @ chunk_vecs.T
         penalty = redundancy * np.clip(sim - margin, 0.0, None)
         np.fill_diagonal(penalty, 0.0)

@@ -128,6 +128,7 @@ def test_candidates_limit_what_is_searched() -> None:
         ({"candidates": 0}, "candidates"),
         ({"scorer": "cross_encoder"}, "scorer_model"),
         ({"on_tiny_budget": "shrug"}, "on_tiny_budget"),
+        ({"retrieval_weight": -0.5}, "retrieval_weight"),
     ],
 )
 def test_bad_settings_are_yaml_path_errors(tmp_path, kwargs: dict, parameter: str) -> None:

@@ -205,3 +205,20 @@ def test_normalized_rewards_make_c_independent_of_the_scorer_scale(seed: int) ->
     base = mcts_select(costs, 80, HashScorer(seed), cfg)
     scaled = mcts_select(costs, 80, ScaledScorer(seed, 50.0, -7.0), cfg)
     assert scaled.chunks == base.chunks and scaled.nodes == base.nodes
+
+
+def test_retrieval_weight_lets_the_retrievers_order_outvote_a_weak_cosine() -> None:
+    """Two chunks equally similar to the question: the one retrieval ranked first wins once the
+    retriever's rank counts; with weight 0 (the default) the order given changes nothing."""
+    q = np.array([1.0, 0.0, 0.0])
+    # chunk 0 (retrieval rank 1) is a bit less similar than chunk 1; chunk 2 is far off
+    vecs = np.array([[0.80, 0.60, 0.0], [0.85, 0.0, 0.527], [0.1, 0.995, 0.0]])
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    texts = ["alpha", "beta", "gamma"]
+    plain = CombinationUtility(q, vecs, "question", texts, coverage=0.0)
+    assert plain.single_scores()[1] > plain.single_scores()[0]
+    prior = CombinationUtility(q, vecs, "question", texts, coverage=0.0, retrieval_weight=1.0)
+    assert prior.single_scores()[0] > prior.single_scores()[1]
+    spread = float(plain.relevance.std())
+    shift = np.array(prior.single_scores()) - np.array(plain.single_scores())
+    assert shift == pytest.approx([spread * 1.2247449, 0.0, -spread * 1.2247449], abs=1e-6)
