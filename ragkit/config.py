@@ -42,7 +42,7 @@ class EmbeddedStore(_Strict):
         "needs the edge extra). None: the engine an existing store was built with, else local.",
     )
     hnsw_ef: int | None = Field(
-        default=None, ge=1, description="Edge only: HNSW beam width per query (None: 256)."
+        default=None, ge=1, description="Edge only: HNSW beam width per query (None: 512)."
     )
 
 

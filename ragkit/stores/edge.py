@@ -27,9 +27,10 @@ if TYPE_CHECKING:
 EDGE_DIR = "edge"
 EDGE_PIN = "qdrant-edge-py==0.9.0"
 # HNSW beam width per query when the store config sets none. Measured on 384-d topic-shaped vectors
-# (ragkit bench store): recall@10 vs exact at 1M chunks is 0.931 with the engine's default
-# (ef_construct 100), 0.954 at 128, 0.979 at 256, at a dense p95 of ~2 ms either way.
-DEFAULT_HNSW_EF = 256
+# (ragkit bench store --sizes 100000,1000000 --engines edge --queries 200, 2026-12-02): recall@10
+# vs exact at 1M chunks is 0.889 / 0.946 / 0.977 / 0.997 / 0.997 at ef 64 / 128 / 256 / 512 /
+# 1024 (dense p95 3.7 / 3.2 / 4.0 / 4.3 / 5.1 ms); 512 is the smallest that passes 0.98.
+DEFAULT_HNSW_EF = 512
 _SCROLL_BATCH = 1024
 _RANGE_OPS = {">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
 
