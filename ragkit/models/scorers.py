@@ -68,6 +68,14 @@ class RelevanceScorerBase:
 
     top_k: int | None
 
+    def _set_common(self, model: str, device: str, batch_size: int, top_k: int | None) -> None:
+        """The settings every scorer has, checked once here."""
+        _check_top_k(top_k)
+        self.model = model
+        self.device = device
+        self.batch_size = batch_size
+        self.top_k = top_k
+
     def _load(self) -> None:
         """Load the model (called once by :meth:`warm_up`)."""
         raise NotImplementedError
@@ -165,14 +173,10 @@ class LLMRelevanceScorer(RelevanceScorerBase):
             cache_dir: Converted GGUF cache root.
             top_k: Documents returned by :meth:`run` (None: all).
         """
-        _check_top_k(top_k)
-        self.model = model
-        self.batch_size = batch_size
+        self._set_common(model, device, batch_size, top_k)
         self.max_passage_tokens = max_passage_tokens
-        self.device = device
         self.dtype = dtype
         self.cache_dir = cache_dir
-        self.top_k = top_k
         self._lm: CausalLM | None = None
         self._yes: list[int] = []
         self._no: list[int] = []
@@ -254,11 +258,7 @@ class _SentenceTransformersScorer(RelevanceScorerBase):
             batch_size: Texts (or pairs) per forward pass.
             top_k: Documents returned by :meth:`run` (None: all).
         """
-        _check_top_k(top_k)
-        self.model = model
-        self.device = device
-        self.batch_size = batch_size
-        self.top_k = top_k
+        self._set_common(model, device, batch_size, top_k)
         self._model: Any = None
 
     def _loaded(self) -> bool:
