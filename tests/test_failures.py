@@ -69,6 +69,7 @@ def test_cli_prints_the_described_line(exit_code: int, monkeypatch: pytest.Monke
 
     from ragkit import cli
     from ragkit.errors import RagkitError
+    from ragkit.indexing import run
 
     class Boom(RagkitError):
         pass
@@ -78,7 +79,7 @@ def test_cli_prints_the_described_line(exit_code: int, monkeypatch: pytest.Monke
     def fail(*_a: object, **_k: object) -> None:
         raise wrapped(Boom("the one line"))
 
-    monkeypatch.setattr(cli, "_profile", fail)
+    monkeypatch.setattr(run, "inspect_store", fail)  # what `ragkit stats` calls
     result = CliRunner().invoke(cli.app, ["stats"])
     assert result.exit_code == exit_code
     assert result.output.strip().splitlines()[-1] == "error: the one line"

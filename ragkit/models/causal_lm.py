@@ -38,6 +38,19 @@ PREFIX_CACHE_FORMAT_VERSION = 1
 _PREFIX_TENSORS = "kv.safetensors"
 
 
+def _cache_argument(model: Any) -> str:
+    """The forward keyword that takes the KV cache: ``cache`` since transformers 5.24, which
+    deprecates ``past_key_values`` (a FutureWarning per call), ``past_key_values`` before."""
+    import inspect
+
+    forward = getattr(model, "forward", None)
+    try:
+        params = inspect.signature(forward).parameters if forward is not None else {}
+    except (TypeError, ValueError):
+        params = {}
+    return "cache" if "cache" in params else "past_key_values"
+
+
 @dataclass
 class PrefixCache(PrefixState):
     """Per-layer key/value tensors for a prompt prefix, reusable across generations.
@@ -201,6 +214,7 @@ class CausalLM(DecoderLM):
         spec: ModelSpec | None = None,
     ) -> None:
         self.model = model
+        self._cache_arg = _cache_argument(model)
         self.tokenizer = tokenizer
         self.name = name
         self.device = device
@@ -386,7 +400,7 @@ class CausalLM(DecoderLM):
         cache = self._live()
         tensor = torch.tensor([list(ids)], device=self.device)
         out = self.model(
-            input_ids=tensor, past_key_values=cache, use_cache=True, logits_to_keep=keep
+            input_ids=tensor, use_cache=True, logits_to_keep=keep, **{self._cache_arg: cache}
         )
         self._cache_ids.extend(int(t) for t in ids)
         return out.logits[0]
@@ -505,8 +519,8 @@ class CausalLM(DecoderLM):
             input_ids=input_ids,
             attention_mask=mask,
             position_ids=positions,
-            past_key_values=cache,
             use_cache=cache is not None,
+            **{self._cache_arg: cache},
             logits_to_keep=1,
         )
         return out.logits[:, -1, :]
