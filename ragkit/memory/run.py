@@ -17,8 +17,9 @@ from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragkit.config import Profile, profile_label, resolve_profile
+from ragkit.config import profile_label, resolve_profile
 from ragkit.errors import InvalidInputError
+from ragkit.indexing.run import PathArg, ProfileArg
 
 if TYPE_CHECKING:
     from ragkit.indexing.indexer import IndexReport
@@ -31,9 +32,6 @@ __all__ = [
     "drop_store_memory",
     "store_memory_info",
 ]
-
-PathArg = str | PathLike[str]
-ProfileArg = str | Path | Profile | None
 
 
 @dataclass
