@@ -71,3 +71,26 @@ def mini_qa_file(tmp_path: Path) -> Path:
     path = tmp_path / "mini.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return path
+
+
+@pytest.fixture
+def errors_match_cli():
+    """Check library calls against the CLI: each ``(call, cli_args, error_class)`` case raises
+    that ragkit error, and the CLI with those arguments prints it as one line with its exit code."""
+    from typer.testing import CliRunner
+
+    from ragkit.cli import app
+    from ragkit.errors import RagkitError
+
+    def check(cases) -> None:
+        runner = CliRunner()
+        for call, args, cls in cases:
+            with pytest.raises(RagkitError) as info:
+                call()
+            exc = info.value
+            assert type(exc) is cls, (args, type(exc))
+            cli = runner.invoke(app, args)
+            assert cli.exit_code == exc.exit_code, (args, cli.stderr)
+            assert cli.stderr == f"error: {exc}\n", args
+
+    return check

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 import ragkit
 from ragkit.cli import app
-from ragkit.errors import InvalidInputError, RagkitError
+from ragkit.errors import InvalidInputError
 from ragkit.memory.backend import GlobalMemoryError, NoMemoryError
 from ragkit.pipeline import PipelineError
 from ragkit.resources import PipelineNotFoundError
@@ -175,19 +175,11 @@ def _cases(
 
 
 def test_bad_input_raises_the_error_the_cli_prints(
-    tmp_path: Path, corpus: tuple[Path, Path, Path]
+    tmp_path: Path, corpus: tuple[Path, Path, Path], errors_match_cli: Callable[..., None]
 ) -> None:
     _, later, store = corpus
     manifest = (store / "manifest.json").read_bytes()
-    runner = CliRunner()
-    for call, args, cls in _cases(tmp_path, store, later):
-        with pytest.raises(RagkitError) as info:
-            call()
-        exc = info.value
-        assert type(exc) is cls, (args, type(exc))
-        cli = runner.invoke(app, args)
-        assert cli.exit_code == exc.exit_code, (args, cli.stderr)
-        assert cli.stderr == f"error: {exc}\n", args
+    errors_match_cli(_cases(tmp_path, store, later))
     assert not (tmp_path / "no-store").exists()  # no call created the missing store
     assert (store / "manifest.json").read_bytes() == manifest  # nor indexed into the real one
 
