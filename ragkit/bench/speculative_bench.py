@@ -5,8 +5,13 @@ paragraphs, two of whose questions it answers) and per drafter, on one backend:
 
 * **decode**: the same greedy generation by the target alone and with each drafter, with the
   document prefix (and the drafter's retrieved context) already in the KV caches, so the
-  figures are the question + answer cost. The outputs must be token-identical; any difference
-  is reported and makes the command exit non-zero.
+  figures are the question + answer cost. The outputs must be token-identical; a difference is
+  reported and makes the command exit non-zero, unless the target itself nearly ties there:
+  llama.cpp's logits depend on the batch shape (a block of k tokens is not computed exactly as
+  k one-token steps; shifts up to ~0.7 were measured), so where the target's logits of the two
+  diverging tokens are within ``NEAR_TIE_LOGITS`` the row is marked ``tie`` with the gap and
+  listed under ``near_ties``, not as a mismatch. A rollback or verification bug diverges where
+  the target is sure, and still fails.
 * **end to end**: the first question on the document (cold: document prefill, prefix saved to
   a fresh cache directory, retrieval, drafter prefill, decoding) against a second question with
   both models' caches emptied (as in a new process), which loads the saved document prefix.
@@ -33,6 +38,9 @@ BENCH_INSTRUCTION = (
     "Answer the question using the document. Give the answer, then quote the sentences of the "
     "document that support it."
 )
+NEAR_TIE_LOGITS = 1.0
+"""Largest target logit gap between two diverging tokens still explained by batch-shape noise."""
+
 _CONFIGS: tuple[tuple[str, str, bool], ...] = (
     ("ngram", "ngram", False),
     ("model", "model", False),
@@ -119,6 +127,35 @@ def _load(backend: str, name: str, n_ctx: int, n_threads: int | None) -> Any:
     return CausalLM.load(name, device="cpu")
 
 
+def _tie_gap(
+    target: Any, ids: Sequence[int], plain: Sequence[int], other: Sequence[int]
+) -> float | None:
+    """The target's logit gap between the two tokens where ``other`` first leaves ``plain``.
+
+    Evaluated from the target's KV cache (re-synced to the prompt and the common answer
+    prefix); ``None`` when one output is a prefix of the other (no diverging token).
+    """
+    from ragkit.models.driver import common_prefix_length
+
+    i = common_prefix_length(list(plain), list(other))
+    if i >= min(len(plain), len(other)):
+        return None
+    context = list(ids) + list(plain[:i])
+    with target.inference():
+        keep = min(common_prefix_length(target.kv_tokens, context), len(context) - 1)
+        target.truncate(keep)
+        logits = target.eval_last(context[keep:])
+    return abs(float(logits[plain[i]]) - float(logits[other[i]]))
+
+
+def _identity(row: dict[str, Any]) -> str:
+    """``yes``, ``tie (gap G)`` for a batch-shape near-tie, or ``NO``."""
+    if row["identical"]:
+        return "yes"
+    gap = row.get("near_tie_gap")
+    return "NO" if gap is None else f"tie (gap {gap:.2f})"
+
+
 def _decode_rows(
     target: Any,
     draft: Any,
@@ -169,7 +206,8 @@ def _decode_rows(
         seconds = time.perf_counter() - started
         rate = len(out.result.token_ids) / seconds
         same = out.result.token_ids == plain.token_ids
-        if not same:
+        gap = None if same else _tie_gap(target, ids, plain.token_ids, out.result.token_ids)
+        if not same and (gap is None or gap >= NEAR_TIE_LOGITS):
             mismatches.append(f"{label}: output differs from target-only greedy")
         stats = out.stats
         rows.append(
@@ -185,6 +223,7 @@ def _decode_rows(
                 "draft_seconds": round(stats.draft_seconds, 3),
                 "target_seconds": round(stats.target_seconds, 3),
                 "identical": same,
+                "near_tie_gap": None if gap is None or gap >= NEAR_TIE_LOGITS else round(gap, 3),
             }
         )
     return rows, mismatches
@@ -367,7 +406,7 @@ def format_table(result: dict[str, Any]) -> str:
                 f"{row['tokens_per_second']:>7.2f} {row['speedup']:>7.2f}x "
                 f"{'-' if accept is None else f'{accept:.0%}':>7} "
                 f"{'-' if per_call is None else f'{per_call:.2f}':>8}  "
-                f"{'yes' if row['identical'] else 'NO'}"
+                f"{_identity(row)}"
             )
     lines += ["", f"{'context':>8}  first question (cold)   second question (prefix from disk)"]
     for case in result["lengths"]:

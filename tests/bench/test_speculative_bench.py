@@ -18,7 +18,11 @@ MODEL = "smollm2-135m-instruct"
 
 def test_small_run_is_identical_and_reuses_the_saved_prefix() -> None:
     pytest.importorskip("llama_cpp")
-    from ragkit.bench.speculative_bench import format_table, run_speculative_bench
+    from ragkit.bench.speculative_bench import (
+        NEAR_TIE_LOGITS,
+        format_table,
+        run_speculative_bench,
+    )
 
     result = run_speculative_bench(
         (400,), target_model=MODEL, draft_model=MODEL, max_new_tokens=12, n_threads=1
@@ -28,7 +32,11 @@ def test_small_run_is_identical_and_reuses_the_saved_prefix() -> None:
     assert 300 <= case["document_tokens"] <= 700
     rows = {r["drafter"]: r for r in case["decode"]}
     assert set(rows) == {"target only", "ngram", "model", "model+ngram adaptive"}
-    assert all(r["identical"] and r["tokens_per_second"] > 0 for r in rows.values())
+    # identical, or diverging only where the target's own logits nearly tie (llama.cpp's
+    # batch-shape noise); a rollback or verification bug diverges where the target is sure
+    assert all(r["tokens_per_second"] > 0 for r in rows.values())
+    for row in rows.values():
+        assert row["identical"] or row["near_tie_gap"] < NEAR_TIE_LOGITS, row
     assert rows["model"]["tokens_per_target_call"] > 1.0  # the drafter's tokens were accepted
     e2e = case["end_to_end"]
     assert e2e["first"]["prefix_cache"] == "computed"
