@@ -9,8 +9,8 @@ paragraphs, two of whose questions it answers) and per drafter, on one backend:
   reported and makes the command exit non-zero, unless the target itself nearly ties there:
   llama.cpp's logits depend on the batch shape (a block of k tokens is not computed exactly as
   k one-token steps; shifts up to ~0.7 were measured), so where the target's logits of the two
-  diverging tokens are within ``NEAR_TIE_LOGITS`` the row is marked ``tie`` with the gap and
-  listed under ``near_ties``, not as a mismatch. A rollback or verification bug diverges where
+  diverging tokens are within ``NEAR_TIE_LOGITS`` the row carries the gap as ``near_tie_gap``
+  (shown as ``tie``) and is not a mismatch. A rollback or verification bug diverges where
   the target is sure, and still fails.
 * **end to end**: the first question on the document (cold: document prefill, prefix saved to
   a fresh cache directory, retrieval, drafter prefill, decoding) against a second question with
@@ -127,13 +127,14 @@ def _load(backend: str, name: str, n_ctx: int, n_threads: int | None) -> Any:
     return CausalLM.load(name, device="cpu")
 
 
-def _tie_gap(
+def _near_tie_gap(
     target: Any, ids: Sequence[int], plain: Sequence[int], other: Sequence[int]
 ) -> float | None:
-    """The target's logit gap between the two tokens where ``other`` first leaves ``plain``.
+    """The target's logit gap where ``other`` first leaves ``plain``, if it is a near-tie.
 
     Evaluated from the target's KV cache (re-synced to the prompt and the common answer
-    prefix); ``None`` when one output is a prefix of the other (no diverging token).
+    prefix). ``None`` means a real mismatch: the gap is at least ``NEAR_TIE_LOGITS``, or one
+    output is a prefix of the other (no diverging token).
     """
     from ragkit.models.driver import common_prefix_length
 
@@ -145,7 +146,8 @@ def _tie_gap(
         keep = min(common_prefix_length(target.kv_tokens, context), len(context) - 1)
         target.truncate(keep)
         logits = target.eval_last(context[keep:])
-    return abs(float(logits[plain[i]]) - float(logits[other[i]]))
+    gap = abs(float(logits[plain[i]]) - float(logits[other[i]]))
+    return round(gap, 3) if gap < NEAR_TIE_LOGITS else None
 
 
 def _identity(row: dict[str, Any]) -> str:
@@ -206,8 +208,8 @@ def _decode_rows(
         seconds = time.perf_counter() - started
         rate = len(out.result.token_ids) / seconds
         same = out.result.token_ids == plain.token_ids
-        gap = None if same else _tie_gap(target, ids, plain.token_ids, out.result.token_ids)
-        if not same and (gap is None or gap >= NEAR_TIE_LOGITS):
+        tie = None if same else _near_tie_gap(target, ids, plain.token_ids, out.result.token_ids)
+        if not same and tie is None:
             mismatches.append(f"{label}: output differs from target-only greedy")
         stats = out.stats
         rows.append(
@@ -223,7 +225,7 @@ def _decode_rows(
                 "draft_seconds": round(stats.draft_seconds, 3),
                 "target_seconds": round(stats.target_seconds, 3),
                 "identical": same,
-                "near_tie_gap": None if gap is None or gap >= NEAR_TIE_LOGITS else round(gap, 3),
+                "near_tie_gap": tie,
             }
         )
     return rows, mismatches
