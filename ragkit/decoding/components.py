@@ -110,7 +110,8 @@ class SpeculativeGenerator:
             residual: ``paper`` or ``code`` residual rule on rejection.
             confidence: The model drafter stops before a token less probable than this.
             adaptive: Adapt gamma to measured acceptance and turn drafting off where it is
-                measured slower than plain decoding.
+                measured slower than plain decoding; what it measured carries over to later
+                calls on this generator (see :meth:`gamma_policy`).
             max_ngram: Longest n-gram the n-gram drafter matches.
             device: transformers device (``auto``, ``cpu``, ``cuda``).
             n_ctx: llama.cpp context to allocate.
@@ -151,6 +152,7 @@ class SpeculativeGenerator:
         self.generation_kwargs = dict(generation_kwargs or {})
         self._target: Any = None
         self._draft_lm: Any = None
+        self._policy: Any = None
 
     @classmethod
     def from_models(
@@ -195,7 +197,6 @@ class SpeculativeGenerator:
         self, draft_messages: list[ChatMessage] | None, documents: Sequence[Document]
     ) -> Any:
         from ragkit.decoding.drafters import FallbackDrafter, ModelDrafter, NgramDrafter
-        from ragkit.decoding.policy import AdaptiveGamma
         from ragkit.decoding.speculative import SpeculativeDecoder
 
         target = self._target
@@ -221,8 +222,23 @@ class SpeculativeGenerator:
             residual=self.residual,
             confidence=self.confidence,
         )
-        policy = AdaptiveGamma(gamma_max=self.gamma) if self.adaptive else None
-        return SpeculativeDecoder(target, drafter, config, policy)
+        return SpeculativeDecoder(target, drafter, config, self.gamma_policy())
+
+    def gamma_policy(self) -> Any:
+        """The adaptive draft-length policy, one per generator (``None`` when not adaptive).
+
+        It is kept across calls on purpose: whether drafting pays is a property of the machine,
+        the models and the drafter more than of one answer, so what a call measured (drafting
+        slower than plain decoding, and the backoff it earned) carries into the next call instead
+        of being paid for again by probing at the start of every short answer.
+        """
+        from ragkit.decoding.policy import AdaptiveGamma
+
+        if not self.adaptive:
+            return None
+        if self._policy is None:
+            self._policy = AdaptiveGamma(gamma_max=self.gamma)
+        return self._policy
 
     @component.output_types(replies=list[ChatMessage])
     def run(
@@ -253,8 +269,15 @@ class SpeculativeGenerator:
             self, run, messages, self.generation_kwargs, generation_kwargs, streaming_callback
         )
         reply = out["replies"][0]
-        reply.meta["speculative"] = {"drafter": self.drafter, **run.stats.as_dict()}
+        reply.meta["speculative"] = self.stats_meta(run.stats)
         return out
+
+    def stats_meta(self, stats: Any) -> dict[str, Any]:
+        """One call's counters, plus what the adaptive policy has learned after it."""
+        meta: dict[str, Any] = {"drafter": self.drafter, **stats.as_dict()}
+        if self._policy is not None:
+            meta["policy"] = self._policy.state()
+        return meta
 
 
 @component
@@ -317,7 +340,8 @@ class RapidReader:
             alpha: Plausibility mask threshold for the transfer, in (0, 1].
             residual: ``paper`` or ``code`` residual rule on rejection.
             confidence: The model drafter stops before a token less probable than this.
-            adaptive: Adapt gamma and turn drafting off where it is measured not to pay.
+            adaptive: Adapt gamma and turn drafting off where it is measured not to pay (the
+                policy learns across questions on this reader).
             max_ngram: Longest n-gram the n-gram drafter matches.
             chunk_tokens: Retrieval chunk size in target tokens (RAPID: 128).
             budget_tokens: Lower bound of the drafter's context in tokens (RAPID: 4096).
@@ -444,7 +468,6 @@ class RapidReader:
 
     def _decoder(self, draft_ids: list[int], chunks: Sequence[Document]) -> Any:
         from ragkit.decoding.drafters import FallbackDrafter, ModelDrafter, NgramDrafter
-        from ragkit.decoding.policy import AdaptiveGamma
         from ragkit.decoding.speculative import SpeculativeDecoder
 
         spec = self._spec
@@ -466,8 +489,7 @@ class RapidReader:
             residual=self.residual,
             confidence=self.confidence,
         )
-        policy = AdaptiveGamma(gamma_max=self.gamma) if self.adaptive else None
-        return SpeculativeDecoder(target, drafter, config, policy)
+        return SpeculativeDecoder(target, drafter, config, spec.gamma_policy())
 
     @component.output_types(replies=list[ChatMessage], documents=list[Document], trace=dict)
     def run(
@@ -532,7 +554,7 @@ class RapidReader:
             self, run, [], self.generation_kwargs, generation_kwargs, streaming_callback
         )
         reply = out["replies"][0]
-        stats = {"drafter": self.drafter, **run.stats.as_dict()}
+        stats = self._spec.stats_meta(run.stats)
         reply.meta["speculative"] = stats
         warnings = [prompt.truncation.message()] if prompt.truncation else []
         trace = {

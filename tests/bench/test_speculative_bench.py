@@ -31,7 +31,17 @@ def test_small_run_is_identical_and_reuses_the_saved_prefix() -> None:
     (case,) = result["lengths"]
     assert 300 <= case["document_tokens"] <= 700
     rows = {r["drafter"]: r for r in case["decode"]}
-    assert set(rows) == {"target only", "ngram", "model", "model+ngram adaptive"}
+    assert set(rows) == {
+        "target only",
+        "ngram",
+        "model",
+        "model+ngram adaptive",
+        "adaptive, learned",
+    }
+    # the learned row's policy starts from what it measured on the other question
+    assert rows["model+ngram adaptive"]["policy_before"]["plain_rate"] is None
+    learned = rows["adaptive, learned"]["policy_before"]
+    assert learned["plain_rate"] is not None or learned["speculative_rate"] is not None
     # identical, or diverging only where the target's own logits nearly tie (llama.cpp's
     # batch-shape noise); a rollback or verification bug diverges where the target is sure
     assert all(r["tokens_per_second"] > 0 for r in rows.values())
@@ -68,3 +78,16 @@ def test_bad_lengths_are_refused(lengths: str) -> None:
     result = runner.invoke(app, ["bench", "speculative", "--lengths", lengths])
     assert result.exit_code == 2
     assert "--lengths" in result.stderr
+
+
+def test_ngram_only_run_through_the_cli() -> None:
+    pytest.importorskip("llama_cpp")
+    import json
+
+    args = ["bench", "speculative", "--lengths", "300", "--target", MODEL, "--drafter", "none"]
+    result = runner.invoke(app, [*args, "--max-new-tokens", "8", "--threads", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    (case,) = out["lengths"]
+    assert [r["drafter"] for r in case["decode"]] == ["target only", "ngram"]
+    assert out["settings"]["drafter_model"] is None

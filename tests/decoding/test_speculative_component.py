@@ -68,6 +68,27 @@ def test_reply_equals_the_plain_greedy_reply_and_reports_stats(lm) -> None:
     assert 0 < spec["acceptance_rate"] <= 1
 
 
+def test_the_adaptive_policy_carries_what_it_learned_into_the_next_call(lm) -> None:
+    messages = [ChatMessage.from_user(f"{DOCUMENT}\n\n{QUESTION}")]
+    chat = [{"role": "user", "content": messages[0].text}]
+    plain = lm.generate(chat, max_new_tokens=16)
+    chunks = [Document(content=DOCUMENT, meta={"source": "d.txt", "start": 0})]
+    gen = SpeculativeGenerator.from_models(lm, generation_kwargs={"max_new_tokens": 16})
+    first = gen.run(messages, documents=chunks)["replies"][0].meta["speculative"]
+    assert first["drafted"] > 0
+    policy = gen.gamma_policy()
+    assert policy is gen.gamma_policy()  # one policy per generator, not one per call
+    policy.off = 1000  # as after measuring that drafting does not pay on this machine
+    second = gen.run(messages, documents=chunks)["replies"][0]
+    assert second.text == plain.text
+    assert second.meta["speculative"]["drafted"] == 0  # stayed off: no probe at the start
+    learned = second.meta["speculative"]["policy"]
+    used = second.meta["usage"]["completion_tokens"]
+    assert learned["next_gamma"] == 0 and learned["plain_steps_left"] == 1000 - used
+    fresh = SpeculativeGenerator.from_models(lm, adaptive=False)
+    assert fresh.gamma_policy() is None
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [
