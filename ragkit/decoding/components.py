@@ -222,7 +222,7 @@ class SpeculativeGenerator:
             residual=self.residual,
             confidence=self.confidence,
         )
-        return SpeculativeDecoder(target, drafter, config, self.gamma_policy())
+        return SpeculativeDecoder(target, drafter, config, self.answer_policy())
 
     def gamma_policy(self) -> Any:
         """The adaptive draft-length policy, one per generator (``None`` when not adaptive).
@@ -239,6 +239,13 @@ class SpeculativeGenerator:
         if self._policy is None:
             self._policy = AdaptiveGamma(gamma_max=self.gamma)
         return self._policy
+
+    def answer_policy(self) -> Any:
+        """The policy for one new answer (:meth:`gamma_policy` after ``begin_answer``)."""
+        policy = self.gamma_policy()
+        if policy is not None:
+            policy.begin_answer()
+        return policy
 
     @component.output_types(replies=list[ChatMessage])
     def run(
@@ -489,7 +496,7 @@ class RapidReader:
             residual=self.residual,
             confidence=self.confidence,
         )
-        return SpeculativeDecoder(target, drafter, config, spec.gamma_policy())
+        return SpeculativeDecoder(target, drafter, config, spec.answer_policy())
 
     @component.output_types(replies=list[ChatMessage], documents=list[Document], trace=dict)
     def run(

@@ -9,9 +9,9 @@ drafting off for ``off_steps`` plain steps when speculation is measured slower t
 decoding, then probes again (the text may have become more predictable, e.g. quoting). Each
 consecutive failed probe doubles the plain stretch (up to ``max_backoff`` times
 ``off_steps``), so a drafter that never pays costs a vanishing share of the run. The
-generators keep one policy across calls, so the backoff earned on one answer is not paid for
-again by probing at the start of the next (over an 80-token answer a fresh policy's probes
-alone cost ~20% on a CPU).
+generators keep one policy across calls (:meth:`AdaptiveGamma.begin_answer` between them), so
+the backoff earned on one answer is not paid for again by probing at the start of the next
+(over an 80-token answer a fresh policy's probes alone cost ~20% on a CPU).
 """
 
 from __future__ import annotations
@@ -55,21 +55,37 @@ class AdaptiveGamma:
                 f"need 1 <= gamma_min <= gamma_max, got {self.gamma_min} and {self.gamma_max}",
             )
         first = min(4, self.gamma_max) if self.start is None else self.start
-        self.current = max(self.gamma_min, min(first, self.gamma_max))
+        self._first = max(self.gamma_min, min(first, self.gamma_max))
+        self.current = self._first
         self.spec_rate: float | None = None
         self.plain_rate: float | None = None
         self.spec_samples = 0
         self.off = 0
         self.turned_off = 0
         self._stretch = self.off_steps
+        self.steps_seen = 0
 
     def gamma(self) -> int:
         """Draft length for the next step (0 while drafting is off)."""
         return 0 if self.off > 0 else self.current
 
+    def begin_answer(self) -> None:
+        """A new generation on the same policy: keep the backoff, re-measure drafting.
+
+        What carries over is what describes the machine: the plain decoding rate, a plain
+        stretch still to run and the doubled backoff. What describes the last answer's text
+        (how often its drafts were accepted: the speculative rate and the grown draft length)
+        is dropped, because a stale high rate from an answer that quoted the document would
+        keep drafting on in one that does not until the average decays.
+        """
+        self.spec_rate = None
+        self.spec_samples = 0
+        self.current = self._first
+
     def state(self) -> dict[str, float | int | None]:
         """What the policy has learned so far, for traces (rates in tokens per second)."""
         return {
+            "steps_seen": self.steps_seen,
             "next_gamma": self.gamma(),
             "plain_steps_left": self.off,
             "times_turned_off": self.turned_off,
@@ -83,6 +99,7 @@ class AdaptiveGamma:
     def record(self, drafted: int, emitted: int, seconds: float) -> None:
         """One step: how many tokens were drafted and produced, and its wall time."""
         rate = emitted / max(seconds, 1e-9)
+        self.steps_seen += 1
         if drafted == 0:
             self.plain_rate = self._ema(self.plain_rate, rate)
             self.off = max(0, self.off - 1)

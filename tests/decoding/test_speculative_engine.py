@@ -361,3 +361,19 @@ def test_adaptive_policy_grows_gamma_when_drafts_are_accepted() -> None:
     assert policy.gamma() == 1
     with pytest.raises(InvalidParameter, match="gamma_min"):
         AdaptiveGamma(gamma_max=2, gamma_min=3)
+
+
+def test_a_new_answer_keeps_the_backoff_and_re_measures_drafting() -> None:
+    policy = AdaptiveGamma(gamma_max=10, min_samples=1, off_steps=8)
+    policy.record(drafted=0, emitted=1, seconds=1.0)  # plain: 1 token/s
+    policy.record(drafted=4, emitted=1, seconds=3.0)  # drafting: 0.33 token/s -> off
+    assert policy.gamma() == 0 and policy.off == 8
+    policy.begin_answer()
+    assert policy.gamma() == 0 and policy.off == 8  # the backoff carries into the answer
+    assert policy.plain_rate == 1.0
+    on = AdaptiveGamma(gamma_max=10)
+    on.record(drafted=4, emitted=5, seconds=1.0)
+    on.record(drafted=6, emitted=7, seconds=1.0)
+    assert on.gamma() == 8 and on.spec_rate is not None
+    on.begin_answer()  # a good last answer does not vouch for this one
+    assert on.gamma() == 4 and on.spec_rate is None and on.spec_samples == 0
