@@ -203,7 +203,8 @@ def _decode_rows(
     for label, kind, adaptive, learned in configs:
         if learned and other_question is None:
             continue
-        reader = make_reader(drafter=kind, adaptive=adaptive)
+        extra = {"learn_across_calls": True} if learned else {}
+        reader = make_reader(drafter=kind, adaptive=adaptive, **extra)
         if learned:
             reader.run(question=str(other_question), document=document)
         chunks = _chunk_docs(prompt)

@@ -8,10 +8,11 @@ grows gamma after a fully accepted draft and shrinks it after an early rejection
 drafting off for ``off_steps`` plain steps when speculation is measured slower than plain
 decoding, then probes again (the text may have become more predictable, e.g. quoting). Each
 consecutive failed probe doubles the plain stretch (up to ``max_backoff`` times
-``off_steps``), so a drafter that never pays costs a vanishing share of the run. The
-generators keep one policy across calls (:meth:`AdaptiveGamma.begin_answer` between them), so
-the backoff earned on one answer is not paid for again by probing at the start of the next
-(over an 80-token answer a fresh policy's probes alone cost ~20% on a CPU).
+``off_steps``), so a drafter that never pays costs a vanishing share of the run. With
+``learn_across_calls`` a generator keeps one policy for all its answers
+(:meth:`AdaptiveGamma.begin_answer` between them), so the backoff earned on one answer is not
+paid for again by probing at the start of the next; by default each answer starts fresh,
+because carrying the backoff also skips the stretches where drafting would pay (README).
 """
 
 from __future__ import annotations

@@ -73,11 +73,11 @@ def test_the_adaptive_policy_carries_what_it_learned_into_the_next_call(lm) -> N
     chat = [{"role": "user", "content": messages[0].text}]
     plain = lm.generate(chat, max_new_tokens=16)
     chunks = [Document(content=DOCUMENT, meta={"source": "d.txt", "start": 0})]
-    gen = SpeculativeGenerator.from_models(lm, generation_kwargs={"max_new_tokens": 16})
+    settings = {"generation_kwargs": {"max_new_tokens": 16}}
+    gen = SpeculativeGenerator.from_models(lm, learn_across_calls=True, **settings)
     first = gen.run(messages, documents=chunks)["replies"][0].meta["speculative"]
     assert first["drafted"] > 0
     policy = gen.gamma_policy()
-    assert policy is gen.gamma_policy()  # one policy per generator, not one per call
     policy.off = 1000  # as after measuring that drafting does not pay on this machine
     second = gen.run(messages, documents=chunks)["replies"][0]
     assert second.text == plain.text
@@ -85,8 +85,14 @@ def test_the_adaptive_policy_carries_what_it_learned_into_the_next_call(lm) -> N
     learned = second.meta["speculative"]["policy"]
     used = second.meta["usage"]["completion_tokens"]
     assert learned["next_gamma"] == 0 and learned["plain_steps_left"] == 1000 - used
-    fresh = SpeculativeGenerator.from_models(lm, adaptive=False)
-    assert fresh.gamma_policy() is None
+    assert gen.gamma_policy() is policy  # one policy for all calls
+    default = SpeculativeGenerator.from_models(lm, **settings)  # a fresh policy per answer
+    default.run(messages, documents=chunks)
+    default.gamma_policy().off = 1000
+    again = default.run(messages, documents=chunks)["replies"][0].meta["speculative"]
+    assert again["drafted"] > 0 and again["policy"]["steps_seen"] > 0
+    fixed = SpeculativeGenerator.from_models(lm, adaptive=False)
+    assert fixed.answer_policy() is None
 
 
 @pytest.mark.parametrize(
