@@ -219,8 +219,7 @@ def _decode_rows(
                 if keep < len(held):
                     draft.eval_last(held[keep:])
         target.generate(ids[:-1], max_new_tokens=1, prefix_cache=state)  # hold the prompt again
-        policy = reader._spec.gamma_policy()
-        policy_before = None if policy is None else policy.state()
+        policy_before = None if decoder.policy is None else decoder.policy.state()
         started = time.perf_counter()
         out = decoder.generate(ids, max_new_tokens=max_new_tokens, prefix_cache=state)
         seconds = time.perf_counter() - started

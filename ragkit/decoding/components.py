@@ -199,22 +199,31 @@ class SpeculativeGenerator:
     def _decoder(
         self, draft_messages: list[ChatMessage] | None, documents: Sequence[Document]
     ) -> Any:
+        prompt = None
+        if draft_messages:
+            prompt = [{"role": m.role.value, "content": m.text or ""} for m in draft_messages]
+        return self.build_decoder(prompt, sorted(documents, key=_document_order))
+
+    def build_decoder(self, draft_prompt: Any, ordered: Sequence[Document]) -> Any:
+        """One answer's decoder: the configured drafter over ``ordered`` (in document order).
+
+        Args:
+            draft_prompt: The model drafter's prompt (chat messages or token ids; ``None``:
+                the target's prompt).
+            ordered: The passages the n-gram drafter searches, already in document order.
+        """
         from ragkit.decoding.drafters import FallbackDrafter, ModelDrafter, NgramDrafter
         from ragkit.decoding.speculative import SpeculativeDecoder
 
         target = self._target
-        ordered = sorted(documents, key=_document_order)
         ngram = NgramDrafter(
             [target.encode(d.content or "") for d in ordered if d.content],
             max_ngram=self.max_ngram,
         )
         drafter: Any = ngram
         if self.drafter != "ngram":
-            prompt = None
-            if draft_messages:
-                prompt = [{"role": m.role.value, "content": m.text or ""} for m in draft_messages]
             drafter = ModelDrafter(
-                self._draft_lm, prompt, confidence=self.confidence, target=target
+                self._draft_lm, draft_prompt, confidence=self.confidence, target=target
             )
             if self.drafter.endswith("+ngram"):
                 drafter = FallbackDrafter(drafter, ngram)
@@ -237,8 +246,8 @@ class SpeculativeGenerator:
         By default each answer gets a fresh policy. With ``learn_across_calls`` the generator
         keeps one: the backoff and plain rate it measured carry into the next answer (see
         :meth:`~ragkit.decoding.policy.AdaptiveGamma.begin_answer`), which saves the probes
-        where a drafter never pays but also skips stretches where it would (README: 1.07x vs
-        0.98x at 2k tokens, 0.90x vs 1.03x at 8k in the same bench run).
+        where a drafter never pays but also skips stretches where it would (in the README's
+        bench run it won at 2k tokens and lost at 8k, hence off by default).
         """
         from ragkit.decoding.policy import AdaptiveGamma
 
@@ -480,29 +489,8 @@ class RapidReader:
         return (None if held else found.state), info
 
     def _decoder(self, draft_ids: list[int], chunks: Sequence[Document]) -> Any:
-        from ragkit.decoding.drafters import FallbackDrafter, ModelDrafter, NgramDrafter
-        from ragkit.decoding.speculative import SpeculativeDecoder
-
-        spec = self._spec
-        target = spec._target
-        ngram = NgramDrafter(
-            [target.encode(d.content or "") for d in chunks if d.content], max_ngram=self.max_ngram
-        )
-        drafter: Any = ngram
-        if self.drafter != "ngram":
-            drafter = ModelDrafter(
-                spec._draft_lm, draft_ids, confidence=self.confidence, target=target
-            )
-            if self.drafter.endswith("+ngram"):
-                drafter = FallbackDrafter(drafter, ngram)
-        config = SpeculativeConfig(
-            gamma=self.gamma,
-            eta=self.eta,
-            alpha=self.alpha,
-            residual=self.residual,
-            confidence=self.confidence,
-        )
-        return SpeculativeDecoder(target, drafter, config, spec.answer_policy())
+        """The speculative decoder for one question: chunks are already in document order."""
+        return self._spec.build_decoder(draft_ids, chunks)
 
     @component.output_types(replies=list[ChatMessage], documents=list[Document], trace=dict)
     def run(
