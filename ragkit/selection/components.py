@@ -80,6 +80,7 @@ class ChunkSelector:
         similarity_margin: float = 0.6,
         coverage: float = 0.3,
         retrieval_weight: float = 0.0,
+        link: float = 0.0,
         chunk_overhead_tokens: int = 4,
         on_tiny_budget: Literal["trim", "empty"] = "trim",
         normalize: bool = True,
@@ -111,6 +112,9 @@ class ChunkSelector:
             coverage: Utility's question-term coverage weight.
             retrieval_weight: Utility's weight of the retriever's rank relative to embedding
                 relevance (1: equal; 0: relevance alone, CORAG's reward without a prior).
+            link: Utility's bonus per selected chunk whose ``meta["title"]`` the question or
+                another selected chunk names (multi-hop bridges; 0 turns it off, see
+                ``ragkit.selection.utility``).
             chunk_overhead_tokens: Prompt tokens each passage adds besides its text (``[n] ``
                 and a newline in the shipped prompt).
             on_tiny_budget: When no chunk fits: ``trim`` the best chunk to the budget, or
@@ -125,6 +129,7 @@ class ChunkSelector:
             ("candidates", isinstance(candidates, int) and candidates >= 1, "an integer >= 1"),
             ("chunk_overhead_tokens", chunk_overhead_tokens >= 0, "an integer >= 0"),
             ("retrieval_weight", retrieval_weight >= 0, "a number >= 0"),
+            ("link", link >= 0, "a number >= 0"),
             ("agent", agent in ("rule", "static"), "'rule' or 'static'"),
             (
                 "scorer",
@@ -161,6 +166,7 @@ class ChunkSelector:
         self.similarity_margin = similarity_margin
         self.coverage = coverage
         self.retrieval_weight = retrieval_weight
+        self.link = link
         self.chunk_overhead_tokens = chunk_overhead_tokens
         self.on_tiny_budget = on_tiny_budget
         self.normalize = normalize
@@ -230,6 +236,7 @@ class ChunkSelector:
         texts: list[str],
         given: list[Any] | None = None,
         query_embedding: list[float] | None = None,
+        titles: list[str | None] | None = None,
     ) -> Any:
         if self.scorer == "utility":
             import numpy as np
@@ -254,6 +261,8 @@ class ChunkSelector:
                 margin=self.similarity_margin,
                 coverage=self.coverage,
                 retrieval_weight=self.retrieval_weight,
+                titles=titles,
+                link=self.link,
             )
         return _ModelStateScorer(self._model, query, texts)
 
@@ -307,7 +316,8 @@ class ChunkSelector:
         state_scorer = None
         try:
             given = [d.embedding for _, d in cands]
-            state_scorer = self._state_scorer(query, texts, given, query_embedding)
+            titles = [d.meta.get("title") for _, d in cands]
+            state_scorer = self._state_scorer(query, texts, given, query_embedding, titles)
             selection = mcts_select(costs, self.budget, state_scorer, config)
         except Exception as exc:  # noqa: BLE001 - any scorer failure: keep answering, say so
             logger.warning(

@@ -6,6 +6,14 @@ once the chunk and query embeddings are computed (once per query):
     U(S) = sum_i (rel_i - floor)                       relevance, centred: weak chunks cost
            - redundancy * sum_{i<j} max(0, sim_ij - margin)   near-duplicates are worth little
            + coverage * |terms(q) covered by S| / |terms(q)|  the question's words, covered once
+           + link * |{j in S : title_j in q, or in the text of another i in S}|
+
+The link term is for multi-hop questions over titled passages (Wikipedia paragraphs, files): the
+second hop of "where was the director of Free Guy born" is a paragraph the question never names
+(Shawn Levy's), which a question-passage cosine ranks low and which greedy filling skips; it is
+worth reading only together with the paragraph that names it (Free Guy's). A chunk earns the
+bonus when its title appears in the question or in another selected chunk, so the pair is worth
+more than its parts: a dependency only a search over combinations can use.
 
 With ``retrieval_weight`` w > 0 each chunk's relevance also carries the retriever's view: its
 rank among the candidates (they arrive best first), standardized and scaled to the spread of
@@ -20,13 +28,61 @@ Pure numpy; embeddings come from the caller.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
 
 from ragkit.stores.tokenize import tokenize
 
-__all__ = ["CombinationUtility"]
+__all__ = ["CombinationUtility", "link_masks"]
+
+_PARENTHETICAL = re.compile(r"\s*\([^)]*\)\s*$")
+_NON_WORD = re.compile(r"[\W_]+")
+_MIN_TITLE_CHARS = 4
+
+
+def _norm(text: str) -> str:
+    """Lower case, accents and punctuation removed, words separated by single spaces."""
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return " " + " ".join(_NON_WORD.sub(" ", text.casefold()).split()) + " "
+
+
+def _title_key(title: str | None) -> str | None:
+    """A title as matched in text: the disambiguation suffix ``(2013 film)`` dropped."""
+    if not title:
+        return None
+    key = _norm(_PARENTHETICAL.sub("", title))
+    return key if len(key.strip()) >= _MIN_TITLE_CHARS else None
+
+
+def link_masks(
+    query: str, chunks: Sequence[str], titles: Sequence[str | None]
+) -> tuple[int, list[int]]:
+    """Which chunks the question names, and which chunks each chunk names, as bit masks.
+
+    Returns ``(anchors, mentions)``: bit j of ``anchors`` is set when chunk j's title occurs in
+    the question; bit j of ``mentions[i]`` when it occurs in chunk i's text (i != j). Titles are
+    matched as whole words, case- and accent-insensitively, without a trailing parenthetical;
+    titles under 4 characters are ignored (too ambiguous to count as a mention).
+    """
+    keys = [_title_key(t) for t in titles]
+    q = _norm(query)
+    anchors = 0
+    for j, key in enumerate(keys):
+        if key and key in q:
+            anchors |= 1 << j
+    mentions = []
+    for i, text in enumerate(chunks):
+        body = _norm(text)
+        mask = 0
+        for j, key in enumerate(keys):
+            if j != i and key and key in body:
+                mask |= 1 << j
+        mentions.append(mask)
+    return anchors, mentions
 
 
 class CombinationUtility:
@@ -46,6 +102,8 @@ class CombinationUtility:
         coverage: float = 0.3,
         floor: float | None = None,
         retrieval_weight: float = 0.0,
+        titles: Sequence[str | None] | None = None,
+        link: float = 0.0,
     ) -> None:
         """Precompute everything a state score needs.
 
@@ -60,6 +118,9 @@ class CombinationUtility:
             floor: Relevance a chunk must exceed to add value; default the candidates' mean.
             retrieval_weight: Weight of the retriever's rank (chunks are given best first)
                 relative to the embedding relevance; 0 ignores the retriever's order.
+            titles: Each chunk's title (``Document.meta["title"]``), for the link term.
+            link: Bonus per selected chunk whose title the question or another selected chunk
+                names; 0 (or no titles) turns the term off.
         """
         chunk_vecs = np.asarray(chunk_vecs, dtype=np.float64).reshape(len(chunks), -1)
         rel = chunk_vecs @ np.asarray(query_vec, dtype=np.float64)
@@ -85,6 +146,10 @@ class CombinationUtility:
                     mask |= 1 << position[tok]
             self.masks.append(mask)
         self.coverage = coverage
+        self.link = link if titles is not None else 0.0
+        self.anchors, self.mentions = (
+            link_masks(query, chunks, titles) if self.link else (0, [0] * len(self.masks))
+        )
 
     def single_scores(self) -> list[float]:
         """Utility of each chunk alone (the greedy baseline's order)."""
@@ -103,5 +168,11 @@ class CombinationUtility:
                 for i in idx:
                     mask |= self.masks[i]
                 value += self.coverage * mask.bit_count() / self.n_terms
+            if self.link:
+                members = named = 0
+                for i in idx:
+                    members |= 1 << i
+                    named |= self.mentions[i]
+                value += self.link * ((self.anchors | named) & members).bit_count()
             out.append(value)
         return out

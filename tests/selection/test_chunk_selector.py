@@ -129,6 +129,7 @@ def test_candidates_limit_what_is_searched() -> None:
         ({"scorer": "cross_encoder"}, "scorer_model"),
         ({"on_tiny_budget": "shrug"}, "on_tiny_budget"),
         ({"retrieval_weight": -0.5}, "retrieval_weight"),
+        ({"link": -1.0}, "link"),
     ],
 )
 def test_bad_settings_are_yaml_path_errors(tmp_path, kwargs: dict, parameter: str) -> None:
@@ -184,3 +185,24 @@ def test_reuses_embeddings_the_pipeline_already_has() -> None:
     partial = _selector(budget=45)
     partial.run(query=QUESTION, documents=[docs[0], *DOCS[1:]])
     assert partial._model.embedded == [QUESTION, *[d.content for d in DOCS[1:]]]
+
+
+def test_link_reads_titles_from_meta_and_picks_the_second_hop() -> None:
+    """With ``link``, the paragraph the first hop names (by ``meta["title"]``) beats a look-alike
+    that shares more words with the question; without titles the term is silent."""
+    question = "Where was the director of the film Free Guy born?"
+    docs = [
+        Document(content="Free Guy is a film directed by Shawn Levy.", meta={"title": "Free Guy"}),
+        Document(content="Shawn Levy grew up in Montreal, Quebec.", meta={"title": "Shawn Levy"}),
+        Document(
+            content="Free Fall is a film; its director was born in Berlin.",
+            meta={"title": "Free Fall"},
+        ),
+    ]
+    budget = 2 * max(ChunkSelector(tokenizer=None).count_tokens(d.content) for d in docs) + 8
+    plain = _selector(budget=budget, agent="static", coverage=0.0, redundancy=0.0)
+    linked = _selector(budget=budget, agent="static", coverage=0.0, redundancy=0.0, link=0.3)
+    untitled = [Document(content=d.content) for d in docs]
+    assert sorted(plain.run(query=question, documents=docs)["shaping"]["selected"]) == [1, 3]
+    assert sorted(linked.run(query=question, documents=docs)["shaping"]["selected"]) == [1, 2]
+    assert sorted(linked.run(query=question, documents=untitled)["shaping"]["selected"]) == [1, 3]

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from ragkit.errors import InvalidParameter
 from ragkit.selection.agent import question_type, rule_config
 from ragkit.selection.mcts import MCTSConfig, count_feasible_states, greedy_fill, mcts_select
-from ragkit.selection.utility import CombinationUtility
+from ragkit.selection.utility import CombinationUtility, link_masks
 
 
 class RedundancyScorer:
@@ -222,3 +222,48 @@ def test_retrieval_weight_lets_the_retrievers_order_outvote_a_weak_cosine() -> N
     spread = float(plain.relevance.std())
     shift = np.array(prior.single_scores()) - np.array(plain.single_scores())
     assert shift == pytest.approx([spread * 1.2247449, 0.0, -spread * 1.2247449], abs=1e-6)
+
+
+def test_link_masks_match_titles_as_whole_words_without_the_disambiguation_suffix() -> None:
+    titles = ["Free Guy", "Shawn Levy", "Guy Gross", "Free Guy (soundtrack)", "Levy", None]
+    texts = [
+        "Free Guy\nFree Guy is a 2021 film directed by Shawn Levy.",
+        "Shawn Levy\nShawn Levy is a Canadian director.",
+        "Guy Gross\nGuy Gross is an Australian composer.",
+        "Free Guy (soundtrack)\nThe album of the film.",
+        "Levy\nLevy is a surname; see Shawn Levy.",
+        "an untitled note about free guys",
+    ]
+    anchors, mentions = link_masks("Who directed Free Guy?", texts, titles)
+    # the question names "Free Guy" (and its soundtrack, suffix dropped); not "Guy Gross"
+    assert anchors == 0b01001
+    # Free Guy's paragraph names Shawn Levy (and Levy, a whole word) and its own soundtrack's
+    # base title, never itself; "free guys" is not the word "free guy"
+    assert mentions[0] == 0b11010
+    assert mentions[2] == 0 and mentions[5] == 0
+    assert mentions[4] == 0b00010  # "Shawn Levy" inside the Levy page; "Levy" is itself
+
+
+def test_link_bonus_makes_the_bridge_pair_beat_a_closer_look_alike() -> None:
+    """The second hop (the director's paragraph) is far from the question in embedding space;
+    with ``link`` it is worth reading, but only together with the paragraph that names it."""
+    q = np.array([1.0, 0.0, 0.0])
+    vecs = np.array([[0.9, 0.436, 0.0], [0.5, 0.0, 0.866], [0.7, 0.714, 0.0]])
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    texts = ["Free Guy\nA film by Shawn Levy.", "Shawn Levy\nA director.", "Free Fall\nA film."]
+    titles = ["Free Guy", "Shawn Levy", "Free Fall"]
+    question = "Where was the director of Free Guy born?"
+    plain = CombinationUtility(q, vecs, question, texts, coverage=0.0, redundancy=0.0)
+    linked = CombinationUtility(
+        q, vecs, question, texts, coverage=0.0, redundancy=0.0, titles=titles, link=0.3
+    )
+    pair, look_alike, bridge_alone = (0, 1), (0, 2), (1,)
+    p = dict(zip([pair, look_alike], plain.score_states([pair, look_alike]), strict=True))
+    assert p[look_alike] > p[pair]
+    scores = linked.score_states([pair, look_alike, bridge_alone])
+    assert scores[0] > scores[1]
+    # alone, the bridge paragraph earns nothing (nothing selected names it)
+    assert scores[2] == pytest.approx(plain.score_states([bridge_alone])[0])
+    # the search finds the pair within a budget of two chunks
+    chosen = mcts_select([10, 10, 10], 20, linked, MCTSConfig(iterations=10)).chunks
+    assert sorted(chosen) == [0, 1]
