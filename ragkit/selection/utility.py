@@ -39,15 +39,15 @@ from ragkit.stores.tokenize import tokenize
 __all__ = ["CombinationUtility", "link_masks"]
 
 _PARENTHETICAL = re.compile(r"\s*\([^)]*\)\s*$")
-_NON_WORD = re.compile(r"[\W_]+")
 _MIN_TITLE_CHARS = 4
 
 
 def _norm(text: str) -> str:
-    """Lower case, accents and punctuation removed, words separated by single spaces."""
-    text = unicodedata.normalize("NFKD", text)
+    """The text's words (the store's tokenizer, stopwords kept), accents dropped, space-padded,
+    so that ``" key " in _norm(text)`` is a whole-word match."""
+    text = unicodedata.normalize("NFKD", text.casefold())
     text = "".join(c for c in text if not unicodedata.combining(c))
-    return " " + " ".join(_NON_WORD.sub(" ", text.casefold()).split()) + " "
+    return " " + " ".join(tokenize(text, stopwords=False)) + " "
 
 
 def _title_key(title: str | None) -> str | None:
@@ -69,20 +69,12 @@ def link_masks(
     titles under 4 characters are ignored (too ambiguous to count as a mention).
     """
     keys = [_title_key(t) for t in titles]
-    q = _norm(query)
-    anchors = 0
-    for j, key in enumerate(keys):
-        if key and key in q:
-            anchors |= 1 << j
-    mentions = []
-    for i, text in enumerate(chunks):
+
+    def named_in(text: str, own: int = -1) -> int:
         body = _norm(text)
-        mask = 0
-        for j, key in enumerate(keys):
-            if j != i and key and key in body:
-                mask |= 1 << j
-        mentions.append(mask)
-    return anchors, mentions
+        return sum(1 << j for j, key in enumerate(keys) if j != own and key and key in body)
+
+    return named_in(query), [named_in(text, own=i) for i, text in enumerate(chunks)]
 
 
 class CombinationUtility:
