@@ -368,6 +368,9 @@ def run_adaptive_note(
                 if candidate.casefold() == best.casefold() or not candidate:
                     # nothing new: "not better" by the reviewer's own rule, without asking it
                     verdict = Verdict(False, "unchanged", "")
+                elif not best.strip():
+                    # the first passages gave nothing: any evidence beats an empty note
+                    verdict = Verdict(True, "first note", "")
                 else:
                     note_1, note_2 = run.fitted_notes(best, candidate)
                     raw = run.call("compare", s.verdict_max_tokens, note_1=note_1, note_2=note_2)

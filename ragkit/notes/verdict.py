@@ -14,7 +14,7 @@ from typing import Literal
 
 __all__ = ["Verdict", "parse_verdict"]
 
-VerdictSource = Literal["json", "keyword", "unparsed", "unchanged"]
+VerdictSource = Literal["json", "keyword", "unparsed", "unchanged", "first note"]
 
 _OBJECT = re.compile(r"\{[^{}]*\}", re.DOTALL)
 _STATUS = re.compile(r"""["']?status["']?\s*[:=]\s*["']?(true|false|yes|no)\b""", re.IGNORECASE)
@@ -29,7 +29,8 @@ class Verdict:
     Attributes:
         better: Whether the refined note is a significant improvement (keep it).
         source: How it was read: ``json`` (strict), ``keyword`` (fallback), ``unparsed``, or
-            ``unchanged`` (the refined note equals the old one; the reviewer is not asked).
+            ``unchanged`` (the refined note equals the old one; the reviewer is not asked), or
+            ``first note`` (the old note was empty, so any note is better; not asked either).
         raw: The reviewer's reply, for the trace.
     """
 

@@ -301,3 +301,26 @@ def test_unchanged_refinement_is_not_better_without_asking_the_judge() -> None:
     assert res.stop_reason == "failure budget"
     assert not any("Task: compare two notes." in p[1].text for p in gen.prompts)
     assert len(gen.prompts) == 4
+
+
+def test_a_note_after_an_empty_one_is_kept_without_asking_the_judge() -> None:
+    gen = ScriptedChatGenerator(
+        rules=[
+            {"contains": "Task: write a note.", "reply": "   "},
+            {"contains": "Task: plan new searches.", "reply": "q"},
+            {"contains": "Task: improve the note.", "reply": "Herbert was born in Tacoma."},
+            {"contains": "Task: compare two notes.", "reply": NO},
+            {"contains": "Task: answer.", "reply": "Tacoma"},
+        ]
+    )
+    res = run_adaptive_note(
+        QUESTION,
+        generator_llm(gen),
+        ScriptedRetriever(ids(0, 5), ids(5, 5)),
+        NoteSettings(max_step=1),
+    )
+    assert res.trace["initial"]["note"] == ""
+    step = res.trace["steps"][0]
+    assert step["verdict"]["source"] == "first note" and step["kept"] is True
+    assert res.note == "Herbert was born in Tacoma."
+    assert not any("Task: compare two notes." in p[1].text for p in gen.prompts)
