@@ -284,16 +284,23 @@ def test_always_dedup_asks_for_enough_to_fill_top_k_with_unread_passages() -> No
     assert [r["id"] for r in res.trace["steps"][0]["retrieved"]] == ids(5, 5)
 
 
-def test_unchanged_refinement_is_not_better_without_asking_the_judge() -> None:
-    gen = ScriptedChatGenerator(
+def one_step_generator(
+    note: str, refined: str, verdict: str, answer: str = "Tacoma"
+) -> ScriptedChatGenerator:
+    """Fixed replies per role: the initial note, one refinement, the judge's verdict."""
+    return ScriptedChatGenerator(
         rules=[
-            {"contains": "Task: write a note.", "reply": "same note"},
+            {"contains": "Task: write a note.", "reply": note},
             {"contains": "Task: plan new searches.", "reply": "q"},
-            {"contains": "Task: improve the note.", "reply": "Same  note"},
-            {"contains": "Task: compare two notes.", "reply": YES},
-            {"contains": "Task: answer.", "reply": "a"},
+            {"contains": "Task: improve the note.", "reply": refined},
+            {"contains": "Task: compare two notes.", "reply": verdict},
+            {"contains": "Task: answer.", "reply": answer},
         ]
     )
+
+
+def test_unchanged_refinement_is_not_better_without_asking_the_judge() -> None:
+    gen = one_step_generator("same note", "Same  note", YES, answer="a")
     res = run_adaptive_note(
         QUESTION, generator_llm(gen), ScriptedRetriever(ids(0, 5), ids(5, 5)), NoteSettings()
     )
@@ -304,15 +311,7 @@ def test_unchanged_refinement_is_not_better_without_asking_the_judge() -> None:
 
 
 def test_a_note_after_an_empty_one_is_kept_without_asking_the_judge() -> None:
-    gen = ScriptedChatGenerator(
-        rules=[
-            {"contains": "Task: write a note.", "reply": "   "},
-            {"contains": "Task: plan new searches.", "reply": "q"},
-            {"contains": "Task: improve the note.", "reply": "Herbert was born in Tacoma."},
-            {"contains": "Task: compare two notes.", "reply": NO},
-            {"contains": "Task: answer.", "reply": "Tacoma"},
-        ]
-    )
+    gen = one_step_generator("   ", "Herbert was born in Tacoma.", NO)
     res = run_adaptive_note(
         QUESTION,
         generator_llm(gen),
