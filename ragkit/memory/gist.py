@@ -64,7 +64,8 @@ class GistMemory(WindowedMemory):
         """Gist every chunk of ``units`` (one generation each)."""
         started = time.perf_counter()
         gists = []
-        for chunk in self._chunks([u for u in units if u.text.strip()]):
+        chunks = self._chunks([u for u in units if u.text.strip()])
+        for chunk in self._steps(chunks, "gisting", "chunk"):
             gist = self.lm.complete(
                 prompts.GIST.format(text=chunk.text), self.settings.gist_tokens
             ).strip()

@@ -65,14 +65,19 @@ class WindowedMemory:
 
     kind = "windowed"
 
-    def __init__(self, lm: MemoryLM, settings: MemorySettings | None = None) -> None:
+    def __init__(
+        self, lm: MemoryLM, settings: MemorySettings | None = None, *, progress: bool = True
+    ) -> None:
         """Create an empty memory over ``lm``.
 
         Args:
             lm: The memory model (see :mod:`ragkit.memory.lm`).
             settings: Window size, task lengths, clue filter.
+            progress: Show a progress bar on stderr while reading (or gisting) two or more
+                windows (chunks): a pooled corpus is minutes to hours of prefill on a CPU.
         """
         self.lm = lm
+        self.progress = progress
         self.settings = settings or MemorySettings(kind=self.kind)  # type: ignore[arg-type]
         self.windows: list[_Window] = []
         self.meta: dict[str, Any] = {}
@@ -139,9 +144,22 @@ class WindowedMemory:
             groups.append(current)
         return groups
 
+    def _steps(self, items: Sequence[Any], desc: str, unit: str) -> Any:
+        """``items``, behind a progress bar when there are several and progress is on."""
+        if not self.progress or len(items) < 2:
+            return items
+        import sys
+
+        from tqdm import tqdm
+
+        return tqdm(items, desc=desc, unit=unit, file=sys.stderr, leave=False)
+
     def _read(self, groups: list[list[MemoryUnit]]) -> list[_Window]:
         started = time.perf_counter()
-        windows = [_Window(g, self.lm.prefill(_SEP.join(u.text for u in g))) for g in groups]
+        windows = [
+            _Window(g, self.lm.prefill(_SEP.join(u.text for u in g)))
+            for g in self._steps(groups, "memorizing", "window")
+        ]
         self.build_seconds += time.perf_counter() - started
         return windows
 

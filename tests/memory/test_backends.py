@@ -90,6 +90,27 @@ def test_corpus_larger_than_the_context_never_crashes() -> None:
     assert gist.windows
 
 
+def test_building_several_windows_or_gists_shows_progress_on_stderr(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    long_unit = MemoryUnit("z", "z.txt", " ".join(f"w{i}" for i in range(150)))
+    KVMemory(
+        ScriptedMemoryLM(script), MemorySettings(window_tokens=64, reserve_tokens=32)
+    ).memorize([long_unit])
+    assert "memorizing" in capsys.readouterr().err
+    gist = GistMemory(ScriptedMemoryLM(script), MemorySettings(kind="gist", gist_chunk_tokens=16))
+    gist.memorize(CORPUS)
+    assert "gisting" in capsys.readouterr().err
+    KVMemory(ScriptedMemoryLM(script)).memorize(CORPUS)  # one window: no bar
+    quiet = KVMemory(
+        ScriptedMemoryLM(script),
+        MemorySettings(window_tokens=64, reserve_tokens=32),
+        progress=False,
+    )
+    quiet.memorize([long_unit])
+    assert len(quiet.windows) >= 2 and capsys.readouterr().err == ""
+
+
 def test_empty_corpus_is_a_clear_error() -> None:
     with pytest.raises(EmptyCorpusError, match="empty"):
         KVMemory(ScriptedMemoryLM(script)).memorize([MemoryUnit("e", "e.txt", "   ")])
