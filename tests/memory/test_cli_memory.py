@@ -98,3 +98,29 @@ def test_memory_lifecycle_through_the_cli(tmp_path: Path) -> None:
     assert code == 0 and "dropped memory 'default'" in out
     code, _, err = ragkit("memory", "drop", "--store", store)
     assert code == 1 and "no memory 'default'" in err
+
+
+@pytest.mark.slow  # gists, three memory tasks and the reader: minutes on 2 cores
+def test_shipped_lite_pipeline_builds_and_queries_a_gist_memory(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(SAMPLE / "volcanoes.md", corpus)
+    store = str(tmp_path / "store")
+    small = ("--store", store, "--profile", "cpu-small")
+    assert ragkit("index", str(corpus), *small, "-q")[0] == 0
+
+    code, out, err = ragkit("memory", "build", *small, "--pipeline", "memorag_lite", "--json")
+    assert code == 0, err
+    built = json.loads(out)
+    assert built["kind"] == "gist" and built["windows"] == 1
+    question = "Which volcano buried Pompeii?"
+    code, out, err = ragkit("query", question, *small, "--pipeline", "memorag_lite", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["trace"]["memory_recall"]["windows"] == 1
+    assert result["trace"]["memory_recall"]["queries"][-1]["text"] == question
+    assert result["passages"]
+
+    # memorag.yaml asks for a kv memory: the gist memory is refused, with the command that rebuilds
+    code, _, err = ragkit("query", question, *small, "--pipeline", "memorag")
+    assert code == 1 and "'gist' memory" in err and "ragkit memory build" in err
