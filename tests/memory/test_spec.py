@@ -31,3 +31,15 @@ def test_spec_follows_pipeline_profile_and_cli_changes() -> None:
 def test_pipeline_without_memory_is_a_clear_error() -> None:
     with pytest.raises(PipelineError, match="no MemoryRecall component"):
         memory_spec_for_pipeline(REPO / "pipelines" / "rag.yaml")
+
+
+def test_lite_pipeline_is_memorag_over_a_gist_memory() -> None:
+    """memorag_lite.yaml copies memorag.yaml (pipelines are self-contained): they stay in step."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[2] / "pipelines"
+    base = yaml.safe_load((root / "memorag.yaml").read_text())
+    lite = yaml.safe_load((root / "memorag_lite.yaml").read_text())
+    assert lite["components"]["memory_recall"]["init_parameters"].pop("kind") == "gist"
+    assert base["components"]["memory_recall"]["init_parameters"].pop("kind") == "kv"
+    assert lite == base
