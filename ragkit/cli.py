@@ -666,6 +666,18 @@ def bench_speculative(
     threads: Annotated[
         int | None, typer.Option("--threads", min=1, help="llama.cpp threads.")
     ] = None,
+    device: Annotated[
+        str,
+        typer.Option(
+            "--device", help="transformers device: cpu, cuda or auto (bf16 + static KV on CUDA)."
+        ),
+    ] = "cpu",
+    compile_draft_step: Annotated[
+        bool,
+        typer.Option(
+            "--compile-draft-step", help="torch.compile the drafter's step (transformers)."
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """RAPID long-document QA: decode tok/s with each drafter vs target-only (identical greedy
@@ -682,6 +694,8 @@ def bench_speculative(
             raise CLIError(f"--lengths {lengths!r}: give sizes of at least 256 tokens", 2)
         if backend not in ("llama.cpp", "transformers"):
             raise CLIError(f"--backend {backend!r}: expected llama.cpp or transformers", 2)
+        if backend != "transformers" and (device != "cpu" or compile_draft_step):
+            raise CLIError("--device and --compile-draft-step need --backend transformers", 2)
         result = run_speculative_bench(
             sizes,
             backend=backend,
@@ -690,6 +704,8 @@ def bench_speculative(
             max_new_tokens=max_new_tokens,
             gamma=gamma,
             n_threads=threads,
+            device=device,
+            compile_draft_step=compile_draft_step,
             progress=None if as_json else lambda line: typer.echo(line, err=True),
         )
         typer.echo(json.dumps(result, indent=1) if as_json else format_table(result))

@@ -121,14 +121,27 @@ def build_long_document(lm: Any, tokens: int, seed: int = 0) -> tuple[str, list[
     return "\n\n".join(parts), questions
 
 
-def _load(backend: str, name: str, n_ctx: int, n_threads: int | None) -> Any:
+def _load(
+    backend: str,
+    name: str,
+    n_ctx: int,
+    n_threads: int | None,
+    device: str = "cpu",
+    compile_step: bool = False,
+) -> Any:
     if backend == "llama.cpp":
         from ragkit.models.llamacpp import LlamaCppLM
 
         return LlamaCppLM.load(name, n_ctx=n_ctx, n_threads=n_threads)
     from ragkit.models.causal_lm import CausalLM
 
-    return CausalLM.load(name, device="cpu")
+    return CausalLM.load(
+        name,
+        device=device,
+        kv_cache="static" if compile_step else "auto",
+        max_cache_tokens=n_ctx,
+        compile_step=compile_step,
+    )
 
 
 def _near_tie_gap(
@@ -315,6 +328,8 @@ def run_speculative_bench(
     max_new_tokens: int = 96,
     gamma: int = 10,
     n_threads: int | None = None,
+    device: str = "cpu",
+    compile_draft_step: bool = False,
     cache_dir: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -328,6 +343,8 @@ def run_speculative_bench(
         max_new_tokens: Tokens per answer.
         gamma: Most tokens drafted per target call.
         n_threads: llama.cpp threads (``None``: its choice).
+        device: transformers device (``cuda``: bf16 and static KV caches of ``n_ctx`` slots).
+        compile_draft_step: ``torch.compile`` the drafter's one-token step (transformers).
         cache_dir: Where the document prefixes go (default: a temporary directory, removed).
         progress: Receives a line per step.
 
@@ -340,8 +357,10 @@ def run_speculative_bench(
     say = progress or (lambda _line: None)
     n_ctx = max(lengths) + 1024
     say(f"loading {target_model} ({backend}, n_ctx {n_ctx})")
-    target = _load(backend, target_model, n_ctx, n_threads)
-    draft = _load(backend, draft_model, n_ctx, n_threads) if draft_model else None
+    target = _load(backend, target_model, n_ctx, n_threads, device)
+    draft = None
+    if draft_model:
+        draft = _load(backend, draft_model, n_ctx, n_threads, device, compile_draft_step)
     configs = _CONFIGS if draft is not None else _CONFIGS[:1]
     results: list[dict[str, Any]] = []
     mismatches: list[str] = []
@@ -407,6 +426,8 @@ def run_speculative_bench(
             "gamma": gamma,
             "n_threads": n_threads,
             "n_ctx": n_ctx,
+            "device": getattr(target, "device", "cpu"),
+            "compile_draft_step": compile_draft_step,
         },
         "lengths": results,
         "mismatches": mismatches,
@@ -417,7 +438,8 @@ def format_table(result: dict[str, Any]) -> str:
     """The benchmark as text: one decode table and one end-to-end line per length."""
     s = result["settings"]
     lines = [
-        f"backend {s['backend']}, target {s['target']}, drafter model {s['drafter_model']}, "
+        f"backend {s['backend']} on {s.get('device', 'cpu')}, target {s['target']}, drafter "
+        f"model {s['drafter_model']}{' (compiled step)' if s.get('compile_draft_step') else ''}, "
         f"greedy, {s['max_new_tokens']} new tokens max, gamma {s['gamma']}",
         "",
         f"{'context':>8}  {'drafter':<22} {'tokens':>6} {'tok/s':>7} {'speedup':>8} "

@@ -91,6 +91,7 @@ class SpeculativeGenerator:
         learn_across_calls: bool = False,
         max_ngram: int = 3,
         device: str = "auto",
+        compile_draft_step: bool = False,
         n_ctx: int = 8192,
         n_threads: int | None = None,
         generation_kwargs: dict[str, Any] | None = None,
@@ -115,7 +116,11 @@ class SpeculativeGenerator:
             learn_across_calls: Keep one adaptive policy for all calls (see
                 :meth:`answer_policy`); default: a fresh one per answer.
             max_ngram: Longest n-gram the n-gram drafter matches.
-            device: transformers device (``auto``, ``cpu``, ``cuda``).
+            device: transformers device (``auto``, ``cpu``, ``cuda``). On CUDA the models
+                run in bf16 with a pre-allocated static KV cache.
+            compile_draft_step: ``torch.compile`` the model drafter's one-token step (CUDA
+                graphs on CUDA; transformers backend, static cache). The first answers pay
+                the compilation.
             n_ctx: llama.cpp context to allocate.
             n_threads: llama.cpp threads (``None``: llama.cpp's choice).
             generation_kwargs: Defaults for ``max_new_tokens``, ``temperature``, ``top_p``,
@@ -136,6 +141,10 @@ class SpeculativeGenerator:
             raise InvalidParameter("draft_model", f"drafter {drafter!r} needs a draft_model")
         if max_ngram < 1:
             raise InvalidParameter("max_ngram", f"must be >= 1, got {max_ngram}")
+        if compile_draft_step and backend != "transformers":
+            raise InvalidParameter(
+                "compile_draft_step", f"needs backend: transformers, not {backend!r}"
+            )
         merge_generation_kwargs(generation_kwargs)
         self.model = model
         self.backend = backend
@@ -150,6 +159,7 @@ class SpeculativeGenerator:
         self.learn_across_calls = learn_across_calls
         self.max_ngram = max_ngram
         self.device = device
+        self.compile_draft_step = compile_draft_step
         self.n_ctx = n_ctx
         self.n_threads = n_threads
         self.generation_kwargs = dict(generation_kwargs or {})
@@ -172,14 +182,17 @@ class SpeculativeGenerator:
         instance._target, instance._draft_lm = target, draft_lm
         return instance
 
-    def _load_lm(self, name: str) -> Any:
+    def _load_lm(self, name: str, *, drafter: bool = False) -> Any:
         if self.backend == "llama.cpp":
             from ragkit.models.llamacpp import LlamaCppLM
 
             return LlamaCppLM.load(name, n_ctx=self.n_ctx, n_threads=self.n_threads)
         from ragkit.models.causal_lm import CausalLM
 
-        return CausalLM.load(name, self.device)
+        compiled = drafter and self.compile_draft_step
+        return CausalLM.load(
+            name, self.device, kv_cache="static" if compiled else "auto", compile_step=compiled
+        )
 
     def warm_up(self) -> None:
         """Load the target and, for model drafters, the drafter (a separate instance)."""
@@ -187,7 +200,7 @@ class SpeculativeGenerator:
             self._target = self._load_lm(self.model)
         if self._draft_lm is None and self.drafter != "ngram":
             name = self.model if self.drafter.startswith("self") else str(self.draft_model)
-            self._draft_lm = self._load_lm(name)
+            self._draft_lm = self._load_lm(name, drafter=True)
 
     def close(self) -> None:
         """Release both models."""
@@ -344,6 +357,7 @@ class RapidReader:
         cache_dir: str | None = None,
         persist_prefix: bool = True,
         device: str = "auto",
+        compile_draft_step: bool = False,
         n_ctx: int = 16384,
         n_threads: int | None = None,
         generation_kwargs: dict[str, Any] | None = None,
@@ -373,7 +387,9 @@ class RapidReader:
             instruction: What the prompt asks before the document (default: a short answer).
             cache_dir: Where document prefix states are saved (default ``$RAGKIT_CACHE/rapid``).
             persist_prefix: Save and reuse document prefix states on disk.
-            device: transformers device (``auto``, ``cpu``, ``cuda``).
+            device: transformers device (``auto``, ``cpu``, ``cuda``; bf16 and a static KV
+                cache on CUDA).
+            compile_draft_step: As :class:`SpeculativeGenerator` (transformers backend).
             n_ctx: llama.cpp context to allocate (bounds the document the target reads).
             n_threads: llama.cpp threads (``None``: llama.cpp's choice).
             generation_kwargs: Defaults for ``max_new_tokens``, ``temperature``, ``top_p``,
@@ -398,6 +414,7 @@ class RapidReader:
             learn_across_calls=learn_across_calls,
             max_ngram=max_ngram,
             device=device,
+            compile_draft_step=compile_draft_step,
             n_ctx=n_ctx,
             n_threads=n_threads,
             generation_kwargs=generation_kwargs,
@@ -425,6 +442,7 @@ class RapidReader:
         self.cache_dir = cache_dir
         self.persist_prefix = persist_prefix
         self.device = device
+        self.compile_draft_step = compile_draft_step
         self.n_ctx = n_ctx
         self.n_threads = n_threads
         self.generation_kwargs = dict(generation_kwargs or {})

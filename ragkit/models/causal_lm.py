@@ -1,11 +1,12 @@
 """Causal language model on transformers: the token step of the shared generation driver.
 
 :class:`CausalLM` implements the backend protocol of :mod:`ragkit.models.driver` (one live
-``DynamicCache``: ``eval_last``, ``eval_tokens``, ``truncate``) so the driver's single decoding
-loop (streaming, stop strings, prefix-cache reuse, later speculative decoding) runs on it as on
-llama.cpp, at ``model.generate``'s speed (one forward per token, no extra host syncs beyond
-reading the chosen token). Batched generation and the scoring forwards stay here: they are
-transformers-specific and measured faster than the token loop.
+KV cache, dynamic or static as :mod:`ragkit.models.kv_cache` explains: ``eval_last``,
+``eval_tokens``, ``truncate``) so the driver's single decoding loop (streaming, stop strings,
+prefix-cache reuse, speculative decoding) runs on it as on llama.cpp, at ``model.generate``'s
+speed (one forward per token, no extra host syncs beyond reading the chosen token). Batched
+generation and the scoring forwards stay here: they are transformers-specific and measured
+faster than the token loop.
 """
 
 from __future__ import annotations
@@ -80,13 +81,10 @@ class PrefixCache(PrefixState):
 
     def to_dynamic_cache(self, config: Any, length: int | None = None) -> DynamicCache:
         """A fresh ``DynamicCache`` holding the first ``length`` tokens (all by default)."""
-        from transformers import DynamicCache
+        from ragkit.models.kv_cache import copy_prefix, new_cache
 
         n = len(self) if length is None else length
-        cache = DynamicCache(config=config)
-        for i, (k, v) in enumerate(zip(self.keys, self.values, strict=True)):
-            cache.update(k[..., :n, :], v[..., :n, :], i)
-        return cache
+        return copy_prefix(new_cache(config, "dynamic", 0), self.keys, self.values, n)
 
     def save(self, directory: str | Path) -> Path:
         """Write tensors + manifest atomically (temp dir, then rename) into ``directory``."""
@@ -212,7 +210,26 @@ class CausalLM(DecoderLM):
         device: str,
         fingerprint: str | None = None,
         spec: ModelSpec | None = None,
+        kv_cache: str = "dynamic",
+        max_cache_tokens: int | None = None,
+        compile_step: bool = False,
     ) -> None:
+        """Wrap loaded objects.
+
+        Args:
+            kv_cache: ``dynamic``, ``static`` (pre-allocated slots; what CUDA graphs need) or
+                ``auto`` (static on CUDA); see :mod:`ragkit.models.kv_cache`.
+            max_cache_tokens: Slots of a static cache (default: the model's context length).
+            compile_step: ``torch.compile`` the one-token forward (the drafter's step and plain
+                decoding; CUDA graphs on CUDA). Needs the static cache; the first calls pay
+                the compilation.
+
+        Raises:
+            ModelLoadError: Unknown ``kv_cache``, ``compile_step`` without a static cache, or
+                ``max_cache_tokens`` below 1.
+        """
+        from ragkit.models.kv_cache import resolve_kv_cache
+
         self.model = model
         self._cache_arg = _cache_argument(model)
         self.tokenizer = tokenizer
@@ -236,7 +253,17 @@ class CausalLM(DecoderLM):
         if pad is None:
             pad = min(eos) if eos else 0
         self.pad_token_id = int(pad)
-        self._cache: DynamicCache | None = None  # the live sequence of the token protocol
+        self.kv_cache = resolve_kv_cache(kv_cache, device)
+        if compile_step and self.kv_cache != "static":
+            raise ModelLoadError(
+                "compile_step needs a pre-allocated KV cache; set kv_cache: static (or auto on CUDA)"
+            )
+        if max_cache_tokens is not None and max_cache_tokens < 1:
+            raise ModelLoadError(f"max_cache_tokens must be >= 1, got {max_cache_tokens}")
+        self.max_cache_tokens = max_cache_tokens
+        self.compile_step = compile_step
+        self._compiled: Any = None  # the compiled one-token forward, built on first use
+        self._cache: Any = None  # the live sequence of the token protocol (Dynamic/StaticCache)
         self._cache_ids: list[int] = []
 
     # ------------------------------------------------------------------ loading
@@ -248,16 +275,24 @@ class CausalLM(DecoderLM):
         device: str = "auto",
         dtype: str = "auto",
         cache_dir: str | Path | None = None,
+        *,
+        kv_cache: str = "auto",
+        max_cache_tokens: int | None = None,
+        compile_step: bool = False,
     ) -> CausalLM:
         """Load a causal LM by packaged name, hub id, local directory or ``.gguf`` file.
 
         GGUF files are converted once into ``cache_dir`` (see :mod:`ragkit.models.gguf_cache`).
+        Attention runs through transformers' default, PyTorch SDPA, where the model supports it.
 
         Args:
             name: Model name (see :func:`ragkit.models.resolve_model`).
             device: ``auto``, ``cpu``, ``cuda``...
             dtype: ``auto``, ``float32``, ``bfloat16``, ``float16``.
             cache_dir: Cache root for converted GGUF models.
+            kv_cache: ``auto`` (static on CUDA, dynamic elsewhere), ``dynamic`` or ``static``.
+            max_cache_tokens: Slots of a static cache (default: the context length).
+            compile_step: ``torch.compile`` the one-token step (static cache only).
 
         Raises:
             ModelLoadError: The model cannot be found, converted or loaded.
@@ -286,7 +321,17 @@ class CausalLM(DecoderLM):
         model.to(dev)
         model.eval()
         fingerprint = cls._config_fingerprint(source_sha or spec.location, model.config)
-        return cls(model, tokenizer, name=name, device=dev, fingerprint=fingerprint, spec=spec)
+        return cls(
+            model,
+            tokenizer,
+            name=name,
+            device=dev,
+            fingerprint=fingerprint,
+            spec=spec,
+            kv_cache=kv_cache,
+            max_cache_tokens=max_cache_tokens,
+            compile_step=compile_step,
+        )
 
     @staticmethod
     def _config_fingerprint(source: str, config: Any) -> str:
@@ -308,7 +353,7 @@ class CausalLM(DecoderLM):
         import gc
 
         self.model = None  # type: ignore[assignment]
-        self._cache, self._cache_ids = None, []
+        self._cache, self._cache_ids, self._compiled = None, [], None
         gc.collect()
         if self.device.startswith("cuda"):
             import torch
@@ -359,7 +404,7 @@ class CausalLM(DecoderLM):
 
     @property
     def kv_tokens(self) -> list[int]:
-        """The tokens the live ``DynamicCache`` holds."""
+        """The tokens the live KV cache holds."""
         return list(self._cache_ids)
 
     @property
@@ -368,42 +413,69 @@ class CausalLM(DecoderLM):
         return len(self._cache_ids)
 
     def truncate(self, n: int) -> None:
-        """Keep the first ``n`` tokens of the live cache (``DynamicCache.crop``); 0 drops it."""
-        if n <= 0 or self._cache is None:
+        """Keep the first ``n`` tokens of the live cache (no copy on either cache kind).
+
+        ``0`` drops a dynamic cache; a static cache keeps its slots (and their addresses, which
+        compiled steps rely on) and only moves its write position to the start.
+        """
+        from ragkit.models.kv_cache import crop
+
+        if self._cache is None:
+            self._cache_ids = []
+            return
+        if n <= 0 and self.kv_cache != "static":
             self._cache, self._cache_ids = None, []
             return
+        n = max(n, 0)
         if n < len(self._cache_ids):
-            self.crop_cache(self._cache, n)
+            crop(self._cache, len(self._cache_ids), n)
             del self._cache_ids[n:]
 
-    @staticmethod
-    def crop_cache(cache: DynamicCache, length: int) -> None:
-        """Roll a ``DynamicCache`` back to its first ``length`` tokens.
+    @property
+    def cache_capacity(self) -> int | None:
+        """Tokens a static cache holds at most (``None``: a dynamic cache grows)."""
+        if self.kv_cache != "static":
+            return None
+        return self.max_cache_tokens or self.context_length
 
-        transformers 5.x ``crop`` only accepts a negative count of tokens to remove (a positive
-        argument raises); a negative count also worked in 4.x, so this is portable.
-        """
-        remove = cache.get_seq_length() - length
-        if remove > 0:
-            cache.crop(-remove)
-
-    def _live(self) -> DynamicCache:
+    def _live(self) -> Any:
         if self._cache is None:
-            from transformers import DynamicCache
+            from ragkit.models.kv_cache import new_cache
 
-            self._cache = DynamicCache(config=self.model.config)
+            self._cache = new_cache(self.model.config, self.kv_cache, self.cache_capacity or 0)
         return self._cache
+
+    def _check_room(self, adding: int) -> None:
+        capacity = self.cache_capacity
+        if capacity is not None and len(self._cache_ids) + adding > capacity:
+            raise ValueError(
+                f"{self.name}: {len(self._cache_ids) + adding} tokens do not fit the static KV "
+                f"cache of {capacity} slots; raise max_cache_tokens or use kv_cache: dynamic"
+            )
+
+    def _step(self) -> Any:
+        """The compiled one-token forward (CUDA graphs on CUDA), built on first use."""
+        if self._compiled is None:
+            import torch
+
+            mode = "reduce-overhead" if self.device.startswith("cuda") else None
+            self._compiled = torch.compile(self.model.forward, mode=mode, fullgraph=True)
+        return self._compiled
 
     def _forward(self, ids: Sequence[int], keep: int) -> torch.Tensor:
         import torch
 
+        self._check_room(len(ids))
         cache = self._live()
         tensor = torch.tensor([list(ids)], device=self.device)
-        out = self.model(
+        compiled = self.compile_step and len(ids) == 1
+        forward = self._step() if compiled else self.model
+        out = forward(
             input_ids=tensor, use_cache=True, logits_to_keep=keep, **{self._cache_arg: cache}
         )
         self._cache_ids.extend(int(t) for t in ids)
-        return out.logits[0]
+        # A CUDA-graph replay reuses its output buffer: a drafter keeps its q rows across steps.
+        return out.logits[0].clone() if compiled else out.logits[0]
 
     def eval_last(self, ids: Sequence[int]) -> torch.Tensor:
         """Append ``ids`` to the live cache; logits ``[vocab]`` of the last position."""
@@ -442,7 +514,11 @@ class CausalLM(DecoderLM):
             )
 
     def _load_prefix(self, prefix: PrefixCache, n: int) -> None:
-        self._cache = prefix.to_dynamic_cache(self.model.config, n)
+        from ragkit.models.kv_cache import copy_prefix
+
+        self.truncate(0)
+        self._check_room(n)
+        copy_prefix(self._live(), prefix.keys, prefix.values, n)
         self._cache_ids = list(prefix.token_ids[:n])
 
     def prefill(self, prefix_ids: list[int]) -> PrefixCache:
@@ -452,15 +528,17 @@ class CausalLM(DecoderLM):
         """
         if not prefix_ids:
             raise ValueError("prefix_ids is empty")
+        from ragkit.models.kv_cache import snapshot
+
         with self.inference():
             self.truncate(0)
             self.eval_last(prefix_ids)
-        cache = self._live()
-        self._cache, self._cache_ids = None, []
+            keys, values = snapshot(self._live(), len(prefix_ids), copy=self.kv_cache == "static")
+        self.truncate(0)
         return PrefixCache(
             token_ids=list(prefix_ids),
-            keys=[layer.keys for layer in cache.layers],
-            values=[layer.values for layer in cache.layers],
+            keys=keys,
+            values=values,
             model_id=self.name,
             model_fingerprint=self.fingerprint,
             dtype=self.dtype_name,

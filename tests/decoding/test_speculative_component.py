@@ -30,6 +30,7 @@ QUESTION = "Who built the old stone bridge at Harwick, and when? Answer in one s
         ({"drafter": "model"}, "draft_model"),
         ({"backend": "onnx"}, "backend"),
         ({"max_ngram": 0}, "max_ngram"),
+        ({"backend": "llama.cpp", "compile_draft_step": True}, "compile_draft_step"),
     ],
 )
 def test_bad_settings_name_the_parameter(kwargs: dict, parameter: str) -> None:
@@ -37,6 +38,19 @@ def test_bad_settings_name_the_parameter(kwargs: dict, parameter: str) -> None:
         SpeculativeGenerator(**kwargs)
     assert err.value.parameter == parameter
     assert str(err.value).startswith(f"{parameter}: ")
+
+
+def test_compile_draft_step_compiles_the_drafter_only(monkeypatch) -> None:
+    """The drafter gets the static cache and the compiled step; the target stays eager."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    gen = SpeculativeGenerator(drafter="self", device="cpu", compile_draft_step=True)
+    gen.warm_up()
+    try:
+        assert (gen._draft_lm.kv_cache, gen._draft_lm.compile_step) == ("static", True)
+        assert (gen._target.kv_cache, gen._target.compile_step) == ("dynamic", False)
+        assert gen._draft_lm._compiled is None  # compiled on the first step, not at load
+    finally:
+        gen.close()
 
 
 def test_yaml_round_trip_keeps_the_settings() -> None:

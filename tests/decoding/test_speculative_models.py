@@ -2,7 +2,9 @@
 
 Greedy speculative output must be token-identical to target-only greedy with the n-gram drafter
 and with a self-drafter (a second instance of the same model reading a shorter context), and a
-rolled-back target cache must give the same next-token logits as a fresh prefill.
+rolled-back target cache must give the same next-token logits as a fresh prefill. The
+transformers backend runs each test twice: with the growable cache (the CPU default) and with
+the pre-allocated static cache (the CUDA default), whose rollback only moves a write position.
 """
 
 from __future__ import annotations
@@ -36,20 +38,27 @@ SHORT = [
 
 
 def _load(backend: str) -> DecoderLM:
-    if backend == "transformers":
+    if backend.startswith("transformers"):
         from ragkit.models.causal_lm import CausalLM
 
-        return CausalLM.load(MODEL, device="cpu", cache_dir=os.environ["RAGKIT_CACHE"])
+        static = backend.endswith("static")
+        return CausalLM.load(
+            MODEL,
+            device="cpu",
+            cache_dir=os.environ["RAGKIT_CACHE"],
+            kv_cache="static" if static else "dynamic",
+            max_cache_tokens=512 if static else None,
+        )
     pytest.importorskip("llama_cpp")
     from ragkit.models.llamacpp import LlamaCppLM
 
     return LlamaCppLM.load(MODEL, n_ctx=1024, n_threads=1)
 
 
-@pytest.fixture(scope="module", params=["transformers", "llama.cpp"])
+@pytest.fixture(scope="module", params=["transformers", "transformers-static", "llama.cpp"])
 def pair(request: pytest.FixtureRequest):
     """(target, self-drafter): two instances of SmolLM2 on one backend."""
-    if (os.cpu_count() or 1) <= 2 and request.param == "transformers":
+    if (os.cpu_count() or 1) <= 2 and request.param.startswith("transformers"):
         import torch
 
         torch.set_num_threads(1)

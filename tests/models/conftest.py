@@ -37,6 +37,22 @@ def chat_ids(lm) -> list[int]:
     )
 
 
+@pytest.fixture(scope="session")
+def doc_prompt(lm) -> tuple[list[int], list[int], list[int]]:
+    """(prefix ids = system + document, suffix ids of question 1, suffix ids of question 2)."""
+    from pydoc_data.topics import topics
+
+    doc = topics["assert"][:1200]
+    prefix = lm.encode(
+        lm.chat_template_text([{"role": "user", "content": f"Document:\n{doc}"}]).split(
+            "<|im_end|>\n<|im_start|>assistant"
+        )[0]
+    )
+    q1 = lm.encode("\nQuestion: What does assert do?<|im_end|>\n<|im_start|>assistant\n")
+    q2 = lm.encode("\nQuestion: When are assertions removed?<|im_end|>\n<|im_start|>assistant\n")
+    return prefix, q1, q2
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _single_torch_thread():
     """On a 2-core machine shared with other jobs, 2 OpenMP threads run ~5x slower than 1."""

@@ -82,22 +82,6 @@ def test_sampling_is_reproducible_with_seed(lm: CausalLM, chat_ids: list[int]) -
     assert a.token_ids == b.token_ids
 
 
-@pytest.fixture(scope="module")
-def doc_prompt(lm: CausalLM) -> tuple[list[int], list[int], list[int]]:
-    """(prefix ids = system + document, suffix ids of question 1, suffix ids of question 2)."""
-    from pydoc_data.topics import topics
-
-    doc = topics["assert"][:1200]
-    prefix = lm.encode(
-        lm.chat_template_text([{"role": "user", "content": f"Document:\n{doc}"}]).split(
-            "<|im_end|>\n<|im_start|>assistant"
-        )[0]
-    )
-    q1 = lm.encode("\nQuestion: What does assert do?<|im_end|>\n<|im_start|>assistant\n")
-    q2 = lm.encode("\nQuestion: When are assertions removed?<|im_end|>\n<|im_start|>assistant\n")
-    return prefix, q1, q2
-
-
 def test_prefix_cache_reuse_is_identical_to_cold(lm: CausalLM, doc_prompt) -> None:
     prefix, q1, q2 = doc_prompt
     cache = lm.prefill(prefix)
