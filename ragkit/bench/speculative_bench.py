@@ -20,7 +20,9 @@ Drafters: ``ngram`` (prompt lookup in the document), ``model`` (the small model 
 retrieved chunks, fixed gamma), ``model+ngram adaptive`` (the n-gram fallback and the
 adaptive policy that turns drafting off where it is measured not to pay, starting cold), and
 ``adaptive, learned``: the same reader after it answered the document's other question, its
-policy carrying what it measured there (a reader serving a stream of questions).
+policy carrying what it measured there (a reader serving a stream of questions). On the
+transformers backend also ``ngram tree`` and ``model tree``: tree drafting
+(:mod:`ragkit.decoding.tree`, 3 alternatives per level, gamma deep).
 """
 
 from __future__ import annotations
@@ -43,12 +45,18 @@ BENCH_INSTRUCTION = (
 NEAR_TIE_LOGITS = 1.0
 """Largest target logit gap between two diverging tokens still explained by batch-shape noise."""
 
-_CONFIGS: tuple[tuple[str, str, bool, bool], ...] = (
-    # label, drafter, adaptive policy, policy already taught by answering another question
-    ("ngram", "ngram", False, False),
-    ("model", "model", False, False),
-    ("model+ngram adaptive", "model+ngram", True, False),
-    ("adaptive, learned", "model+ngram", True, True),
+_CONFIGS: tuple[tuple[str, str, bool, bool, int], ...] = (
+    # label, drafter, adaptive policy, policy already taught by answering another question,
+    # tree width (0: chain drafts)
+    ("ngram", "ngram", False, False, 0),
+    ("model", "model", False, False, 0),
+    ("model+ngram adaptive", "model+ngram", True, False, 0),
+    ("adaptive, learned", "model+ngram", True, True, 0),
+)
+_TREE_CONFIGS: tuple[tuple[str, str, bool, bool, int], ...] = (
+    # tree drafting (transformers backend only): 3 alternatives per level, gamma deep
+    ("ngram tree", "ngram", False, False, 3),
+    ("model tree", "model", False, False, 3),
 )
 
 
@@ -183,7 +191,7 @@ def _decode_rows(
     question: str,
     max_new_tokens: int,
     other_question: str | None = None,
-    configs: Sequence[tuple[str, str, bool, bool]] = _CONFIGS,
+    configs: Sequence[tuple[str, str, bool, bool, int]] = _CONFIGS,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Target-only and each drafter on the same prompt, prefixes held; identity checked.
 
@@ -213,10 +221,12 @@ def _decode_rows(
         }
     ]
     mismatches: list[str] = []
-    for label, kind, adaptive, learned in configs:
+    for label, kind, adaptive, learned, tree_width in configs:
         if learned and other_question is None:
             continue
-        extra = {"learn_across_calls": True} if learned else {}
+        extra: dict[str, Any] = {"learn_across_calls": True} if learned else {}
+        if tree_width:
+            extra["tree_width"] = tree_width
         reader = make_reader(drafter=kind, adaptive=adaptive, **extra)
         if learned:
             reader.run(question=str(other_question), document=document)
@@ -362,6 +372,8 @@ def run_speculative_bench(
     if draft_model:
         draft = _load(backend, draft_model, n_ctx, n_threads, device, compile_draft_step)
     configs = _CONFIGS if draft is not None else _CONFIGS[:1]
+    if backend == "transformers":
+        configs += _TREE_CONFIGS if draft is not None else _TREE_CONFIGS[:1]
     results: list[dict[str, Any]] = []
     mismatches: list[str] = []
     tmp = tempfile.TemporaryDirectory(prefix="ragkit-bench-rapid-") if cache_dir is None else None

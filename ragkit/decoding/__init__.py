@@ -18,6 +18,12 @@ from ragkit.decoding.speculative import (
     residual_distribution,
     verify,
 )
+from ragkit.decoding.tree import (
+    NgramTreeDrafter,
+    TopKTreeDrafter,
+    TreeDraft,
+    TreeSpeculativeDecoder,
+)
 
 __all__ = [
     "AdaptiveGamma",
@@ -26,10 +32,14 @@ __all__ = [
     "FallbackDrafter",
     "ModelDrafter",
     "NgramDrafter",
+    "NgramTreeDrafter",
     "SpeculativeConfig",
     "SpeculativeDecoder",
     "SpeculativeResult",
     "SpeculativeStats",
+    "TopKTreeDrafter",
+    "TreeDraft",
+    "TreeSpeculativeDecoder",
     "check_same_vocabulary",
     "knowledge_transfer",
     "residual_distribution",

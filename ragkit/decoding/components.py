@@ -90,6 +90,7 @@ class SpeculativeGenerator:
         adaptive: bool = True,
         learn_across_calls: bool = False,
         max_ngram: int = 3,
+        tree_width: int = 0,
         device: str = "auto",
         compile_draft_step: bool = False,
         n_ctx: int = 8192,
@@ -116,6 +117,10 @@ class SpeculativeGenerator:
             learn_across_calls: Keep one adaptive policy for all calls (see
                 :meth:`answer_policy`); default: a fresh one per answer.
             max_ngram: Longest n-gram the n-gram drafter matches.
+            tree_width: LongSpec-style tree drafting with this many alternatives per level
+                (see :mod:`ragkit.decoding.tree`): trees ``gamma`` deep, verified in one pass
+                under a tree attention mask, greedy only, transformers backend; the adaptive
+                policy does not apply to trees. 0 (default): chain drafts.
             device: transformers device (``auto``, ``cpu``, ``cuda``). On CUDA the models
                 run in bf16 with a pre-allocated static KV cache.
             compile_draft_step: ``torch.compile`` the model drafter's one-token step (CUDA
@@ -145,6 +150,12 @@ class SpeculativeGenerator:
             raise InvalidParameter(
                 "compile_draft_step", f"needs backend: transformers, not {backend!r}"
             )
+        if tree_width < 0:
+            raise InvalidParameter("tree_width", f"must be >= 0, got {tree_width}")
+        if tree_width and backend != "transformers":
+            raise InvalidParameter(
+                "tree_width", f"tree drafting needs backend: transformers, not {backend!r}"
+            )
         merge_generation_kwargs(generation_kwargs)
         self.model = model
         self.backend = backend
@@ -158,6 +169,7 @@ class SpeculativeGenerator:
         self.adaptive = adaptive
         self.learn_across_calls = learn_across_calls
         self.max_ngram = max_ngram
+        self.tree_width = tree_width
         self.device = device
         self.compile_draft_step = compile_draft_step
         self.n_ctx = n_ctx
@@ -227,12 +239,11 @@ class SpeculativeGenerator:
         """
         from ragkit.decoding.drafters import FallbackDrafter, ModelDrafter, NgramDrafter
         from ragkit.decoding.speculative import SpeculativeDecoder
+        from ragkit.decoding.tree import NgramTreeDrafter, TopKTreeDrafter, TreeSpeculativeDecoder
 
         target = self._target
-        ngram = NgramDrafter(
-            [target.encode(d.content or "") for d in ordered if d.content],
-            max_ngram=self.max_ngram,
-        )
+        sources = [target.encode(d.content or "") for d in ordered if d.content]
+        ngram = NgramDrafter(sources, max_ngram=self.max_ngram)
         drafter: Any = ngram
         if self.drafter != "ngram":
             drafter = ModelDrafter(
@@ -240,6 +251,13 @@ class SpeculativeGenerator:
             )
             if self.drafter.endswith("+ngram"):
                 drafter = FallbackDrafter(drafter, ngram)
+        if self.tree_width:
+            tree: Any = (
+                NgramTreeDrafter(sources, max_ngram=self.max_ngram)
+                if self.drafter == "ngram"
+                else TopKTreeDrafter(drafter)
+            )
+            return TreeSpeculativeDecoder(target, tree, depth=self.gamma, width=self.tree_width)
         config = SpeculativeConfig(
             gamma=self.gamma,
             eta=self.eta,
@@ -264,7 +282,7 @@ class SpeculativeGenerator:
         """
         from ragkit.decoding.policy import AdaptiveGamma
 
-        if not self.adaptive:
+        if not self.adaptive or self.tree_width:
             return None
         if self._policy is None or not self.learn_across_calls:
             self._policy = AdaptiveGamma(gamma_max=self.gamma)
@@ -348,6 +366,7 @@ class RapidReader:
         adaptive: bool = True,
         learn_across_calls: bool = False,
         max_ngram: int = 3,
+        tree_width: int = 0,
         chunk_tokens: int = 128,
         budget_tokens: int = 1024,
         ratio: int = 32,
@@ -377,6 +396,7 @@ class RapidReader:
             adaptive: Adapt gamma and turn drafting off where it is measured not to pay.
             learn_across_calls: Keep one adaptive policy across questions on this reader.
             max_ngram: Longest n-gram the n-gram drafter matches.
+            tree_width: Tree drafting, as :class:`SpeculativeGenerator` (transformers, greedy).
             chunk_tokens: Retrieval chunk size in target tokens (RAPID: 128).
             budget_tokens: Lower bound of the drafter's context in tokens (RAPID: 4096).
             ratio: The drafter's context is at least ``L / ratio`` tokens (RAPID: 32).
@@ -413,6 +433,7 @@ class RapidReader:
             adaptive=adaptive,
             learn_across_calls=learn_across_calls,
             max_ngram=max_ngram,
+            tree_width=tree_width,
             device=device,
             compile_draft_step=compile_draft_step,
             n_ctx=n_ctx,
@@ -432,6 +453,7 @@ class RapidReader:
         self.adaptive = adaptive
         self.learn_across_calls = learn_across_calls
         self.max_ngram = max_ngram
+        self.tree_width = tree_width
         self.chunk_tokens = chunk_tokens
         self.budget_tokens = budget_tokens
         self.ratio = ratio

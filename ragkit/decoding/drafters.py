@@ -122,35 +122,54 @@ class ModelDrafter:
 
 
 class _NgramIndex:
-    """n-gram -> start of the tokens that followed its latest occurrence, built incrementally."""
+    """n-gram -> starts of the tokens that followed its latest occurrences (built incrementally).
+
+    Each n-gram keeps its ``_KEEP`` most recent occurrences: the chain drafter continues the
+    latest, the tree drafter merges several.
+    """
+
+    _KEEP = 8
 
     def __init__(self, min_n: int, max_n: int) -> None:
         self.min_n, self.max_n = min_n, max_n
         self.tokens: list[int] = []
-        self.table: dict[tuple[int, ...], int] = {}
+        self.table: dict[tuple[int, ...], list[int]] = {}
 
     def extend(self, tokens: Sequence[int]) -> None:
         for token in tokens:
             j = len(self.tokens)  # index of the token being appended
             for n in range(self.min_n, self.max_n + 1):
                 if j >= n:  # the n-gram ending just before j is followed by the new token
-                    self.table[tuple(self.tokens[j - n : j])] = j
+                    starts = self.table.setdefault(tuple(self.tokens[j - n : j]), [])
+                    starts.append(j)
+                    if len(starts) > self._KEEP:
+                        del starts[0]
             self.tokens.append(int(token))
 
-    def lookup(self, tail: Sequence[int], gamma: int, overlap: bool) -> list[int]:
+    def _copy(self, start: int, gamma: int, overlap: bool) -> list[int]:
+        if not overlap:
+            return self.tokens[start : start + gamma]
+        # an overlapping copy (LZ77-style): a match near the end continues with the tokens it
+        # is itself proposing, so a repeating pattern drafts a full block
+        out: list[int] = []
+        end = len(self.tokens)
+        for i in range(start, start + gamma):
+            out.append(self.tokens[i] if i < end else out[i - end])
+        return out
+
+    def lookup_all(
+        self, tail: Sequence[int], gamma: int, overlap: bool, width: int
+    ) -> list[list[int]]:
+        """Continuations of the ``width`` latest occurrences of the longest matching n-gram."""
         for n in range(min(self.max_n, len(tail)), self.min_n - 1, -1):
-            start = self.table.get(tuple(tail[len(tail) - n :]))
-            if start is not None:
-                # an overlapping copy (LZ77-style): a match near the end continues with the
-                # tokens it is itself proposing, so a repeating pattern drafts a full block
-                out: list[int] = []
-                end = len(self.tokens)
-                if not overlap:
-                    return self.tokens[start : start + gamma]
-                for i in range(start, start + gamma):
-                    out.append(self.tokens[i] if i < end else out[i - end])
-                return out
+            starts = self.table.get(tuple(tail[len(tail) - n :]))
+            if starts:
+                return [self._copy(s, gamma, overlap) for s in reversed(starts[-width:])]
         return []
+
+    def lookup(self, tail: Sequence[int], gamma: int, overlap: bool) -> list[int]:
+        found = self.lookup_all(tail, gamma, overlap, 1)
+        return found[0] if found else []
 
 
 class NgramDrafter:
@@ -202,20 +221,38 @@ class NgramDrafter:
     def finish(self) -> None:
         """Nothing to free beyond the index, rebuilt on the next start."""
 
+    def _indexes(self, generated: Sequence[int]) -> list[_NgramIndex]:
+        """Bring the context index up to date with ``generated``; the indexes, in search order."""
+        indexed = len(self._context.tokens) - self._prompt_len
+        if indexed < len(generated):
+            self._context.extend(generated[indexed:])
+        return ([self._context] if self.search_prompt else []) + self._sources
+
     def propose(
         self, generated: Sequence[int], gamma: int, temperature: float, rng: np.random.Generator
     ) -> Draft:
         """The continuation of the latest earlier occurrence of the text's last n-gram."""
-        indexed = len(self._context.tokens) - self._prompt_len
-        if indexed < len(generated):
-            self._context.extend(generated[indexed:])
+        indexes = self._indexes(generated)
         tail = self._context.tokens[-self.max_n :]
-        indexes = ([self._context] if self.search_prompt else []) + self._sources
         for index in indexes:
             found = index.lookup(tail, gamma, overlap=index is self._context)
             if found:
                 return Draft(found)
         return Draft([])
+
+    def continuations(self, generated: Sequence[int], gamma: int, width: int) -> list[list[int]]:
+        """Up to ``width`` distinct continuations of the text's last n-gram (tree drafting):
+        the latest occurrences in the prompt and completion first, then in the sources."""
+        indexes = self._indexes(generated)
+        tail = self._context.tokens[-self.max_n :]
+        paths: list[list[int]] = []
+        for index in indexes:
+            for path in index.lookup_all(tail, gamma, index is self._context, width):
+                if path and path not in paths:
+                    paths.append(path)
+            if len(paths) >= width:
+                break
+        return paths[:width]
 
 
 class FallbackDrafter:

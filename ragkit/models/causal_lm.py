@@ -485,6 +485,52 @@ class CausalLM(DecoderLM):
         """Append ``ids`` to the live cache; logits ``[len(ids), vocab]`` of every new position."""
         return self._forward(ids, len(ids))
 
+    def eval_tree(self, ids: Sequence[int], parents: Sequence[int]) -> torch.Tensor:
+        """Append a token tree in one forward pass; logits ``[len(ids), vocab]`` of every node.
+
+        ``parents[i]`` is the index in ``ids`` of node ``i``'s parent, or ``-1`` for a node
+        that follows the cached text directly. Each node attends to the cache and to its own
+        ancestors (a tree attention mask) at position ``cached + depth``, so its logits equal
+        those of the chain from the root to it. Follow with :meth:`keep_path`.
+        """
+        import torch
+
+        from ragkit.models.kv_cache import tree_mask
+
+        self._check_room(len(ids))
+        cache = self._live()
+        base = len(self._cache_ids)
+        depth: list[int] = []
+        for parent in parents:
+            depth.append(0 if parent < 0 else depth[parent] + 1)
+        width = self.cache_capacity or base + len(ids)
+        allowed = tree_mask(parents, base, width, device=self.device)
+        if self.model.config._attn_implementation == "eager":  # additive float mask
+            mask = torch.zeros(allowed.shape, dtype=self.model.dtype, device=self.device)
+            mask.masked_fill_(~allowed, torch.finfo(self.model.dtype).min)
+        else:
+            mask = allowed  # SDPA: True attends
+        out = self.model(
+            input_ids=torch.tensor([list(ids)], device=self.device),
+            attention_mask=mask,
+            position_ids=torch.tensor([[base + d for d in depth]], device=self.device),
+            use_cache=True,
+            logits_to_keep=len(ids),
+            **{self._cache_arg: cache},
+        )
+        self._cache_ids.extend(int(t) for t in ids)
+        return out.logits[0]
+
+    def keep_path(self, base: int, nodes: Sequence[int]) -> None:
+        """After :meth:`eval_tree` at cache length ``base``: keep only ``nodes`` (a root-to-node
+        path, as indices into the tree's ids) after the first ``base`` tokens."""
+        from ragkit.models.kv_cache import keep_positions
+
+        tree_ids = self._cache_ids[base:]
+        positions = [base + n for n in nodes]
+        keep_positions(self._cache, len(self._cache_ids), base, positions)
+        self._cache_ids[base:] = [tree_ids[n] for n in nodes]
+
     def make_sampler(self, temperature: float, top_p: float, seed: int | None) -> _Sampler:
         """A torch sampler on the model's device (greedy: ``argmax``)."""
         return _Sampler(temperature, top_p, seed, self.device)

@@ -20,7 +20,16 @@ from ragkit.models.errors import ModelLoadError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["KV_CACHE_KINDS", "copy_prefix", "crop", "new_cache", "resolve_kv_cache", "snapshot"]
+__all__ = [
+    "KV_CACHE_KINDS",
+    "copy_prefix",
+    "crop",
+    "keep_positions",
+    "new_cache",
+    "resolve_kv_cache",
+    "snapshot",
+    "tree_mask",
+]
 
 KV_CACHE_KINDS = ("auto", "dynamic", "static")
 
@@ -96,3 +105,45 @@ def snapshot(cache: Any, n: int, *, copy: bool) -> tuple[list[torch.Tensor], lis
         keys.append(k.clone() if copy else k)
         values.append(v.clone() if copy else v)
     return keys, values
+
+
+def tree_mask(
+    parents: Sequence[int], base: int, width: int, *, device: str = "cpu"
+) -> torch.Tensor:
+    """Boolean ``[1, 1, len(parents), width]`` attention mask of a token tree after ``base``
+    cached tokens: each node sees the cache, its ancestors and itself (True attends)."""
+    import torch
+
+    n = len(parents)
+    mask = torch.zeros((n, width), dtype=torch.bool)
+    mask[:, :base] = True
+    for i, parent in enumerate(parents):
+        if parent >= 0:
+            mask[i, base : base + n] = mask[parent, base : base + n]
+        mask[i, base + i] = True
+    return mask.view(1, 1, n, width).to(device)
+
+
+def keep_positions(cache: Any, held: int, base: int, positions: Sequence[int]) -> None:
+    """Keep the first ``base`` tokens of ``cache`` plus the entries at ``positions`` (each
+    ``>= base``, increasing), moved to follow them: a tree's accepted path after verification.
+
+    The kept entries are gathered first, the cache is cropped to ``base`` and they are written
+    back with ``update``, so both cache kinds end as if the path had been evaluated as a chain
+    (the positions were already encoded with the path's depths).
+    """
+    import torch
+
+    if list(positions) == list(range(base, base + len(positions))):
+        crop(cache, held, base + len(positions))  # the path is a prefix: no copy at all
+        return
+    with torch.inference_mode():
+        index = torch.tensor(list(positions), dtype=torch.long)
+        kept = []
+        for layer in cache.layers:
+            where = index.to(layer.keys.device)
+            # index_select copies, so cropping and rewriting the cache cannot alias them
+            kept.append((layer.keys.index_select(-2, where), layer.values.index_select(-2, where)))
+        crop(cache, held, base)
+        for i, (k, v) in enumerate(kept):
+            cache.update(k, v, i)

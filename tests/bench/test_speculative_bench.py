@@ -90,3 +90,25 @@ def test_ngram_only_run_through_the_cli() -> None:
     (case,) = out["lengths"]
     assert [r["drafter"] for r in case["decode"]] == ["target only", "ngram"]
     assert out["settings"]["drafter_model"] is None
+
+
+def test_transformers_run_adds_the_tree_rows_and_stays_identical() -> None:
+    import json
+
+    args = ["bench", "speculative", "--lengths", "300", "--target", MODEL, "--drafter", "none"]
+    result = runner.invoke(
+        app, [*args, "--backend", "transformers", "--max-new-tokens", "8", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    (case,) = out["lengths"]
+    rows = {r["drafter"]: r for r in case["decode"]}
+    assert list(rows) == ["target only", "ngram", "ngram tree"]
+    assert all(r["identical"] for r in rows.values())  # fp32 transformers: exact
+    assert out["settings"]["device"] == "cpu"
+
+
+def test_device_options_need_the_transformers_backend() -> None:
+    result = runner.invoke(app, ["bench", "speculative", "--device", "cuda"])
+    assert result.exit_code == 2
+    assert "--device and --compile-draft-step need --backend transformers" in result.stderr

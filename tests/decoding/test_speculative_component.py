@@ -31,6 +31,8 @@ QUESTION = "Who built the old stone bridge at Harwick, and when? Answer in one s
         ({"backend": "onnx"}, "backend"),
         ({"max_ngram": 0}, "max_ngram"),
         ({"backend": "llama.cpp", "compile_draft_step": True}, "compile_draft_step"),
+        ({"tree_width": -1}, "tree_width"),
+        ({"backend": "llama.cpp", "tree_width": 3}, "tree_width"),
     ],
 )
 def test_bad_settings_name_the_parameter(kwargs: dict, parameter: str) -> None:
@@ -61,7 +63,8 @@ def test_yaml_round_trip_keeps_the_settings() -> None:
     assert (again.drafter, again.gamma, again.eta, again.alpha) == ("self+ngram", 6, 2.0, 0.2)
 
 
-def test_reply_equals_the_plain_greedy_reply_and_reports_stats(lm) -> None:
+@pytest.mark.parametrize("tree_width", [0, 3])
+def test_reply_equals_the_plain_greedy_reply_and_reports_stats(lm, tree_width: int) -> None:
     messages = [ChatMessage.from_user(f"{DOCUMENT}\n\n{QUESTION}")]
     chat = [{"role": "user", "content": messages[0].text}]
     plain = lm.generate(chat, max_new_tokens=24)
@@ -69,7 +72,9 @@ def test_reply_equals_the_plain_greedy_reply_and_reports_stats(lm) -> None:
         Document(content=DOCUMENT[90:], meta={"source": "d.txt", "start": 90}),
         Document(content=DOCUMENT[:90], meta={"source": "d.txt", "start": 0}),
     ]
-    gen = SpeculativeGenerator.from_models(lm, generation_kwargs={"max_new_tokens": 24})
+    gen = SpeculativeGenerator.from_models(
+        lm, tree_width=tree_width, generation_kwargs={"max_new_tokens": 24}
+    )
     deltas: list[str] = []
     out = gen.run(messages, documents=chunks, streaming_callback=lambda c: deltas.append(c.content))
     reply = out["replies"][0]
@@ -80,6 +85,7 @@ def test_reply_equals_the_plain_greedy_reply_and_reports_stats(lm) -> None:
     assert spec["drafter"] == "ngram"
     assert spec["accepted"] > 0 and spec["tokens_per_target_call"] > 1.0
     assert 0 < spec["acceptance_rate"] <= 1
+    assert ("policy" in spec) == (tree_width == 0)  # trees run at a fixed size
 
 
 def test_the_adaptive_policy_carries_what_it_learned_into_the_next_call(lm) -> None:
