@@ -255,6 +255,40 @@ def evaluate(
     return summary
 
 
+def _ready_memories(pipe: Any) -> dict[str, dict[str, Any]]:
+    """Build (when missing) and load the pooled store's memories before the first question.
+
+    The pooled store is the evaluation's own, so memorizing it is part of the run, as indexing
+    it is: building on the first question instead would charge hours to that question's
+    seconds. A memory built earlier for the same store is reused (its manifest is checked as in
+    ``ragkit query``). Returns each memory component's summary, build time included.
+    """
+    import time
+
+    from ragkit.memory.store import memory_dir
+
+    ready: dict[str, dict[str, Any]] = {}
+    for name, comp in pipe.walk():
+        if not (hasattr(comp, "memory") and hasattr(comp, "auto_build")):
+            continue
+        comp.auto_build = True
+        store = comp.open_bound_store()
+        directory = memory_dir(store, comp.spec().name)
+        existed = (directory / "manifest.json").exists()
+        started = time.perf_counter()
+        memory = comp.memory()
+        ready[name] = {
+            "directory": str(directory),
+            "built": not existed,
+            "kind": memory.kind,
+            "windows": len(memory.windows),
+            "tokens": memory.num_tokens,
+            "llm_calls": memory.llm_calls,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+    return ready
+
+
 def _run(
     data: Dataset,
     pipe: Any,
@@ -290,6 +324,7 @@ def _run(
             placeholder = empty_store(model)
             bind_store(pipe, placeholder)
         pipe.warm_up()
+        memories = _ready_memories(pipe) if pooled is not None else {}
 
         def answer_fn(example: Any) -> AnswerResult:
             store = pooled
@@ -316,7 +351,12 @@ def _run(
 
         write_json_atomic(
             out / RUN_FILE,
-            {"format": _RUN_FORMAT, "key": settings.key(), "settings": asdict(settings)},
+            {
+                "format": _RUN_FORMAT,
+                "key": settings.key(),
+                "settings": asdict(settings),
+                **({"memories": memories} if memories else {}),
+            },
         )
         return run_eval(
             data,

@@ -124,3 +124,30 @@ def test_shipped_lite_pipeline_builds_and_queries_a_gist_memory(tmp_path: Path) 
     # memorag.yaml asks for a kv memory: the gist memory is refused, with the command that rebuilds
     code, _, err = ragkit("query", question, *small, "--pipeline", "memorag")
     assert code == 1 and "'gist' memory" in err and "ragkit memory build" in err
+
+
+def test_pooled_eval_builds_the_memory_once_before_the_questions(
+    tmp_path: Path, mini_qa_file: Path
+) -> None:
+    """The pooled store is the eval's own: its memory is built before the first question (not
+    charged to it), recorded in run.json, and reused by the next run over the same store."""
+    pipe = tmp_path / "memorag_retrieve.yaml"
+    pipe.write_text(PIPELINE)
+
+    def run(out: str) -> dict:
+        code, _, err = ragkit("eval", str(mini_qa_file), "--pipeline", str(pipe), "--mode",
+                              "pooled", "--out", str(tmp_path / out), "--json")  # fmt: skip
+        assert code == 0, err
+        return json.loads((tmp_path / out / "run.json").read_text())["memories"]["memory_recall"]
+
+    first = run("first")
+    store = str(Path(first["directory"]).parents[1])
+    assert ragkit("memory", "drop", "--store", store)[0] == 0  # start from no memory
+    built = run("built")
+    assert built["built"] is True and built["directory"] == first["directory"]
+    assert built["kind"] == "kv" and built["windows"] == 1 and built["tokens"] > 10
+    reused = run("reused")
+    assert reused["built"] is False and reused["tokens"] == built["tokens"]
+    rows = [json.loads(line) for line in (tmp_path / "built" / "results.jsonl").open()]
+    assert len(rows) == 2
+    assert all(r["extra"]["trace"]["memory_recall"]["windows"] == 1 for r in rows)
