@@ -329,6 +329,52 @@ class GammaPolicy(Protocol):
         """One step's outcome: tokens drafted, tokens produced, wall time of the step."""
 
 
+def speculate(
+    target: DecoderLM,
+    drafter: Any,
+    loop: Callable[[list[int], Decoding, SpeculativeStats], None],
+    prompt: Prompt,
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    seed: int | None,
+    stop: Sequence[str] | None,
+    on_token: Callable[[str], None] | None,
+    prefix_cache: Any | None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> SpeculativeResult:
+    """The set-up every speculative loop shares (chain or tree drafts).
+
+    Checks the arguments, brings the target's cache to the prompt (a prefix state or what it
+    already holds, then everything but the last prompt token), starts and finishes the drafter,
+    and times ``loop(pending, decoding, stats)``, which drafts and verifies until
+    ``decoding`` is done; ``pending`` is the last prompt token, not yet read by the target.
+    """
+    started = clock()
+    ((ids, limit),), _ = target._prepare([prompt], max_new_tokens, temperature, top_p, seed)
+    decoding = Decoding(target.decode, target.eos_token_ids, limit, stop, on_token, started)  # type: ignore[attr-defined]
+    stats = SpeculativeStats()
+    reused = 0
+    if decoding.done:
+        return SpeculativeResult(decoding.result(len(ids), 0), stats)
+    drafter.start(ids)
+    try:
+        with target.inference():
+            reused = target.sync(ids, prefix_cache)
+            pending = ids[reused:]
+            if len(pending) > 1:  # prefill all but the last prompt token (no logits kept)
+                target.eval_last(pending[:-1])
+                pending = pending[-1:]
+            loop_start = clock()
+            loop(pending, decoding, stats)
+            stats.decode_seconds = clock() - loop_start
+    finally:
+        drafter.finish()
+        target._end_call()
+    return SpeculativeResult(decoding.result(len(ids), reused), stats)
+
+
 class SpeculativeDecoder:
     """Target + drafter speculative generation over two :class:`DecoderLM` caches.
 
@@ -383,30 +429,25 @@ class SpeculativeDecoder:
         Returns:
             The generation (same fields as the plain driver's) and the speculative counters.
         """
-        started = self.clock()
-        target = self.target
-        ((ids, limit),), _ = target._prepare([prompt], max_new_tokens, temperature, top_p, seed)
-        rng = np.random.default_rng(seed)
-        decoding = Decoding(target.decode, target.eos_token_ids, limit, stop, on_token, started)  # type: ignore[attr-defined]
-        stats = SpeculativeStats()
-        reused = 0
-        if decoding.done:
-            return SpeculativeResult(decoding.result(len(ids), 0), stats)
-        self.drafter.start(ids)
-        try:
-            with target.inference():
-                reused = target.sync(ids, prefix_cache)
-                pending = ids[reused:]
-                if len(pending) > 1:  # prefill all but the last prompt token (no logits kept)
-                    target.eval_last(pending[:-1])
-                    pending = pending[-1:]
-                loop_start = self.clock()
-                self._loop(pending, decoding, stats, temperature, top_p, rng, limit)
-                stats.decode_seconds = self.clock() - loop_start
-        finally:
-            self.drafter.finish()
-            target._end_call()
-        return SpeculativeResult(decoding.result(len(ids), reused), stats)
+
+        def loop(pending: list[int], decoding: Decoding, stats: SpeculativeStats) -> None:
+            rng = np.random.default_rng(seed)
+            self._loop(pending, decoding, stats, temperature, top_p, rng, decoding.limit)
+
+        return speculate(
+            self.target,
+            self.drafter,
+            loop,
+            prompt,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            stop=stop,
+            on_token=on_token,
+            prefix_cache=prefix_cache,
+            clock=self.clock,
+        )
 
     def _loop(
         self,

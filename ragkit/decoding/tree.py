@@ -29,7 +29,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from ragkit.decoding.drafters import NgramDrafter
-from ragkit.decoding.speculative import Drafter, SpeculativeResult, SpeculativeStats, to_numpy
+from ragkit.decoding.speculative import (
+    Drafter,
+    SpeculativeResult,
+    SpeculativeStats,
+    speculate,
+    to_numpy,
+)
 from ragkit.errors import InvalidParameter
 from ragkit.models.driver import DecoderLM, Decoding, Prompt
 
@@ -260,35 +266,26 @@ class TreeSpeculativeDecoder:
             raise InvalidParameter(
                 "temperature", "tree drafting verifies greedily; use temperature 0"
             )
-        started = self.clock()
-        target: Any = self.target
-        ((ids, limit),), _ = target._prepare([prompt], max_new_tokens, 0.0, 1.0, None)
-        decoding = Decoding(target.decode, target.eos_token_ids, limit, stop, on_token, started)
-        stats = SpeculativeStats()
-        reused = 0
-        if decoding.done:
-            return SpeculativeResult(decoding.result(len(ids), 0), stats)
-        self.drafter.start(ids)
-        try:
-            with target.inference():
-                reused = target.sync(ids, prefix_cache)
-                pending = ids[reused:]
-                if len(pending) > 1:
-                    target.eval_last(pending[:-1])
-                    pending = pending[-1:]
-                loop_start = self.clock()
-                self._loop(pending[0], decoding, stats, limit)
-                stats.decode_seconds = self.clock() - loop_start
-        finally:
-            self.drafter.finish()
-            target._end_call()
-        return SpeculativeResult(decoding.result(len(ids), reused), stats)
+        return speculate(
+            self.target,
+            self.drafter,
+            lambda pending, decoding, stats: self._loop(pending[0], decoding, stats),
+            prompt,
+            max_new_tokens=max_new_tokens,
+            temperature=0.0,
+            top_p=1.0,
+            seed=None,
+            stop=stop,
+            on_token=on_token,
+            prefix_cache=prefix_cache,
+            clock=self.clock,
+        )
 
-    def _loop(self, pending: int, decoding: Decoding, stats: SpeculativeStats, limit: int) -> None:
+    def _loop(self, pending: int, decoding: Decoding, stats: SpeculativeStats) -> None:
         """Invariant: the target cache holds everything emitted except ``pending``."""
         target: Any = self.target
         while not decoding.done:
-            depth = max(0, min(self.depth, limit - len(decoding.token_ids) - 1))
+            depth = max(0, min(self.depth, decoding.limit - len(decoding.token_ids) - 1))
             tree = TreeDraft([], [])
             if depth > 0:
                 t0 = self.clock()
