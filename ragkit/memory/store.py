@@ -158,12 +158,21 @@ def rebuild_command(store: RagkitStore, spec: MemorySpec) -> str:
     return " ".join(parts)
 
 
-def new_memory(lm: MemoryLM, settings: MemorySettings) -> WindowedMemory:
-    """An empty memory of the configured kind."""
+def gist_cache_dir() -> Path:
+    """Where gists are kept by content hash (``$RAGKIT_CACHE/memory/gists``)."""
+    return _cache_root() / "gists"
+
+
+def new_memory(
+    lm: MemoryLM, settings: MemorySettings, *, gist_cache: Path | None = None
+) -> WindowedMemory:
+    """An empty memory of the configured kind (a gist memory caches gists in ``gist_cache``)."""
     from ragkit.memory.gist import GistMemory
     from ragkit.memory.kv import KVMemory
 
-    return (GistMemory if settings.kind == "gist" else KVMemory)(lm, settings)
+    if settings.kind == "gist":
+        return GistMemory(lm, settings, gist_cache=gist_cache)
+    return KVMemory(lm, settings)
 
 
 def _size(directory: Path) -> int:
@@ -196,7 +205,7 @@ def build_memory(
     lm = lm or spec.load_lm()
     units = corpus_units(store)
     sources = source_hashes(store, units)
-    memory = new_memory(lm, spec.settings)
+    memory = new_memory(lm, spec.settings, gist_cache=gist_cache_dir())
     memory.memorize(units)
     target = memory_dir(store, spec.name)
     memory.save(
@@ -280,6 +289,8 @@ def update_memory(
     lm = lm or spec.load_lm()
     memory = load_memory(directory, lm, rebuild=rebuild)
     memory.build_seconds = 0.0
+    if hasattr(memory, "gist_cache"):
+        memory.gist_cache = gist_cache_dir()
     units = corpus_units(store)
     now = source_hashes(store, units)
     added, changed, removed = _diff(memory.meta.get("sources") or {}, now)
@@ -408,7 +419,7 @@ def cached_memory(
             return load_memory(directory, lm, rebuild="(cache entry; it is rebuilt automatically)")
         except CorruptMemoryError:
             shutil.rmtree(directory, ignore_errors=True)  # a cache entry is disposable
-    memory = new_memory(lm, spec.settings)
+    memory = new_memory(lm, spec.settings, gist_cache=gist_cache_dir())
     memory.memorize(units)
     memory.save(
         directory,

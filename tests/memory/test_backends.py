@@ -213,3 +213,30 @@ def test_key_points_and_draft_over_windows() -> None:
     assert points[0] == "About Alpha Corp" and "About Gamma Inc" in points
     assert len(points) == len(set(points))
     assert mem.draft_answer("Who founded Alpha Corp?") == "Jane Roe"
+
+
+def test_gists_are_cached_by_content_so_an_interrupted_build_resumes(tmp_path: Path) -> None:
+    settings = MemorySettings(kind="gist", gist_chunk_tokens=32)
+    lm = ScriptedMemoryLM(script)
+    first = GistMemory(lm, settings, progress=False, gist_cache=tmp_path)
+    first.memorize(CORPUS[:2])  # a build that stopped after the first file
+    assert first.llm_calls == 1 and first.gists_reused == 0
+    calls = len(lm.calls)
+    again = GistMemory(lm, settings, progress=False, gist_cache=tmp_path)
+    again.memorize(CORPUS)  # the full build: only the chunks not gisted yet are generated
+    assert len(again.gists) == 3  # one chunk per file
+    assert again.gists_reused == 1 and again.llm_calls == 2
+    assert len(lm.calls) - calls == again.llm_calls
+    fresh = GistMemory(ScriptedMemoryLM(script), settings, progress=False)
+    fresh.memorize(CORPUS)  # no cache: the same gists, every one generated
+    assert [g.text for g in fresh.gists] == [g.text for g in again.gists]
+    # another length limit or another model is another gist
+    longer = MemorySettings(kind="gist", gist_chunk_tokens=32, gist_tokens=settings.gist_tokens + 1)
+    other = GistMemory(lm, longer, progress=False, gist_cache=tmp_path)
+    other.memorize(CORPUS[:2])
+    assert other.gists_reused == 0
+    renamed = GistMemory(
+        ScriptedMemoryLM(script, name="another"), settings, progress=False, gist_cache=tmp_path
+    )
+    renamed.memorize(CORPUS[:2])
+    assert renamed.gists_reused == 0

@@ -91,7 +91,10 @@ def test_build_info_add_drop(corpus: tuple[Path, Path, Path]) -> None:
     assert info_err.value.exit_code == 1
 
 
-def test_build_takes_the_pipeline_settings_and_overrides(corpus: tuple[Path, Path, Path]) -> None:
+def test_build_takes_the_pipeline_settings_and_overrides(
+    corpus: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAGKIT_CACHE", str(tmp_path / "cache"))  # an empty gist cache
     _, _, store = corpus
     lm = ScriptedMemoryLM(script)
     built = ragkit.build_store_memory(
@@ -104,6 +107,13 @@ def test_build_takes_the_pipeline_settings_and_overrides(corpus: tuple[Path, Pat
     assert info["kind"] == "gist" and info["stale"] is False
     with pytest.raises(NoMemoryError):  # the default memory was not built
         ragkit.store_memory_info(str(store))
+    # the gists went to the content-hash cache: a rebuild generates none of them again
+    calls = len(lm.calls)
+    again = ragkit.build_store_memory(
+        str(store), name="small", kind="gist", window_tokens=64, lm=lm
+    )
+    assert len(lm.calls) == calls and again["llm_calls"] == 0
+    assert again["tokens"] == built["tokens"]
 
 
 def test_add_without_a_memory_indexes_nothing(corpus: tuple[Path, Path, Path]) -> None:
