@@ -164,3 +164,39 @@ def test_vocabulary_check_passes_for_the_same_model_and_names_a_mismatch(pair) -
 
     with pytest.raises(InvalidParameter, match=f"'other-model'.*{MODEL}"):
         ModelDrafter(Renamed(), target=target)  # type: ignore[arg-type]
+
+
+@pytest.mark.gpu
+def test_cuda_static_cache_and_compiled_drafter_keep_greedy_identical() -> None:
+    """On CUDA: static caches, the drafter's step through CUDA graphs, chain and tree drafts.
+
+    fp32, so that a block verification and one-token steps compute the same argmax (bf16 moves
+    near-ties with the batch shape, as llama.cpp's quantized kernels do on a CPU).
+    """
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from ragkit.decoding.tree import TopKTreeDrafter, TreeSpeculativeDecoder
+    from ragkit.models.causal_lm import CausalLM
+
+    cache = os.environ["RAGKIT_CACHE"]
+    target = CausalLM.load(MODEL, device="cuda", dtype="float32", cache_dir=cache)
+    draft_lm = CausalLM.load(
+        MODEL, device="cuda", dtype="float32", cache_dir=cache, compile_step=True
+    )
+    assert target.kv_cache == draft_lm.kv_cache == "static"
+    try:
+        ids = target.apply_chat_template(FULL)
+        plain = target.generate(ids, max_new_tokens=N_NEW)
+        drafters = [NgramDrafter(), ModelDrafter(draft_lm, SHORT, target=target)]
+        for drafter in drafters:
+            out = SpeculativeDecoder(target, drafter).generate(ids, max_new_tokens=N_NEW)
+            assert out.result.token_ids == plain.token_ids
+        tree = TopKTreeDrafter(ModelDrafter(draft_lm, SHORT, target=target))
+        out = TreeSpeculativeDecoder(target, tree, depth=6, width=3).generate(
+            ids, max_new_tokens=N_NEW
+        )
+        assert out.result.token_ids == plain.token_ids and out.stats.accepted > 0
+    finally:
+        target.close()
+        draft_lm.close()
