@@ -261,7 +261,9 @@ def _ready_memories(pipe: Any) -> dict[str, dict[str, Any]]:
     The pooled store is the evaluation's own, so memorizing it is part of the run, as indexing
     it is: building on the first question instead would charge hours to that question's
     seconds. A memory built earlier for the same store is reused (its manifest is checked as in
-    ``ragkit query``). Returns each memory component's summary, build time included.
+    ``ragkit query``). Returns each memory component's summary: where it lives, whether it was
+    built now, its windows, tokens and units (gists for a gist memory), and the seconds taken
+    (the build, or only the load).
     """
     import time
 
@@ -283,7 +285,7 @@ def _ready_memories(pipe: Any) -> dict[str, dict[str, Any]]:
             "kind": memory.kind,
             "windows": len(memory.windows),
             "tokens": memory.num_tokens,
-            "llm_calls": memory.llm_calls,
+            "units": sum(len(w.units) for w in memory.windows),
             "seconds": round(time.perf_counter() - started, 3),
         }
     return ready

@@ -146,6 +146,7 @@ def test_pooled_eval_builds_the_memory_once_before_the_questions(
     built = run("built")
     assert built["built"] is True and built["directory"] == first["directory"]
     assert built["kind"] == "kv" and built["windows"] == 1 and built["tokens"] > 10
+    assert built["units"] == 2  # the two distinct passages of the pool
     reused = run("reused")
     assert reused["built"] is False and reused["tokens"] == built["tokens"]
     rows = [json.loads(line) for line in (tmp_path / "built" / "results.jsonl").open()]
