@@ -500,11 +500,10 @@ class CausalLM(DecoderLM):
         self._check_room(len(ids))
         cache = self._live()
         base = len(self._cache_ids)
-        depth: list[int] = []
-        for parent in parents:
-            depth.append(0 if parent < 0 else depth[parent] + 1)
         width = self.cache_capacity or base + len(ids)
         allowed = tree_mask(parents, base, width, device=self.device)
+        # a node's depth is the number of its ancestors: what its mask row sees of the tree
+        depth = allowed[0, 0, :, base : base + len(ids)].sum(-1) - 1
         if self.model.config._attn_implementation == "eager":  # additive float mask
             mask = torch.zeros(allowed.shape, dtype=self.model.dtype, device=self.device)
             mask.masked_fill_(~allowed, torch.finfo(self.model.dtype).min)
@@ -513,7 +512,7 @@ class CausalLM(DecoderLM):
         out = self.model(
             input_ids=torch.tensor([list(ids)], device=self.device),
             attention_mask=mask,
-            position_ids=torch.tensor([[base + d for d in depth]], device=self.device),
+            position_ids=(base + depth).view(1, -1),
             use_cache=True,
             logits_to_keep=len(ids),
             **{self._cache_arg: cache},
