@@ -34,7 +34,11 @@ def test_pipeline_without_memory_is_a_clear_error() -> None:
 
 
 def test_lite_pipeline_is_memorag_over_a_gist_memory() -> None:
-    """memorag_lite.yaml copies memorag.yaml (pipelines are self-contained): they stay in step."""
+    """memorag_lite.yaml copies memorag.yaml (pipelines are self-contained): they stay in step.
+
+    Two settings differ on purpose: the memory kind, and the union's order (fused score for the
+    many-document corpora a gist memory serves, corpus order as upstream for memorag.yaml).
+    """
     import yaml
 
     root = Path(__file__).resolve().parents[2] / "pipelines"
@@ -42,4 +46,6 @@ def test_lite_pipeline_is_memorag_over_a_gist_memory() -> None:
     lite = yaml.safe_load((root / "memorag_lite.yaml").read_text())
     assert lite["components"]["memory_recall"]["init_parameters"].pop("kind") == "gist"
     assert base["components"]["memory_recall"]["init_parameters"].pop("kind") == "kv"
+    assert lite["components"]["clue_retriever"]["init_parameters"].pop("order") == "score"
+    assert base["components"]["clue_retriever"]["init_parameters"].pop("order") == "position"
     assert lite == base
