@@ -340,10 +340,10 @@ def _library_prefix_rows(
     plain = [_completion(llm, p, max_new_tokens) for p in (a_q2, b_q2)]
     plain_per_q = sum(t for t, _ in plain) / len(plain)
 
-    from llama_cpp import LlamaRAMCache
+    from ragkit.models.llamacpp import import_llama_cpp  # llama_cpp only through the models
 
     llm.reset()
-    llm.set_cache(LlamaRAMCache())
+    llm.set_cache(import_llama_cpp().LlamaRAMCache())
     try:
         for p in (a_q1, b_q1):  # first question on each document fills the cache (cold)
             _completion(llm, p, max_new_tokens)
@@ -396,9 +396,10 @@ def _restart_rows(
     import contextlib
     import io
 
-    from llama_cpp import LlamaDiskCache
-
     from ragkit.bench.generate_bench import question_prompts
+    from ragkit.models.llamacpp import import_llama_cpp  # llama_cpp only through the models
+
+    LlamaDiskCache = import_llama_cpp().LlamaDiskCache  # the library's class, by its name
 
     _, (a_q1, _) = question_prompts(lm, doc_tokens)
     # LlamaDiskCache prints a line per write to stderr; keep the bench output readable

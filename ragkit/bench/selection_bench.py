@@ -116,9 +116,12 @@ def _run(
     say("loading HotpotQA passages")
     data = _candidates(queries, candidates)
     selector = ChunkSelector(
-        tokenizer=reader, budget=budget, candidates=candidates, iterations=iterations,
-        agent="static", device="cpu",
-    )  # fmt: skip
+        budget=budget,
+        tokenizer=reader,
+        candidates=candidates,
+        search={"iterations": iterations, "agent": "static"},
+        scorer={"device": "cpu"},
+    )
     say(f"loading the tokenizer of {reader} and MiniLM")
     selector.warm_up()
     builder = ChatPromptBuilder(template=_prompt_template(), required_variables="*")

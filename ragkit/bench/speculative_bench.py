@@ -279,11 +279,11 @@ def _prompt(reader: Any, target: Any, document: str, question: str) -> Any:
         target,
         document,
         question,
-        chunk_tokens=reader.chunk_tokens,
-        budget_tokens=reader.budget_tokens,
-        ratio=reader.ratio,
-        reserve_tokens=reader.reserve_tokens,
-        truncation=reader.truncation,
+        chunk_tokens=reader.context.chunk_tokens,
+        budget_tokens=reader.context.budget_tokens,
+        ratio=reader.context.ratio,
+        reserve_tokens=reader.context.reserve_tokens,
+        truncation=reader.context.truncation,
         instruction=reader._instruction,
     )
 
@@ -383,19 +383,23 @@ def run_speculative_bench(
             document, questions = build_long_document(target, length)
             case_dir = root / f"len{length}"
 
-            def make_reader(_dir: Path = case_dir, **kwargs: Any) -> Any:
+            def make_reader(
+                _dir: Path = case_dir, drafter: str = "ngram", **speculation: Any
+            ) -> Any:
+                """A reader with one of the ``_CONFIGS`` drafters (``model+ngram``...)."""
+                settings: dict[str, Any] = {"gamma": gamma, **speculation}
+                if drafter.endswith("+ngram"):
+                    settings["fallback"] = {"kind": "ngram"}
                 return RapidReader.from_models(
                     target,
                     draft,
-                    backend=backend,
-                    draft_model=draft_model,
-                    gamma=gamma,
-                    n_ctx=n_ctx,
+                    target={"name": target_model, "backend": backend, "n_ctx": n_ctx},
+                    drafter="ngram" if drafter == "ngram" else {"name": draft_model},
+                    speculation=settings,
+                    context={"reserve_tokens": max_new_tokens + 128},
                     cache_dir=str(_dir),
                     instruction=BENCH_INSTRUCTION,
-                    reserve_tokens=max_new_tokens + 128,
                     generation_kwargs={"max_new_tokens": max_new_tokens},
-                    **kwargs,
                 )
 
             say(f"{length} tokens: first and second question end to end")

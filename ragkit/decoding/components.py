@@ -15,29 +15,38 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 from haystack import Document, component
 from haystack.dataclasses import ChatMessage
 from haystack.dataclasses.streaming_chunk import SyncStreamingCallbackT
 
-from ragkit.decoding.speculative import SpeculativeConfig
-from ragkit.errors import InvalidParameter
+from ragkit.decoding.settings import (
+    NgramSpec,
+    RapidContext,
+    SpeculativeSettings,
+    check_speculation,
+    resolve_drafter,
+    upgrade_speculative,
+)
+from ragkit.documents import document_position
 from ragkit.models.chat import chat_reply, merge_generation_kwargs
-from ragkit.models.registry import DEFAULT_CAUSAL_MODEL
+from ragkit.models.spec import ModelSpec, resolve_spec
+from ragkit.settings import coerce
 
-__all__ = ["RapidReader", "SpeculativeGenerator"]
+__all__ = [
+    "ModelSpec",
+    "NgramSpec",
+    "RapidContext",
+    "RapidReader",
+    "SpeculativeGenerator",
+    "SpeculativeSettings",
+]
 
-DrafterKind = Literal["ngram", "self", "model", "self+ngram", "model+ngram"]
-_DRAFTERS = ("ngram", "self", "model", "self+ngram", "model+ngram")
-_BACKENDS = ("transformers", "llama.cpp")
-
-
-def _document_order(doc: Document) -> tuple[str, int, int, str]:
-    """Corpus order: source, passage position, character offset (as MemoRAG's union)."""
-    from ragkit.memory.clues import document_position
-
-    return document_position(doc)
+_DEFAULT_TARGET = ModelSpec()
+"""The speculative generator's target: the registry's packaged model on transformers."""
+_DEFAULT_READER = ModelSpec(backend="llama.cpp", n_ctx=16384)
+"""The RAPID reader's target: llama.cpp (fast prefill on a CPU), room for a long document."""
 
 
 class _SpeculativeRun:
@@ -78,141 +87,85 @@ class SpeculativeGenerator:
 
     def __init__(
         self,
-        model: str = DEFAULT_CAUSAL_MODEL,
-        backend: Literal["transformers", "llama.cpp"] = "transformers",
-        drafter: DrafterKind = "ngram",
-        draft_model: str | None = None,
-        gamma: int = 10,
-        eta: float = 0.0,
-        alpha: float = 0.1,
-        residual: Literal["paper", "code"] = "paper",
-        confidence: float = 0.1,
-        adaptive: bool = True,
-        learn_across_calls: bool = False,
-        max_ngram: int = 3,
-        tree_width: int = 0,
-        device: str = "auto",
-        compile_draft_step: bool = False,
-        n_ctx: int = 8192,
-        n_threads: int | None = None,
+        target: ModelSpec | dict[str, Any] | str | None = None,
+        drafter: ModelSpec | NgramSpec | dict[str, Any] | str | None = None,
+        speculation: SpeculativeSettings | dict[str, Any] | None = None,
         generation_kwargs: dict[str, Any] | None = None,
     ) -> None:
         """Store and check settings; models load in :meth:`warm_up`.
 
         Args:
-            model: The target model (packaged name, hub id, directory or ``.gguf``).
-            backend: ``transformers`` or ``llama.cpp``.
-            drafter: ``ngram`` (prompt lookup in the prompt and ``documents``), ``self`` (a
-                second instance of the target reading ``draft_messages``), ``model`` (
-                ``draft_model`` reading ``draft_messages``), or either model drafter with
-                ``+ngram`` as the fallback when the model is not confident.
-            draft_model: The drafter model for ``model`` drafters (same vocabulary).
-            gamma: Most tokens drafted per target call.
-            eta: RAPID knowledge-transfer step (0: lossless).
-            alpha: Plausibility mask threshold for the transfer, in (0, 1].
-            residual: ``paper`` or ``code`` residual rule on rejection.
-            confidence: The model drafter stops before a token less probable than this.
-            adaptive: Adapt gamma to measured acceptance and turn drafting off where it is
-                measured slower than plain decoding.
-            learn_across_calls: Keep one adaptive policy for all calls (see
-                :meth:`answer_policy`); default: a fresh one per answer.
-            max_ngram: Longest n-gram the n-gram drafter matches.
-            tree_width: LongSpec-style tree drafting with this many alternatives per level
-                (see :mod:`ragkit.decoding.tree`): trees ``gamma`` deep, verified in one pass
-                under a tree attention mask, greedy only, transformers backend; the adaptive
-                policy does not apply to trees. 0 (default): chain drafts.
-            device: transformers device (``auto``, ``cpu``, ``cuda``). On CUDA the models
-                run in bf16 with a pre-allocated static KV cache.
-            compile_draft_step: ``torch.compile`` the model drafter's one-token step (CUDA
-                graphs on CUDA; transformers backend, static cache). The first answers pay
-                the compilation.
-            n_ctx: llama.cpp context to allocate.
-            n_threads: llama.cpp threads (``None``: llama.cpp's choice).
+            target: The target model (:class:`~ragkit.models.spec.ModelSpec` or its mapping;
+                a name alone is ``{name: NAME}``). Default: the registry's packaged model on
+                transformers. On CUDA the models run in bf16 with a pre-allocated static KV
+                cache.
+            drafter: ``ngram`` / ``{kind: ngram, max_ngram: 3}`` (prompt lookup in the prompt
+                and ``documents``), or a model spec reading ``draft_messages`` (same vocabulary
+                and backend as the target; keys it leaves out are the target's, so ``{}`` is a
+                second instance of the target).
+            speculation: Draft length, knowledge transfer, adaptivity, tree drafting and an
+                n-gram ``fallback`` for a model drafter (:class:`SpeculativeSettings`).
             generation_kwargs: Defaults for ``max_new_tokens``, ``temperature``, ``top_p``,
                 ``seed``, ``stop``.
 
         Raises:
-            InvalidParameter: Naming the bad parameter (gamma <= 0, eta < 0, alpha outside
-                (0, 1], an unknown drafter or backend, a model drafter without a model).
+            InvalidParameter: Naming the bad key (``speculation.gamma`` <= 0, ``speculation.eta``
+                < 0, ``speculation.alpha`` outside (0, 1], an unknown backend...).
         """
-        SpeculativeConfig(
-            gamma=gamma, eta=eta, alpha=alpha, residual=residual, confidence=confidence
-        )
-        if backend not in _BACKENDS:
-            raise InvalidParameter("backend", f"must be one of {_BACKENDS}, got {backend!r}")
-        if drafter not in _DRAFTERS:
-            raise InvalidParameter("drafter", f"must be one of {_DRAFTERS}, got {drafter!r}")
-        if drafter.startswith("model") and not draft_model:
-            raise InvalidParameter("draft_model", f"drafter {drafter!r} needs a draft_model")
-        if max_ngram < 1:
-            raise InvalidParameter("max_ngram", f"must be >= 1, got {max_ngram}")
-        if compile_draft_step and backend != "transformers":
-            raise InvalidParameter(
-                "compile_draft_step", f"needs backend: transformers, not {backend!r}"
-            )
-        if tree_width < 0:
-            raise InvalidParameter("tree_width", f"must be >= 0, got {tree_width}")
-        if tree_width and backend != "transformers":
-            raise InvalidParameter(
-                "tree_width", f"tree drafting needs backend: transformers, not {backend!r}"
-            )
+        self.target = resolve_spec(target, _DEFAULT_TARGET, "target")
+        self.drafter = resolve_drafter(drafter, self.target)
+        self.speculation = coerce(SpeculativeSettings, speculation, "speculation")
+        check_speculation(self.target, self.drafter, self.speculation)
         merge_generation_kwargs(generation_kwargs)
-        self.model = model
-        self.backend = backend
-        self.drafter = drafter
-        self.draft_model = draft_model
-        self.gamma = gamma
-        self.eta = eta
-        self.alpha = alpha
-        self.residual = residual
-        self.confidence = confidence
-        self.adaptive = adaptive
-        self.learn_across_calls = learn_across_calls
-        self.max_ngram = max_ngram
-        self.tree_width = tree_width
-        self.device = device
-        self.compile_draft_step = compile_draft_step
-        self.n_ctx = n_ctx
-        self.n_threads = n_threads
         self.generation_kwargs = dict(generation_kwargs or {})
         self._target: Any = None
         self._draft_lm: Any = None
         self._policy: Any = None
 
+    @property
+    def model(self) -> str:
+        """The target's name: reply meta's ``model``, as with ragkit's other generators."""
+        return self.target.name
+
+    @classmethod
+    def upgrade_init_parameters(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """Init parameters with the flat ones of the release before moved to their nested keys."""
+        return upgrade_speculative(cls.__name__, params)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SpeculativeGenerator:
+        """Deserialize; flat parameters of the release before load with a deprecation warning."""
+        from haystack.core.serialization import default_from_dict
+
+        params = cls.upgrade_init_parameters(data.get("init_parameters") or {})
+        return default_from_dict(cls, {**data, "init_parameters": params})
+
     @classmethod
     def from_models(
-        cls, target: Any, draft_lm: Any | None = None, **kwargs: Any
+        cls, target_lm: Any, draft_lm: Any | None = None, /, **kwargs: Any
     ) -> SpeculativeGenerator:
         """Wrap already-loaded models (shares weights and caches with other components).
 
         Args:
-            target: The loaded target backend.
+            target_lm: The loaded target backend.
             draft_lm: A loaded drafter backend (a separate instance) for model drafters.
-            **kwargs: Other init arguments (``drafter``, ``gamma``, ...).
+            **kwargs: Init arguments (``target``, ``drafter``, ``speculation``, ...); ``target``
+                defaults to the loaded model's name.
         """
-        instance = cls(model=target.name, **kwargs)
-        instance._target, instance._draft_lm = target, draft_lm
+        kwargs.setdefault("target", {"name": target_lm.name})
+        instance = cls(**kwargs)
+        instance._target, instance._draft_lm = target_lm, draft_lm
         return instance
-
-    def _load_lm(self, name: str, *, drafter: bool = False) -> Any:
-        if self.backend == "llama.cpp":
-            from ragkit.models.llamacpp import LlamaCppLM
-
-            return LlamaCppLM.load(name, n_ctx=self.n_ctx, n_threads=self.n_threads)
-        from ragkit.models.causal_lm import CausalLM
-
-        compiled = drafter and self.compile_draft_step
-        return CausalLM.load(
-            name, self.device, kv_cache="static" if compiled else "auto", compile_step=compiled
-        )
 
     def warm_up(self) -> None:
         """Load the target and, for model drafters, the drafter (a separate instance)."""
         if self._target is None:
-            self._target = self._load_lm(self.model)
-        if self._draft_lm is None and self.drafter != "ngram":
-            name = self.model if self.drafter.startswith("self") else str(self.draft_model)
-            self._draft_lm = self._load_lm(name, drafter=True)
+            self._target = self.target.load()
+        if self._draft_lm is None and isinstance(self.drafter, ModelSpec):
+            compiled = self.speculation.compile_draft_step
+            self._draft_lm = self.drafter.load(
+                kv_cache="static" if compiled else "auto", compile_step=compiled
+            )
 
     def close(self) -> None:
         """Release both models."""
@@ -227,7 +180,8 @@ class SpeculativeGenerator:
         prompt = None
         if draft_messages:
             prompt = [{"role": m.role.value, "content": m.text or ""} for m in draft_messages]
-        return self.build_decoder(prompt, sorted(documents, key=_document_order))
+        # corpus order: source, passage position, character offset (as MemoRAG's union)
+        return self.build_decoder(prompt, sorted(documents, key=document_position))
 
     def build_decoder(self, draft_prompt: Any, ordered: Sequence[Document]) -> Any:
         """One answer's decoder: the configured drafter over ``ordered`` (in document order).
@@ -241,31 +195,25 @@ class SpeculativeGenerator:
         from ragkit.decoding.speculative import SpeculativeDecoder
         from ragkit.decoding.tree import NgramTreeDrafter, TopKTreeDrafter, TreeSpeculativeDecoder
 
-        target = self._target
+        target, spec = self._target, self.speculation
         sources = [target.encode(d.content or "") for d in ordered if d.content]
-        ngram = NgramDrafter(sources, max_ngram=self.max_ngram)
-        drafter: Any = ngram
-        if self.drafter != "ngram":
+        lookup = self.drafter if isinstance(self.drafter, NgramSpec) else spec.fallback
+        drafter: Any = None
+        if isinstance(self.drafter, ModelSpec):
             drafter = ModelDrafter(
-                self._draft_lm, draft_prompt, confidence=self.confidence, target=target
+                self._draft_lm, draft_prompt, confidence=spec.confidence, target=target
             )
-            if self.drafter.endswith("+ngram"):
-                drafter = FallbackDrafter(drafter, ngram)
-        if self.tree_width:
+        if lookup is not None:
+            ngram = NgramDrafter(sources, max_ngram=lookup.max_ngram)
+            drafter = ngram if drafter is None else FallbackDrafter(drafter, ngram)
+        if spec.tree_width:
             tree: Any = (
-                NgramTreeDrafter(sources, max_ngram=self.max_ngram)
-                if self.drafter == "ngram"
+                NgramTreeDrafter(sources, max_ngram=self.drafter.max_ngram)
+                if isinstance(self.drafter, NgramSpec)
                 else TopKTreeDrafter(drafter)
             )
-            return TreeSpeculativeDecoder(target, tree, depth=self.gamma, width=self.tree_width)
-        config = SpeculativeConfig(
-            gamma=self.gamma,
-            eta=self.eta,
-            alpha=self.alpha,
-            residual=self.residual,
-            confidence=self.confidence,
-        )
-        return SpeculativeDecoder(target, drafter, config, self.answer_policy())
+            return TreeSpeculativeDecoder(target, tree, depth=spec.gamma, width=spec.tree_width)
+        return SpeculativeDecoder(target, drafter, spec.config(), self.answer_policy())
 
     def gamma_policy(self) -> Any:
         """The adaptive policy of the latest answer (``None`` before one, or when not adaptive)."""
@@ -282,10 +230,11 @@ class SpeculativeGenerator:
         """
         from ragkit.decoding.policy import AdaptiveGamma
 
-        if not self.adaptive or self.tree_width:
+        spec = self.speculation
+        if not spec.adaptive or spec.tree_width:
             return None
-        if self._policy is None or not self.learn_across_calls:
-            self._policy = AdaptiveGamma(gamma_max=self.gamma)
+        if self._policy is None or not spec.learn_across_calls:
+            self._policy = AdaptiveGamma(gamma_max=spec.gamma)
         else:
             self._policy.begin_answer()
         return self._policy
@@ -322,9 +271,16 @@ class SpeculativeGenerator:
         reply.meta["speculative"] = self.stats_meta(run.stats)
         return out
 
+    def drafter_label(self) -> str:
+        """What drafts, for reply meta: ``ngram``, ``self`` or ``model``, ``+ngram`` on fallback."""
+        if isinstance(self.drafter, NgramSpec):
+            return "ngram"
+        label = "self" if self.drafter.name == self.target.name else "model"
+        return label + ("+ngram" if self.speculation.fallback is not None else "")
+
     def stats_meta(self, stats: Any) -> dict[str, Any]:
         """One call's counters, plus what the adaptive policy has learned after it."""
-        meta: dict[str, Any] = {"drafter": self.drafter, **stats.as_dict()}
+        meta: dict[str, Any] = {"drafter": self.drafter_label(), **stats.as_dict()}
         if self._policy is not None:
             meta["policy"] = self._policy.state()
         return meta
@@ -354,127 +310,86 @@ class RapidReader:
 
     def __init__(
         self,
-        model: str = DEFAULT_CAUSAL_MODEL,
-        backend: Literal["transformers", "llama.cpp"] = "llama.cpp",
-        drafter: DrafterKind = "ngram",
-        draft_model: str | None = None,
-        gamma: int = 10,
-        eta: float = 0.0,
-        alpha: float = 0.1,
-        residual: Literal["paper", "code"] = "paper",
-        confidence: float = 0.1,
-        adaptive: bool = True,
-        learn_across_calls: bool = False,
-        max_ngram: int = 3,
-        tree_width: int = 0,
-        chunk_tokens: int = 128,
-        budget_tokens: int = 1024,
-        ratio: int = 32,
-        reserve_tokens: int = 256,
-        truncation: Literal["middle", "head", "error"] = "middle",
+        target: ModelSpec | dict[str, Any] | str | None = None,
+        drafter: ModelSpec | NgramSpec | dict[str, Any] | str | None = None,
+        speculation: SpeculativeSettings | dict[str, Any] | None = None,
+        context: RapidContext | dict[str, Any] | None = None,
         instruction: str | None = None,
         cache_dir: str | None = None,
         persist_prefix: bool = True,
-        device: str = "auto",
-        compile_draft_step: bool = False,
-        n_ctx: int = 16384,
-        n_threads: int | None = None,
         generation_kwargs: dict[str, Any] | None = None,
     ) -> None:
         """Store and check settings; models load in :meth:`warm_up`.
 
         Args:
-            model: The target model (packaged name, hub id, directory or ``.gguf``).
-            backend: ``llama.cpp`` (CPU default) or ``transformers``.
-            drafter: As :class:`SpeculativeGenerator`; model drafters read the retrieved chunks.
-            draft_model: The drafter model for ``model`` drafters (same vocabulary).
-            gamma: Most tokens drafted per target call (> 0).
-            eta: RAPID knowledge-transfer step (>= 0; 0 is lossless).
-            alpha: Plausibility mask threshold for the transfer, in (0, 1].
-            residual: ``paper`` or ``code`` residual rule on rejection.
-            confidence: The model drafter stops before a token less probable than this.
-            adaptive: Adapt gamma and turn drafting off where it is measured not to pay.
-            learn_across_calls: Keep one adaptive policy across questions on this reader.
-            max_ngram: Longest n-gram the n-gram drafter matches.
-            tree_width: Tree drafting, as :class:`SpeculativeGenerator` (transformers, greedy).
-            chunk_tokens: Retrieval chunk size in target tokens (RAPID: 128).
-            budget_tokens: Lower bound of the drafter's context in tokens (RAPID: 4096).
-            ratio: The drafter's context is at least ``L / ratio`` tokens (RAPID: 32).
-            reserve_tokens: Target context kept free for the question and the answer (at least
-                ``max_new_tokens + 64`` is kept whatever this says).
-            truncation: ``middle``, ``head`` or ``error`` for a document longer than the
-                target's context.
+            target: The model that reads the whole document (a
+                :class:`~ragkit.models.spec.ModelSpec` or its mapping). Default: the registry's
+                packaged model on llama.cpp with a 16k context (``n_ctx`` bounds the document).
+            drafter: As :class:`SpeculativeGenerator`; a model drafter reads the retrieved chunks.
+            speculation: As :class:`SpeculativeGenerator` (:class:`SpeculativeSettings`).
+            context: Chunking, the drafter's budget and the target's truncation
+                (:class:`RapidContext`).
             instruction: What the prompt asks before the document (default: a short answer).
             cache_dir: Where document prefix states are saved (default ``$RAGKIT_CACHE/rapid``).
             persist_prefix: Save and reuse document prefix states on disk.
-            device: transformers device (``auto``, ``cpu``, ``cuda``; bf16 and a static KV
-                cache on CUDA).
-            compile_draft_step: As :class:`SpeculativeGenerator` (transformers backend).
-            n_ctx: llama.cpp context to allocate (bounds the document the target reads).
-            n_threads: llama.cpp threads (``None``: llama.cpp's choice).
             generation_kwargs: Defaults for ``max_new_tokens``, ``temperature``, ``top_p``,
                 ``seed``, ``stop``.
 
         Raises:
-            InvalidParameter: Naming the bad parameter.
+            InvalidParameter: Naming the bad key (``speculation.gamma``, ``context.ratio``...).
         """
-        from ragkit.decoding.rapid import DEFAULT_INSTRUCTION, check_rapid_settings
+        from ragkit.decoding.rapid import DEFAULT_INSTRUCTION
 
+        target_spec = resolve_spec(target, _DEFAULT_READER, "target")
         self._spec = SpeculativeGenerator(
-            model=model,
-            backend=backend,
+            target=target_spec,
             drafter=drafter,
-            draft_model=draft_model,
-            gamma=gamma,
-            eta=eta,
-            alpha=alpha,
-            residual=residual,
-            confidence=confidence,
-            adaptive=adaptive,
-            learn_across_calls=learn_across_calls,
-            max_ngram=max_ngram,
-            tree_width=tree_width,
-            device=device,
-            compile_draft_step=compile_draft_step,
-            n_ctx=n_ctx,
-            n_threads=n_threads,
+            speculation=speculation,
             generation_kwargs=generation_kwargs,
         )
-        check_rapid_settings(chunk_tokens, budget_tokens, ratio, reserve_tokens, truncation)
-        self.model = model
-        self.backend = backend
-        self.drafter = drafter
-        self.draft_model = draft_model
-        self.gamma = gamma
-        self.eta = eta
-        self.alpha = alpha
-        self.residual = residual
-        self.confidence = confidence
-        self.adaptive = adaptive
-        self.learn_across_calls = learn_across_calls
-        self.max_ngram = max_ngram
-        self.tree_width = tree_width
-        self.chunk_tokens = chunk_tokens
-        self.budget_tokens = budget_tokens
-        self.ratio = ratio
-        self.reserve_tokens = reserve_tokens
-        self.truncation = truncation
+        self.target = self._spec.target
+        self.drafter = self._spec.drafter
+        self.speculation = self._spec.speculation
+        self.context = coerce(RapidContext, context, "context")
         self.instruction = instruction
         self._instruction = instruction or DEFAULT_INSTRUCTION
         self.cache_dir = cache_dir
         self.persist_prefix = persist_prefix
-        self.device = device
-        self.compile_draft_step = compile_draft_step
-        self.n_ctx = n_ctx
-        self.n_threads = n_threads
         self.generation_kwargs = dict(generation_kwargs or {})
         self._memo: tuple[str, Any] | None = None
 
+    @property
+    def model(self) -> str:
+        """The target's name: reply meta's ``model``, as with ragkit's other generators."""
+        return self.target.name
+
     @classmethod
-    def from_models(cls, target: Any, draft_lm: Any | None = None, **kwargs: Any) -> RapidReader:
-        """Wrap already-loaded models (the bench and tests share them across runs)."""
-        instance = cls(model=target.name, **kwargs)
-        instance._spec._target, instance._spec._draft_lm = target, draft_lm
+    def upgrade_init_parameters(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """Init parameters with the flat ones of the release before moved to their nested keys."""
+        return upgrade_speculative(cls.__name__, params)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RapidReader:
+        """Deserialize; flat parameters of the release before load with a deprecation warning."""
+        from haystack.core.serialization import default_from_dict
+
+        params = cls.upgrade_init_parameters(data.get("init_parameters") or {})
+        return default_from_dict(cls, {**data, "init_parameters": params})
+
+    @classmethod
+    def from_models(
+        cls, target_lm: Any, draft_lm: Any | None = None, /, **kwargs: Any
+    ) -> RapidReader:
+        """Wrap already-loaded models (the bench and tests share them across runs).
+
+        Args:
+            target_lm: The loaded target backend.
+            draft_lm: A loaded drafter backend for model drafters.
+            **kwargs: Init arguments; ``target`` defaults to the loaded model's name.
+        """
+        kwargs.setdefault("target", {"name": target_lm.name})
+        instance = cls(**kwargs)
+        instance._spec._target, instance._spec._draft_lm = target_lm, draft_lm
         return instance
 
     def warm_up(self) -> None:
@@ -560,16 +475,17 @@ class RapidReader:
         target = self._spec._target
         kwargs = merge_generation_kwargs(self.generation_kwargs, generation_kwargs)
         started = time.perf_counter()
+        context = self.context
         prompt = build_rapid_prompt(
             target,
             document,
             question,
-            chunk_tokens=self.chunk_tokens,
-            budget_tokens=self.budget_tokens,
-            ratio=self.ratio,
+            chunk_tokens=context.chunk_tokens,
+            budget_tokens=context.budget_tokens,
+            ratio=context.ratio,
             # room for the question (~64 tokens) and the whole answer, whatever reserve_tokens says
-            reserve_tokens=max(self.reserve_tokens, int(kwargs.get("max_new_tokens", 256)) + 64),
-            truncation=self.truncation,
+            reserve_tokens=max(context.reserve_tokens, int(kwargs.get("max_new_tokens", 256)) + 64),
+            truncation=context.truncation,
             instruction=self._instruction,
         )
         chunks = [

@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 from ragkit.errors import InvalidParameter
 from ragkit.models.errors import ContextLengthError, PrefixCacheError
+from ragkit.text import bm25_rank
 
 __all__ = [
     "DEFAULT_INSTRUCTION",
@@ -58,7 +59,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 TruncationPolicy = Literal["middle", "head", "error"]
-TRUNCATION_POLICIES = ("middle", "head", "error")
 DEFAULT_INSTRUCTION = "Answer the question using the document. Reply with a short answer only."
 _MARKER = "\u2063RAGKIT-QUESTION\u2063"
 _OMITTED = "\n\n[... {n} tokens omitted ...]\n\n"
@@ -135,15 +135,12 @@ def retrieve_chunks(chunks: Sequence[Chunk], question: str, n: int) -> list[Chun
     Falls back to the leading chunks when no chunk shares a term with the question (BM25 scores
     them all zero), so the drafter always has context to draft from.
     """
-    from ragkit.stores.bm25 import BM25Index
-
     if n <= 0 or not chunks:
         return []
     if n >= len(chunks):
         return list(chunks)
-    index = BM25Index()
-    index.add([str(c.index) for c in chunks], [c.text for c in chunks])
-    hits = [(int(i), s) for i, s in index.search(question, top_k=n) if s > 0]
+    ranked = bm25_rank([c.text for c in chunks], question, top_k=n)
+    hits = [(i, s) for i, s in ranked if s > 0]
     if not hits:
         return list(chunks[:n])
     picked = []
@@ -467,21 +464,3 @@ def _save_state(lm: Any, state: Any, path: Path) -> None:
         state.save(path, lm)
     else:
         state.save(path)
-
-
-def check_rapid_settings(
-    chunk_tokens: int, budget_tokens: int, ratio: int, reserve_tokens: int, truncation: str
-) -> None:
-    """Refuse retrieval/truncation settings that cannot work (errors name the parameter)."""
-    if chunk_tokens < 1:
-        raise InvalidParameter("chunk_tokens", f"must be >= 1, got {chunk_tokens}")
-    if budget_tokens < 1:
-        raise InvalidParameter("budget_tokens", f"must be >= 1, got {budget_tokens}")
-    if ratio < 1:
-        raise InvalidParameter("ratio", f"must be >= 1, got {ratio}")
-    if reserve_tokens < 1:
-        raise InvalidParameter("reserve_tokens", f"must be >= 1, got {reserve_tokens}")
-    if truncation not in TRUNCATION_POLICIES:
-        raise InvalidParameter(
-            "truncation", f"must be one of {', '.join(TRUNCATION_POLICIES)}, got {truncation!r}"
-        )

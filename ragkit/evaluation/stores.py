@@ -13,6 +13,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from ragkit.config import EmbeddedStore, MemoryStore
+from ragkit.models.registry import model_files
 
 if TYPE_CHECKING:
     from haystack import Document
@@ -49,7 +50,9 @@ def pooled_store(
     ).hexdigest()[:16]
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in dataset.name)
     path = default_cache_dir() / "eval-stores" / f"{safe}-{key}"
-    store = open_store(EmbeddedStore(path=str(path)), embedding_model=embedding_model)
+    store = open_store(
+        EmbeddedStore(path=str(path)), embedding_model=embedding_model, model_files=model_files
+    )
     if store.count() == len(passages):
         if store.bm25_problem or store.bm25_count() != store.count():
             store.rebuild_bm25()  # a cache: its BM25 half is rebuilt from the intact Qdrant half
@@ -77,7 +80,7 @@ def empty_store(embedding_model: str) -> RagkitStore:
     """An empty in-memory store, bound while a per-question run warms its pipeline up."""
     from ragkit.stores.store import open_store
 
-    return open_store(MemoryStore(), embedding_model=embedding_model)
+    return open_store(MemoryStore(), embedding_model=embedding_model, model_files=model_files)
 
 
 def question_store(

@@ -2,7 +2,8 @@
 
 Layout: :mod:`~ragkit.memory.lm` (the narrow model interface and its adapters),
 :mod:`~ragkit.memory.backend` (interface, settings, manifest, errors), :mod:`~ragkit.memory.kv`
-and :mod:`~ragkit.memory.gist` (the two backends), :mod:`~ragkit.memory.clues` (parsing,
+and :mod:`~ragkit.memory.gist` (the two backends), :mod:`~ragkit.memory.loader` (the one dispatch from
+a kind to its backend), :mod:`~ragkit.memory.clues` (parsing,
 filtering, union), :mod:`~ragkit.memory.store` (lifecycle beside a store, per-question cache),
 :mod:`~ragkit.memory.components` (Haystack components) and :mod:`~ragkit.memory.run` (one call
 per ``ragkit memory`` command). Names load lazily.
@@ -30,7 +31,8 @@ _EXPORTS = {
     "StaleMemoryError": "backend",
     "GistMemory": "gist",
     "KVMemory": "kv",
-    "load_memory": "kv",
+    "load_memory": "loader",
+    "new_memory": "loader",
     "CausalMemoryLM": "lm",
     "ChatMemoryLM": "lm",
     "LlamaCppMemoryLM": "lm",

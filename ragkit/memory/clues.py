@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from ragkit.documents import document_position
+
 if TYPE_CHECKING:
     from haystack import Document
 
@@ -162,28 +164,6 @@ def build_clues(
         clues.draft = lines[0] if lines else None
     clues.fallback = not clues.spans and not clues.surrogates
     return clues
-
-
-def document_position(doc: Document) -> tuple[str, int, int, str]:
-    """Where a chunk sits in the corpus: (source, position, start offset, id).
-
-    ``position`` is set on evaluation passages (their order in the question's context); indexed
-    chunks carry ``source`` and ``start`` (character offset in the file).
-    """
-    meta = doc.meta or {}
-
-    def num(value: Any) -> int:
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            return 0
-
-    return (
-        str(meta.get("source", "")),
-        num(meta.get("position")),
-        num(meta.get("start")),
-        str(doc.id),
-    )
 
 
 def union_hits(

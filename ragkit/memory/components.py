@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from haystack import Document, component
+from pydantic import Field
 
+from ragkit.errors import InvalidParameter
+from ragkit.memory.backend import MemorySettings
+from ragkit.memory.store import NAME_PATTERN
+from ragkit.models.registry import model_files
+from ragkit.models.spec import ModelSpec, resolve_spec
+from ragkit.settings import Settings, coerce, put_nested, upgrade_flat
 from ragkit.stores.components import StoreBound
 
 if TYPE_CHECKING:
@@ -24,9 +31,49 @@ if TYPE_CHECKING:
     from ragkit.memory.store import MemorySpec
     from ragkit.stores.store import RagkitStore
 
-__all__ = ["ClueRetriever", "MemoryRecall", "memory_spec_for_pipeline"]
+__all__ = ["ClueRetriever", "MemoryOptions", "MemoryRecall", "memory_spec_for_pipeline"]
 
 logger = logging.getLogger(__name__)
+
+
+class MemoryOptions(Settings, MemorySettings):
+    """Which memory of the store a ``MemoryRecall`` reads (``name``), and how it is built.
+
+    The building keys are :class:`~ragkit.memory.backend.MemorySettings`' own (``kind``,
+    ``window_tokens``, ``task_tokens``, ``gist_chunk_tokens``, ``min_words``...), inherited so
+    that they are defined once.
+
+    Attributes:
+        name: Memory name under ``<store>/memory/``.
+    """
+
+    name: str = Field(default="default", pattern=NAME_PATTERN)
+
+    def settings(self) -> MemorySettings:
+        """The backend settings these options give (recorded in the memory's manifest)."""
+        return MemorySettings(**self.model_dump(exclude={"name"}))
+
+
+_DEFAULT_MEMORY_MODEL = ModelSpec(backend="llama.cpp", n_ctx=8192)
+"""The memory model: the registry's packaged model on llama.cpp (fast long prefill on a CPU)."""
+
+_MOVED = {
+    "model_backend": "model.backend",
+    "n_ctx": "model.n_ctx",
+    "n_threads": "model.n_threads",
+    **{
+        key: f"memory.{key}"
+        for key in (
+            "name",
+            "kind",
+            "window_tokens",
+            "task_tokens",
+            "gist_chunk_tokens",
+            "min_words",
+        )
+    },
+}
+"""Flat init parameters of the release before -> their nested keys."""
 
 
 @component
@@ -35,26 +82,20 @@ class MemoryRecall(StoreBound):
 
     ### Usage example
     ```python
-    recall = MemoryRecall(store=".ragkit", draft=True)
+    recall = MemoryRecall(store=".ragkit", memory={"kind": "gist"}, draft=True)
     clues = recall.run(question="Who founded the company that makes the Model S?")["clues"]
     ```
     """
 
+    model_files = staticmethod(model_files)
+
     def __init__(
         self,
         store: str | None = None,
-        name: str = "default",
-        kind: Literal["kv", "gist"] = "kv",
-        model: str = "smollm2-135m-instruct",
-        model_backend: Literal["llamacpp", "transformers"] = "llamacpp",
-        n_ctx: int = 8192,
-        n_threads: int | None = None,
+        model: ModelSpec | dict[str, Any] | str | None = None,
+        memory: MemoryOptions | dict[str, Any] | None = None,
         draft: bool = True,
         answer_hint: bool = True,
-        window_tokens: int | None = None,
-        task_tokens: int = 128,
-        gist_chunk_tokens: int = 1024,
-        min_words: int = 3,
         auto_build: bool = False,
         embedding_model: str = "minilm",
     ) -> None:
@@ -62,67 +103,82 @@ class MemoryRecall(StoreBound):
 
         Args:
             store: Store location (bound by the pipeline loader when it has a store).
-            name: Memory name under ``<store>/memory/``.
-            kind: ``kv`` (KV state over the corpus) or ``gist`` (MemoRAG-Lite gists).
-            model: Memory model (packaged name or path); must be the one that built the memory.
-            model_backend: ``llamacpp`` or ``transformers``.
-            n_ctx: Memory model context (bounds the window size).
-            n_threads: llama.cpp threads.
+            model: The memory model (:class:`~ragkit.models.spec.ModelSpec`: ``name``,
+                ``backend``, ``n_ctx``, ``n_threads``; a name alone is ``{name: NAME}``); it
+                must be the one that built the memory. Default: the registry's packaged model
+                on llama.cpp with an 8k context (``n_ctx`` bounds the window size).
+            memory: Which memory and how it is cut (:class:`MemoryOptions`: ``name``, ``kind``,
+                ``window_tokens``, ``task_tokens``, ``gist_chunk_tokens``, ``min_words``).
             draft: Also ask the memory for a draft answer (one more generation per window);
                 it becomes a retrieval query.
             answer_hint: Pass the draft on as ``draft`` for the prompt ("the answer might be").
-            window_tokens: Corpus tokens per memory window (default: what the context allows).
-            task_tokens: Max new tokens per memory task (upstream 128).
-            gist_chunk_tokens: Corpus tokens per gist (``kind: gist``).
-            min_words: Clue lines need more than this many words (upstream 3).
             auto_build: Build a missing memory for an on-disk store on first use (otherwise
                 that is an error naming ``ragkit memory build``).
             embedding_model: The store's embedding model (the store checks it).
+
+        Raises:
+            InvalidParameter: Naming the bad key (``model.n_ctx``, ``memory.kind``).
         """
         self.store = store
-        self.name = name
-        self.kind = kind
-        self.model = model
-        self.model_backend = model_backend
-        self.n_ctx = n_ctx
-        self.n_threads = n_threads
+        self.model = resolve_spec(model, _DEFAULT_MEMORY_MODEL, "model")
+        self.memory_options = coerce(MemoryOptions, memory, "memory")
         self.draft = draft
         self.answer_hint = answer_hint
-        self.window_tokens = window_tokens
-        self.task_tokens = task_tokens
-        self.gist_chunk_tokens = gist_chunk_tokens
-        self.min_words = min_words
         self.auto_build = auto_build
         self.embedding_model = embedding_model
-        self.spec()  # invalid settings fail at construction, not at the first question
         self._lm: MemoryLM | None = None
         self._memory: WindowedMemory | None = None
         self._memory_store: RagkitStore | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """Serialize with the model and the memory options as nested mappings."""
+        from haystack.core.serialization import default_to_dict
+
+        return default_to_dict(
+            self,
+            store=self.store,
+            model=self.model.to_dict(),
+            memory=self.memory_options.to_dict(),
+            draft=self.draft,
+            answer_hint=self.answer_hint,
+            auto_build=self.auto_build,
+            embedding_model=self.embedding_model,
+        )
+
+    @classmethod
+    def upgrade_init_parameters(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """Init parameters with the flat ones of the release before moved to their nested keys."""
+        if not set(_MOVED) & set(params):
+            return dict(params)
+        return upgrade_flat(cls.__name__, params, _MOVED)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MemoryRecall:
+        """Deserialize; flat parameters of the release before load with a deprecation warning."""
+        from haystack.core.serialization import default_from_dict
+
+        params = cls.upgrade_init_parameters(data.get("init_parameters") or {})
+        return default_from_dict(cls, {**data, "init_parameters": params})
+
     def spec(self) -> MemorySpec:
-        """The memory spec these parameters describe."""
-        from ragkit.memory.backend import MemorySettings
+        """The memory spec these parameters describe (what ``ragkit memory build`` builds)."""
         from ragkit.memory.store import MemorySpec
 
+        options = self.memory_options
         return MemorySpec(
-            name=self.name,
-            model=self.model,
-            model_backend=self.model_backend,
-            n_ctx=self.n_ctx,
-            n_threads=self.n_threads,
-            settings=MemorySettings(
-                kind=self.kind,
-                window_tokens=self.window_tokens,
-                task_tokens=self.task_tokens,
-                gist_chunk_tokens=self.gist_chunk_tokens,
-                min_words=self.min_words,
-            ),
+            name=options.name,
+            model=self.model.name,
+            model_backend="llamacpp" if self.model.backend == "llama.cpp" else "transformers",
+            n_ctx=self.model.n_ctx,
+            n_threads=self.model.n_threads,
+            settings=options.settings(),
         )
 
     @classmethod
     def from_model(cls, lm: MemoryLM, **kwargs: Any) -> MemoryRecall:
         """Use an already-loaded memory model (tests, shared models)."""
-        instance = cls(model=lm.name, **kwargs)
+        kwargs.setdefault("model", {"name": lm.name})
+        instance = cls(**kwargs)
         instance._lm = lm
         return instance
 
@@ -194,6 +250,8 @@ class ClueRetriever(StoreBound):
     ```
     """
 
+    model_files = staticmethod(model_files)
+
     def __init__(
         self,
         store: str | None = None,
@@ -218,12 +276,17 @@ class ClueRetriever(StoreBound):
             max_documents: Cap on the union (best fused score kept), ``None`` for all.
             embedding_model: The store's embedding model.
         """
-        if top_k < 1 or candidates < 1:
-            raise ValueError("top_k and candidates must be >= 1")
+        for name, value in (("top_k", top_k), ("candidates", candidates)):
+            if not isinstance(value, int) or value < 1:
+                raise InvalidParameter(name, f"must be an integer >= 1, got {value!r}")
         if not (dense or bm25):
-            raise ValueError("enable dense, bm25 or both")
+            raise InvalidParameter("bm25", "dense and bm25 are both off; enable one or both")
         if order not in ("position", "score"):
-            raise ValueError(f"order must be 'position' or 'score', not {order!r}")
+            raise InvalidParameter("order", f"must be 'position' or 'score', got {order!r}")
+        if max_documents is not None and (not isinstance(max_documents, int) or max_documents < 1):
+            raise InvalidParameter(
+                "max_documents", f"must be an integer >= 1 or null, got {max_documents!r}"
+            )
         self.store = store
         self.top_k = top_k
         self.order = order
@@ -272,6 +335,8 @@ class ClueRetriever(StoreBound):
         """
         from ragkit.memory.clues import Query, union_hits
 
+        if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+            raise InvalidParameter("top_k", f"must be an integer >= 1, got {top_k!r}")
         store = self.open_bound_store()
         k = top_k or self.top_k
         queries = [
@@ -326,14 +391,25 @@ def memory_spec_for_pipeline(
     comps = data.get("components") if isinstance(data, dict) else None
     for name, body in (comps or {}).items():
         if isinstance(body, dict) and str(body.get("type", "")).endswith(".MemoryRecall"):
-            params = dict(body.get("init_parameters") or {})
-            params.update({k: v for k, v in changes.items() if v is not None})
-            params.pop("store", None)
             try:
+                params = MemoryRecall.upgrade_init_parameters(
+                    dict(body.get("init_parameters") or {})
+                )
+                for key, value in changes.items():
+                    if value is not None:
+                        put_nested(params, _CHANGES.get(key, key), value)
+                params.pop("store", None)
                 return MemoryRecall(**params).spec()
+            except InvalidParameter as exc:
+                where = f"{source}: components.{name}.init_parameters.{exc.parameter}"
+                raise PipelineError([f"{where}: {exc.message}"]) from None
             except (ValidationError, TypeError, ValueError) as exc:
                 raise PipelineError([f"{source}: components.{name}: {_one_line(exc)}"]) from None
     raise PipelineError([f"{source}: no MemoryRecall component; use a memory pipeline (memorag)"])
+
+
+_CHANGES = {**_MOVED, "model": "model.name"}
+"""``memory_spec_for_pipeline``'s flat changes (the CLI's options) -> nested keys."""
 
 
 def _one_line(exc: Exception) -> str:

@@ -31,8 +31,6 @@ from ragkit.memory.backend import (
     GlobalMemoryError,
     MemorySettings,
     MemoryUnit,
-    check_identity,
-    read_manifest,
     sha256_file,
 )
 from ragkit.memory.clues import ClueSet, build_clues, clue_lines
@@ -40,7 +38,7 @@ from ragkit.memory.clues import ClueSet, build_clues, clue_lines
 if TYPE_CHECKING:
     from ragkit.memory.lm import MemoryLM, MemoryState
 
-__all__ = ["BACKEND_VERSION", "KVMemory", "WindowedMemory", "load_memory"]
+__all__ = ["BACKEND_VERSION", "KVMemory", "WindowedMemory"]
 
 BACKEND_VERSION = 1
 _UNITS = "units.json"
@@ -367,41 +365,3 @@ class KVMemory(WindowedMemory):
     """MemoRAG's memory: the model's KV state over the raw corpus, one state per window."""
 
     kind = "kv"
-
-
-def load_memory(
-    directory: Path, lm: MemoryLM, *, rebuild: str = "ragkit memory build"
-) -> WindowedMemory:
-    """Load a saved memory of either kind, after checking its manifest against ``lm``.
-
-    Args:
-        directory: The memory directory.
-        lm: The memory model that will use it (must be the one that built it).
-        rebuild: The command that rebuilds this memory, quoted in errors.
-
-    Raises:
-        NoMemoryError: Nothing saved there.
-        CorruptMemoryError: Files missing, truncated or altered.
-        MemoryMismatchError: Built by another model, backend or format.
-    """
-    from ragkit.memory.gist import GistMemory
-
-    manifest = read_manifest(directory)
-    check_identity(manifest, lm, directory, rebuild)
-    kinds: dict[str, type[WindowedMemory]] = {"kv": KVMemory, "gist": GistMemory}
-    cls = kinds.get(str(manifest.get("kind")))
-    if cls is None or manifest.get("backend_version") != BACKEND_VERSION:
-        from ragkit.memory.backend import MemoryMismatchError
-
-        raise MemoryMismatchError(
-            f"memory at {directory} is a {manifest.get('kind')!r} memory version "
-            f"{manifest.get('backend_version')}, this ragkit reads kv/gist version "
-            f"{BACKEND_VERSION}; rebuild it: {rebuild}"
-        )
-    try:
-        settings = MemorySettings(**(manifest.get("settings") or {}))
-    except Exception as exc:  # noqa: BLE001 - pydantic error: a foreign or altered manifest
-        raise CorruptMemoryError(f"memory at {directory} has invalid settings: {exc}") from None
-    memory = cls(lm, settings)
-    memory._restore(directory, manifest)
-    return memory

@@ -183,7 +183,7 @@ def add_to_memory(
         raise InvalidInputError("give PATH... to index and memorize")
     prof = resolve_profile(profile)
     with open_indexer(
-        store, prof, indexer, overrides_from=profile_label(profile), must_exist=True
+        store, prof, indexer, overrides_from=profile_label(prof), must_exist=True
     ) as idx:
         spec = spec_from_manifest(idx.store, name)  # no memory: fail before indexing anything
         report = idx.index(to_index)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ragkit.documents import document_position
 from ragkit.memory.backend import (
     GlobalMemoryError,
     MemorySettings,
@@ -30,7 +31,8 @@ from ragkit.memory.backend import (
     StaleMemoryError,
     read_manifest,
 )
-from ragkit.memory.clues import document_position
+from ragkit.memory.loader import load_memory, new_memory
+from ragkit.models.registry import DEFAULT_CAUSAL_MODEL
 
 if TYPE_CHECKING:
     from ragkit.memory.kv import WindowedMemory
@@ -73,7 +75,7 @@ class MemorySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(default="default", pattern=NAME_PATTERN)
-    model: str = "smollm2-135m-instruct"
+    model: str = DEFAULT_CAUSAL_MODEL
     model_backend: str = "llamacpp"
     n_ctx: int = Field(default=8192, ge=256)
     n_threads: int | None = None
@@ -163,18 +165,6 @@ def gist_cache_dir() -> Path:
     return _cache_root() / "gists"
 
 
-def new_memory(
-    lm: MemoryLM, settings: MemorySettings, *, gist_cache: Path | None = None
-) -> WindowedMemory:
-    """An empty memory of the configured kind (a gist memory caches gists in ``gist_cache``)."""
-    from ragkit.memory.gist import GistMemory
-    from ragkit.memory.kv import KVMemory
-
-    if settings.kind == "gist":
-        return GistMemory(lm, settings, gist_cache=gist_cache)
-    return KVMemory(lm, settings)
-
-
 def _size(directory: Path) -> int:
     return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
 
@@ -237,10 +227,8 @@ def open_memory(
     Raises:
         NoMemoryError: None built (unless ``auto_build``).
         StaleMemoryError: The store changed since; the message lists what and the fix.
-        MemoryMismatchError / CorruptMemoryError: See :func:`ragkit.memory.kv.load_memory`.
+        MemoryMismatchError / CorruptMemoryError: See :func:`ragkit.memory.loader.load_memory`.
     """
-    from ragkit.memory.kv import load_memory
-
     if store.directory is None:
         return cached_memory(corpus_units(store), spec, lm)
     directory = memory_dir(store, spec.name)
@@ -280,8 +268,6 @@ def update_memory(
     Returns:
         Counts of added, changed and removed files, and the memory summary.
     """
-    from ragkit.memory.kv import load_memory
-
     directory = memory_dir(store, spec.name)
     rebuild = rebuild_command(store, spec)
     if not (directory / "manifest.json").exists():
@@ -403,7 +389,6 @@ def cached_memory(
     memory is reused only for exactly the same corpus read by the same model the same way.
     """
     from ragkit.memory.backend import CorruptMemoryError
-    from ragkit.memory.kv import load_memory
 
     sources = {
         "corpus": _sha(

@@ -40,12 +40,13 @@ if TYPE_CHECKING:
     from ragkit.models.llamacpp_components import LlamaCppChatGenerator
     from ragkit.models.registry import (
         PACKAGED_MODELS,
-        ModelSpec,
         PackagedModel,
+        ResolvedModel,
         known_model_names,
         register_packaged_model,
         resolve_model,
     )
+    from ragkit.models.spec import ModelSpec
 
 _EXPORTS = {
     "ChatGeneratorBase": "chat",
@@ -75,8 +76,9 @@ _EXPORTS = {
     "default_cache_dir": "gguf_cache",
     "ensure_converted": "gguf_cache",
     "PACKAGED_MODELS": "registry",
-    "ModelSpec": "registry",
+    "ModelSpec": "spec",
     "PackagedModel": "registry",
+    "ResolvedModel": "registry",
     "known_model_names": "registry",
     "register_packaged_model": "registry",
     "resolve_model": "registry",
@@ -104,6 +106,7 @@ __all__ = [
     "PackagedModel",
     "PrefixCache",
     "PrefixCacheError",
+    "ResolvedModel",
     "TextStream",
     "UnknownModelError",
     "default_cache_dir",

@@ -25,7 +25,7 @@ from ragkit.models.artifact import read_verified, write_verified
 from ragkit.models.base import ChatMessageDict, GenerationResult
 from ragkit.models.driver import DecoderLM, Decoding, PrefixState, check_sampling
 from ragkit.models.errors import ModelLoadError, PrefixCacheError
-from ragkit.models.registry import DEFAULT_CAUSAL_MODEL, ModelSpec, resolve_model
+from ragkit.models.registry import DEFAULT_CAUSAL_MODEL, ResolvedModel, resolve_model
 
 if TYPE_CHECKING:
     import torch
@@ -209,7 +209,7 @@ class CausalLM(DecoderLM):
         name: str,
         device: str,
         fingerprint: str | None = None,
-        spec: ModelSpec | None = None,
+        spec: ResolvedModel | None = None,
         kv_cache: str = "dynamic",
         max_cache_tokens: int | None = None,
         compile_step: bool = False,

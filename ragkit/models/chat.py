@@ -19,6 +19,7 @@ from haystack.dataclasses.streaming_chunk import (
     select_streaming_callback,
 )
 
+from ragkit.errors import InvalidParameter
 from ragkit.models.base import SamplingOptions
 
 __all__ = ["GENERATION_KEYS", "ChatGeneratorBase", "chat_reply", "merge_generation_kwargs"]
@@ -40,7 +41,8 @@ def merge_generation_kwargs(*layers: dict[str, Any] | None) -> dict[str, Any]:
         ``seed``, ``stop``).
 
     Raises:
-        ValueError: A key that is neither one of those nor a known alias.
+        InvalidParameter: ``generation_kwargs`` has a key that is neither one of those nor a
+            known alias.
     """
     merged: dict[str, Any] = {}
     for layer in layers:
@@ -48,7 +50,9 @@ def merge_generation_kwargs(*layers: dict[str, Any] | None) -> dict[str, Any]:
             name = _ALIASES.get(key, key)
             if name not in GENERATION_KEYS:
                 allowed = ", ".join(GENERATION_KEYS)
-                raise ValueError(f"unknown generation kwarg {key!r}; allowed: {allowed}")
+                raise InvalidParameter(
+                    "generation_kwargs", f"unknown generation kwarg {key!r}; allowed: {allowed}"
+                )
             merged[name] = value
     return merged
 

@@ -27,7 +27,7 @@ from ragkit.models.base import ChatMessageDict
 from ragkit.models.driver import DecoderLM, NumpySampler, PrefixState, Sampler
 from ragkit.models.errors import ContextLengthError, ModelLoadError, PrefixCacheError
 from ragkit.models.llamacpp_adapter import LlamaAdapter
-from ragkit.models.registry import DEFAULT_CAUSAL_MODEL, ModelSpec, resolve_model
+from ragkit.models.registry import DEFAULT_CAUSAL_MODEL, ResolvedModel, resolve_model
 
 if TYPE_CHECKING:
     import numpy as np
@@ -191,7 +191,7 @@ class LlamaCppLM(DecoderLM):
         *,
         name: str,
         model_path: Path,
-        spec: ModelSpec | None = None,
+        spec: ResolvedModel | None = None,
         logits_all: bool = False,
     ) -> None:
         """Wrap an already-constructed ``llama_cpp.Llama`` (use :meth:`load` normally)."""

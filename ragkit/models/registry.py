@@ -26,9 +26,10 @@ __all__ = [
     "PACKAGED_MODELS",
     "ModelKind",
     "ModelSource",
-    "ModelSpec",
     "PackagedModel",
+    "ResolvedModel",
     "known_model_names",
+    "model_files",
     "register_packaged_model",
     "resolve_model",
 ]
@@ -44,7 +45,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class ResolvedModel:
     """Where a named model lives and how to load it.
 
     Attributes:
@@ -189,8 +190,8 @@ def _guess_local_kind(path: Path) -> ModelKind:
     return "causal"
 
 
-def resolve_model(name: str, kind: ModelKind | None = None) -> ModelSpec:
-    """Turn a user-facing model name into a :class:`ModelSpec`, without loading anything.
+def resolve_model(name: str, kind: ModelKind | None = None) -> ResolvedModel:
+    """Turn a user-facing model name into a :class:`ResolvedModel`, without loading anything.
 
     Args:
         name: Packaged short name, local directory, ``.gguf`` file or hub id ``org/name``.
@@ -211,16 +212,30 @@ def resolve_model(name: str, kind: ModelKind | None = None) -> ModelSpec:
     if entry is not None:
         if kind is not None and entry.kind != kind:
             raise ModelLoadError(f"model {name!r} is a {entry.kind} model, not a {kind} model")
-        return ModelSpec(name, entry.kind, "packaged", entry.locate(), entry.upstream)
+        return ResolvedModel(name, entry.kind, "packaged", entry.locate(), entry.upstream)
     path = Path(name).expanduser()
     if path.suffix.lower() == ".gguf":
         if not path.is_file():
             raise _unknown(name, "GGUF file not found")
-        return ModelSpec(name, kind or "causal", "gguf", path.resolve())
+        return ResolvedModel(name, kind or "causal", "gguf", path.resolve())
     if path.is_dir():
-        return ModelSpec(name, kind or _guess_local_kind(path), "local_dir", path.resolve())
+        return ResolvedModel(name, kind or _guess_local_kind(path), "local_dir", path.resolve())
     if path.exists():
         raise _unknown(name, "path exists but is neither a directory nor a .gguf file")
     if _HUB_ID.match(name):
-        return ModelSpec(name, kind or "causal", "hub", None, name)
+        return ResolvedModel(name, kind or "causal", "hub", None, name)
     raise _unknown(name, "not a packaged name, existing path or hub id")
+
+
+def model_files(name: str) -> Path | None:
+    """The local files a model name means (None: unknown, not installed, or a hub id).
+
+    Handed to the store (:func:`ragkit.stores.store.open_store`'s ``model_files``) so that two
+    names of one model, ``minilm`` and its packaged directory, are recognized as one.
+    """
+    from ragkit.errors import RagkitError
+
+    try:
+        return resolve_model(name).path
+    except (RagkitError, OSError, ValueError):
+        return None

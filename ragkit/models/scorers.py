@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from haystack import Document, component
 
+from ragkit.errors import InvalidParameter
 from ragkit.models.errors import ModelLoadError
 from ragkit.models.registry import DEFAULT_CAUSAL_MODEL, DEFAULT_EMBEDDING_MODEL, resolve_model
 
@@ -41,7 +42,7 @@ RETRIEVAL_SCORE_KEY = "retrieval_score"
 
 def _check_top_k(top_k: int | None) -> None:
     if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
+        raise InvalidParameter("top_k", f"must be >= 1 or None, got {top_k}")
 
 
 def with_relevance(documents: Sequence[Document], scores: Sequence[float]) -> list[Document]:

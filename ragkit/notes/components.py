@@ -12,15 +12,21 @@ reciprocal rank fusion) over the store that ``ragkit.load_pipeline`` binds.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
 from haystack import Document, component
+from haystack.components.generators.chat.types import ChatGenerator
 from haystack.dataclasses import ChatMessage, GeneratedAnswer
 from haystack.dataclasses.streaming_chunk import SyncStreamingCallbackT
 
+from ragkit.answering.components import ContextFitter
+from ragkit.errors import InvalidParameter, clip
+from ragkit.models.registry import DEFAULT_CAUSAL_MODEL, model_files
 from ragkit.notes.loop import ChatLLM, Fit, LLMReply, NoteSettings, Passage, run_adaptive_note
 from ragkit.notes.prompts import load_prompt_set
+from ragkit.settings import upgrade_flat
 from ragkit.stores.components import StoreBound
 
 __all__ = [
@@ -33,16 +39,20 @@ __all__ = [
 
 DEFAULT_GENERATOR: dict[str, Any] = {
     "type": "ragkit.models.components.LocalChatGenerator",
-    "init_parameters": {"model": "smollm2-135m-instruct"},
+    "init_parameters": {"model": DEFAULT_CAUSAL_MODEL},
 }
 DEFAULT_FITTER: dict[str, Any] = {
     "type": "ragkit.answering.components.ContextFitter",
-    "init_parameters": {"tokenizer": "smollm2-135m-instruct", "context_tokens": 8192},
+    "init_parameters": {"tokenizer": DEFAULT_CAUSAL_MODEL, "context_tokens": 8192},
 }
 
 
 def _component(value: Any, default: dict[str, Any], name: str) -> Any:
-    """A sub-component from an instance, a ``{type, init_parameters}`` mapping, or the default."""
+    """A sub-component from an instance, a ``{type, init_parameters}`` mapping, or the default.
+
+    A mapping gets ragkit's pipeline checks (allowlist, parameter names and types) with errors
+    naming ``init_parameters.NAME...``; ``from_dict`` deserializes it the Haystack way first.
+    """
     from ragkit.pipeline import build_component_spec
 
     if value is None:
@@ -50,10 +60,41 @@ def _component(value: Any, default: dict[str, Any], name: str) -> Any:
     if isinstance(value, dict):
         return build_component_spec(value, f"init_parameters.{name}")
     if not callable(getattr(value, "run", None)):
-        raise TypeError(
-            f"{name}: expected a Haystack component or a {{type, init_parameters}} mapping"
+        raise InvalidParameter(
+            name,
+            f"expected a Haystack component or a {{type, init_parameters}} mapping, got "
+            f"{clip(value)}",
         )
     return value
+
+
+_LOOP_KEYS = frozenset(f.name for f in dataclasses.fields(NoteSettings))
+"""The loop's settings: nested under ``loop`` (flat init parameters before)."""
+
+
+def _note_settings(value: Any, parameter: str = "loop") -> NoteSettings:
+    """``value`` (settings, a mapping of their fields, or None) as checked ``NoteSettings``.
+
+    Raises:
+        InvalidParameter: Naming the bad key (``loop.dedup``); for the run-time ``top_k``
+            override, ``top_k``.
+    """
+    if value is None:
+        return NoteSettings()
+    if isinstance(value, NoteSettings):
+        return value
+    if not isinstance(value, dict):
+        raise InvalidParameter(parameter, f"expected a mapping of loop settings, got {clip(value)}")
+    unknown = sorted(set(value) - _LOOP_KEYS)
+    if unknown:
+        raise InvalidParameter(
+            f"{parameter}.{unknown[0]}", f"unknown key; accepted: {', '.join(sorted(_LOOP_KEYS))}"
+        )
+    try:
+        return NoteSettings(**value)
+    except InvalidParameter as exc:
+        where = parameter if parameter != "loop" else f"loop.{exc.parameter}"
+        raise InvalidParameter(where, exc.message) from None
 
 
 def _label(doc: Document) -> str:
@@ -66,7 +107,9 @@ def _label(doc: Document) -> str:
     return f"{name}@{start}" if start is not None else name
 
 
-def generator_llm(generator: Any, callback: SyncStreamingCallbackT | None = None) -> ChatLLM:
+def generator_llm(
+    generator: ChatGenerator, callback: SyncStreamingCallbackT | None = None
+) -> ChatLLM:
     """Adapt a Haystack chat generator to the loop's :class:`ChatLLM` (usage read from reply meta).
 
     Args:
@@ -125,94 +168,60 @@ class AdaptiveNoteAnswerer(StoreBound):
 
     ### Usage example
     ```python
-    answerer = AdaptiveNoteAnswerer(store=".ragkit", max_step=3)
+    answerer = AdaptiveNoteAnswerer(store=".ragkit", loop={"max_step": 3, "top_k": 5})
     answerer.warm_up()
     out = answerer.run(question="Which river is longer, the Nile or the Amazon?")
     out["answers"][0].data, out["trace"]["stop_reason"]
     ```
     """
 
+    model_files = staticmethod(model_files)
+
     def __init__(
         self,
-        generator: Any = None,
-        fitter: Any = None,
+        generator: ChatGenerator | dict[str, Any] | None = None,
+        fitter: ContextFitter | dict[str, Any] | None = None,
         store: str | None = None,
         embedding_model: str = "minilm",
         candidates: int = 20,
         weights: list[float] | None = None,
-        top_k: int = 5,
-        max_top_k: int = 15,
-        max_step: int = 3,
-        max_fail_step: int = 1,
-        query_max_chars: int = 500,
-        dedup: str = "always",
-        fail_count: str = "consecutive",
-        note_max_tokens: int = 160,
-        query_max_tokens: int = 64,
-        verdict_max_tokens: int = 32,
-        answer_max_tokens: int = 64,
+        loop: NoteSettings | dict[str, Any] | None = None,
         prompts: str | dict[str, str] | None = None,
     ) -> None:
         """Configure the loop; nothing loads until :meth:`warm_up`.
 
         Args:
             generator: Chat generator component, or its ``{type, init_parameters}`` mapping
-                (default: SmolLM2 locally). Any Haystack chat generator works.
+                (default: the registry's packaged model, locally). Any Haystack chat generator
+                works.
             fitter: Context fitter (component or mapping) that trims notes and passages to the
-                reader's context, never the question (default: SmolLM2 tokenizer, 8k).
+                reader's context, never the question (default: the packaged model's tokenizer,
+                8k).
             store: Store location; bound by ``ragkit.load_pipeline`` when it has a store.
             embedding_model: Query embedder (the model the store was built with).
             candidates: Passages each of BM25 and dense retrieval hand to the fusion.
             weights: Fusion weights of BM25 and dense (default equal).
-            top_k: Passages per retrieval (paper runs: 5).
-            max_top_k: Cap on passages read in all steps together (upstream: 15).
-            max_step: Refinement rounds at most (paper runs: 3).
-            max_fail_step: Rejected refinements that stop the loop (paper runs: 1).
-            query_max_chars: Search string (new questions + question) cut to this many characters.
-            dedup: ``always`` (skip passages already read) or ``near_cap`` (upstream: only when
-                the step could pass ``max_top_k``).
-            fail_count: ``consecutive`` or ``total`` (upstream) rejections count to the budget.
-            note_max_tokens: Token cap on written notes.
-            query_max_tokens: Token cap on generated search questions.
-            verdict_max_tokens: Token cap on the reviewer's reply.
-            answer_max_tokens: Token cap on the answer.
+            loop: The loop's settings (:class:`~ragkit.notes.loop.NoteSettings` or its mapping:
+                ``top_k``, ``max_top_k``, ``max_step``, ``max_fail_step``, ``query_max_chars``,
+                ``dedup``, ``fail_count`` and the ``*_max_tokens`` caps; defaults follow the
+                paper's runs).
             prompts: Prompt overrides: a mapping ``role -> template`` or a YAML file of one
                 (roles: system, init_note, queries, refine, compare, answer).
+
+        Raises:
+            InvalidParameter: Naming the bad parameter or key (``loop.dedup``).
         """
-        if candidates < 1:
-            raise ValueError(f"candidates must be >= 1, got {candidates}")
-        self.generator = _component(generator, DEFAULT_GENERATOR, "generator")
-        self.fitter = _component(fitter, DEFAULT_FITTER, "fitter")
+        if not isinstance(candidates, int) or candidates < 1:
+            raise InvalidParameter("candidates", f"must be an integer >= 1, got {candidates!r}")
+        self.generator: ChatGenerator = _component(generator, DEFAULT_GENERATOR, "generator")
+        self.fitter: ContextFitter = _component(fitter, DEFAULT_FITTER, "fitter")
         self.store = store
         self.embedding_model = embedding_model
         self.candidates = candidates
         self.weights = list(weights) if weights is not None else None
-        self.top_k = top_k
-        self.max_top_k = max_top_k
-        self.max_step = max_step
-        self.max_fail_step = max_fail_step
-        self.query_max_chars = query_max_chars
-        self.dedup = dedup
-        self.fail_count = fail_count
-        self.note_max_tokens = note_max_tokens
-        self.query_max_tokens = query_max_tokens
-        self.verdict_max_tokens = verdict_max_tokens
-        self.answer_max_tokens = answer_max_tokens
+        self.loop = _note_settings(loop)
         self.prompts = prompts
-        self._settings = NoteSettings(
-            max_step=max_step,
-            max_fail_step=max_fail_step,
-            top_k=top_k,
-            max_top_k=max_top_k,
-            query_max_chars=query_max_chars,
-            dedup=dedup,  # type: ignore[arg-type]  # NoteSettings checks the value
-            fail_count=fail_count,  # type: ignore[arg-type]
-            note_max_tokens=note_max_tokens,
-            query_max_tokens=query_max_tokens,
-            verdict_max_tokens=verdict_max_tokens,
-            answer_max_tokens=answer_max_tokens,
-        )
-        self._prompt_set = load_prompt_set(prompts, "init_parameters.prompts")
+        self._prompt_set = load_prompt_set(prompts, "prompts")
         self._embedder: Any = None
         self._joiner: Any = None
 
@@ -220,10 +229,49 @@ class AdaptiveNoteAnswerer(StoreBound):
         """Serialize with the generator and fitter nested as ``{type, init_parameters}``."""
         from haystack.core.serialization import component_to_dict, default_to_dict
 
-        params = {name: getattr(self, name) for name in _INIT_NAMES}
-        params["generator"] = component_to_dict(self.generator, "generator")
-        params["fitter"] = component_to_dict(self.fitter, "fitter")
-        return default_to_dict(self, **params)
+        return default_to_dict(
+            self,
+            generator=component_to_dict(self.generator, "generator"),
+            fitter=component_to_dict(self.fitter, "fitter"),
+            store=self.store,
+            embedding_model=self.embedding_model,
+            candidates=self.candidates,
+            weights=self.weights,
+            loop=dataclasses.asdict(self.loop),
+            prompts=self.prompts,
+        )
+
+    @classmethod
+    def upgrade_init_parameters(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """Init parameters with the flat ones of the release before moved under ``loop``."""
+        if not _LOOP_KEYS & set(params):
+            return dict(params)
+        return upgrade_flat(cls.__name__, params, {k: f"loop.{k}" for k in sorted(_LOOP_KEYS)})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AdaptiveNoteAnswerer:
+        """Deserialize, building the nested generator and fitter with their own ``from_dict``.
+
+        Raises:
+            InvalidParameter: A nested component's bad parameter, named under its key
+                (``generator.init_parameters.model``).
+        """
+        from haystack.core.serialization import default_from_dict
+        from haystack.utils import deserialize_chatgenerator_inplace
+        from haystack.utils.deserialization import deserialize_component_inplace
+
+        params = cls.upgrade_init_parameters(data.get("init_parameters") or {})
+        for key, deserialize in (
+            ("generator", deserialize_chatgenerator_inplace),
+            ("fitter", deserialize_component_inplace),
+        ):
+            if isinstance(params.get(key), dict):
+                try:
+                    deserialize(params, key=key)
+                except InvalidParameter as exc:
+                    where = f"{key}.init_parameters.{exc.parameter}"
+                    raise InvalidParameter(where, exc.message) from None
+        return default_from_dict(cls, {**data, "init_parameters": params})
 
     def warm_up(self) -> None:
         """Load the generator, tokenizer and query embedder; open the store."""
@@ -291,11 +339,9 @@ class AdaptiveNoteAnswerer(StoreBound):
             ``answers``, ``documents`` (all passages read), ``note`` and ``trace``.
         """
         self.warm_up()
-        settings = self._settings
+        settings = self.loop
         if top_k is not None:
-            from dataclasses import replace
-
-            settings = replace(settings, top_k=top_k)
+            settings = _note_settings({**dataclasses.asdict(settings), "top_k": top_k}, "top_k")
         start = time.perf_counter()
         result = run_adaptive_note(
             question,
@@ -335,25 +381,3 @@ class AdaptiveNoteAnswerer(StoreBound):
             "note": result.note,
             "trace": result.trace,
         }
-
-
-_INIT_NAMES = (
-    "generator",
-    "fitter",
-    "store",
-    "embedding_model",
-    "candidates",
-    "weights",
-    "top_k",
-    "max_top_k",
-    "max_step",
-    "max_fail_step",
-    "query_max_chars",
-    "dedup",
-    "fail_count",
-    "note_max_tokens",
-    "query_max_tokens",
-    "verdict_max_tokens",
-    "answer_max_tokens",
-    "prompts",
-)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
+from ragkit.errors import InvalidParameter
 from ragkit.notes.prompts import PromptSet
 from ragkit.notes.verdict import Verdict, parse_verdict
 
@@ -136,21 +137,27 @@ class NoteSettings:
 
     def __post_init__(self) -> None:
         """Reject settings that cannot run, naming the field."""
-        for name in ("max_fail_step", "top_k", "max_top_k", "query_max_chars"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("note_max_tokens", "query_max_tokens", "verdict_max_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.answer_max_tokens < 1:
-            raise ValueError(f"answer_max_tokens must be >= 1, got {self.answer_max_tokens}")
-        if self.max_step < 0:
-            raise ValueError(f"max_step must be >= 0, got {self.max_step}")
+        positive = (
+            "max_fail_step",
+            "top_k",
+            "max_top_k",
+            "query_max_chars",
+            "note_max_tokens",
+            "query_max_tokens",
+            "verdict_max_tokens",
+            "answer_max_tokens",
+        )
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise InvalidParameter(name, f"must be an integer >= 1, got {value!r}")
+        if not isinstance(self.max_step, int) or self.max_step < 0:
+            raise InvalidParameter("max_step", f"must be an integer >= 0, got {self.max_step!r}")
         if self.dedup not in ("always", "near_cap"):
-            raise ValueError(f"dedup must be 'always' or 'near_cap', got {self.dedup!r}")
+            raise InvalidParameter("dedup", f"must be 'always' or 'near_cap', got {self.dedup!r}")
         if self.fail_count not in ("consecutive", "total"):
-            raise ValueError(
-                f"fail_count must be 'consecutive' or 'total', got {self.fail_count!r}"
+            raise InvalidParameter(
+                "fail_count", f"must be 'consecutive' or 'total', got {self.fail_count!r}"
             )
 
 

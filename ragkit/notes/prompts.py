@@ -11,7 +11,9 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+from ragkit.errors import InvalidParameter
 
 __all__ = ["ROLE_FIELDS", "PromptSet", "load_prompt_set"]
 
@@ -121,39 +123,43 @@ def load_prompt_set(spec: str | dict[str, Any] | None, where: str = "prompts") -
         The prompt set.
 
     Raises:
-        ValueError: an unknown role, a non-string template, a template field the role does not
-            provide, or a malformed template; the message names the role and the fix.
+        InvalidParameter: an unknown role, a non-string template, a template field the role
+            does not provide, or a malformed template; ``parameter`` is ``where.ROLE`` (for a
+            YAML file: ``where``, the message naming the file and the role) and the message
+            says the fix.
     """
     if spec is None:
         return PromptSet()
+    source: Path | None = None
     if isinstance(spec, str):
         from ragkit.config import read_yaml
 
-        path = Path(spec).expanduser()
-        data = read_yaml(path)
-        where = str(path)
+        source = Path(spec).expanduser()
+        data = read_yaml(source)
     else:
         data = spec
+
+    def fail(role: str | None, message: str) -> NoReturn:
+        if source is None:
+            raise InvalidParameter(where if role is None else f"{where}.{role}", message)
+        raise InvalidParameter(where, f"{source}{'' if role is None else ': ' + role}: {message}")
+
     if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a mapping of role -> template")
+        fail(None, "expected a mapping of role -> template")
     known = [f.name for f in fields(PromptSet)]
     updates: dict[str, str] = {}
     for role, template in data.items():
         if role not in known:
-            raise ValueError(f"{where}.{role}: unknown prompt role; known: {', '.join(known)}")
+            fail(role, f"unknown prompt role; known: {', '.join(known)}")
         if not isinstance(template, str) or not template.strip():
-            raise ValueError(f"{where}.{role}: expected a non-empty template string")
+            fail(role, "expected a non-empty template string")
         try:
             used = _fields_of(template)
         except ValueError as exc:
-            raise ValueError(
-                f"{where}.{role}: malformed template ({exc}); write literal braces as {{{{ }}}}"
-            ) from None
+            fail(role, f"malformed template ({exc}); write literal braces as {{{{ }}}}")
         extra = used - ROLE_FIELDS[role]
         if extra:
             allowed = ", ".join("{" + f + "}" for f in sorted(ROLE_FIELDS[role]))
-            raise ValueError(
-                f"{where}.{role}: unknown field {{{sorted(extra)[0]}}}; this role offers {allowed}"
-            )
+            fail(role, f"unknown field {{{sorted(extra)[0]}}}; this role offers {allowed}")
         updates[role] = template
     return replace(PromptSet(), **updates)

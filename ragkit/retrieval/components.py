@@ -10,7 +10,18 @@ from typing import Any
 
 from haystack import Document, component
 
+from ragkit.errors import InvalidParameter
+from ragkit.models.registry import model_files
 from ragkit.stores.components import StoreBound
+
+
+def _top_k(value: int | None, default: int | None = None) -> int:
+    """``value`` checked as a document count (``None``: ``default``)."""
+    if value is None and default is not None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InvalidParameter("top_k", f"must be an integer >= 1, got {value!r}")
+    return value
 
 
 @component
@@ -24,6 +35,8 @@ class BM25Retriever(StoreBound):
     ```
     """
 
+    model_files = staticmethod(model_files)
+
     def __init__(
         self, store: str | None = None, top_k: int = 10, embedding_model: str = "minilm"
     ) -> None:
@@ -34,10 +47,8 @@ class BM25Retriever(StoreBound):
             top_k: how many documents to return.
             embedding_model: the model the store was built with (the store checks it).
         """
-        if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
         self.store = store
-        self.top_k = top_k
+        self.top_k = _top_k(top_k)
         self.embedding_model = embedding_model
 
     def warm_up(self) -> None:
@@ -46,9 +57,17 @@ class BM25Retriever(StoreBound):
 
     @component.output_types(documents=list[Document])
     def run(self, query: str, top_k: int | None = None) -> dict[str, list[Document]]:
-        """Best ``top_k`` documents for ``query`` by BM25, with ``score`` set."""
+        """Best ``top_k`` documents for ``query`` by BM25, with ``score`` set.
+
+        Args:
+            query: The search text.
+            top_k: This call's number of documents (default: the init ``top_k``).
+
+        Raises:
+            InvalidParameter: ``top_k`` is not an integer >= 1.
+        """
         store = self.open_bound_store()
-        return {"documents": store.bm25_search(query, top_k=top_k or self.top_k)}
+        return {"documents": store.bm25_search(query, top_k=_top_k(top_k, self.top_k))}
 
 
 @component
@@ -62,14 +81,14 @@ class DenseRetriever(StoreBound):
     ```
     """
 
+    model_files = staticmethod(model_files)
+
     def __init__(
         self, store: str | None = None, top_k: int = 10, embedding_model: str = "minilm"
     ) -> None:
         """Create a dense retriever (same arguments as :class:`BM25Retriever`)."""
-        if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
         self.store = store
-        self.top_k = top_k
+        self.top_k = _top_k(top_k)
         self.embedding_model = embedding_model
 
     def warm_up(self) -> None:
@@ -83,10 +102,16 @@ class DenseRetriever(StoreBound):
         top_k: int | None = None,
         filters: dict[str, Any] | None = None,
     ) -> dict[str, list[Document]]:
-        """Nearest ``top_k`` chunks to ``query_embedding``, optionally filtered by metadata."""
+        """Nearest ``top_k`` chunks to ``query_embedding``, optionally filtered by metadata.
+
+        Args:
+            query_embedding: The query's vector (same model as the store's).
+            top_k: This call's number of documents (default: the init ``top_k``).
+            filters: Haystack metadata filters.
+
+        Raises:
+            InvalidParameter: ``top_k`` is not an integer >= 1.
+        """
         store = self.open_bound_store()
-        return {
-            "documents": store.dense_search(
-                query_embedding, top_k=top_k or self.top_k, filters=filters
-            )
-        }
+        k = _top_k(top_k, self.top_k)
+        return {"documents": store.dense_search(query_embedding, top_k=k, filters=filters)}

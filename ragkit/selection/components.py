@@ -25,10 +25,18 @@ from typing import Any, Literal
 from haystack import Document, component
 
 from ragkit.errors import InvalidParameter
+from ragkit.models.registry import DEFAULT_CAUSAL_MODEL
 from ragkit.selection.agent import rule_config
-from ragkit.selection.mcts import MCTSConfig, Selection, greedy_fill, mcts_select
+from ragkit.selection.mcts import Selection, greedy_fill, mcts_select
+from ragkit.selection.settings import (
+    MCTSSettings,
+    ScorerSettings,
+    UtilitySettings,
+    upgrade_selector,
+)
+from ragkit.settings import coerce
 
-__all__ = ["ChunkSelector"]
+__all__ = ["ChunkSelector", "MCTSSettings", "ScorerSettings", "UtilitySettings"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,129 +59,94 @@ class _ModelStateScorer:
         return self.model.score(self.query, joined)
 
 
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 @component
 class ChunkSelector:
     """Picks which retrieved chunks (and in what order) fill a token budget, by CORAG's MCTS.
 
     ### Usage example
     ```python
-    selector = ChunkSelector(tokenizer="smollm2-135m-instruct", budget=1024)
+    selector = ChunkSelector(budget=1024, search={"iterations": 20, "lam": 0.1})
     docs = selector.run(query=question, documents=retrieved)["documents"]
     ```
     """
 
     def __init__(
         self,
-        tokenizer: str | None = "smollm2-135m-instruct",
         budget: int = 1024,
+        tokenizer: str | None = DEFAULT_CAUSAL_MODEL,
         candidates: int = 30,
-        c: float = 0.05,
-        lam: float = 0.1,
-        iterations: int = 20,
-        agent: Literal["rule", "static"] = "rule",
-        backprop: Literal["all", "best"] = "best",
-        pick: Literal["score", "average"] = "score",
-        scorer: Literal["utility", "llm", "cross_encoder", "embedding"] = "utility",
-        scorer_model: str | None = None,
-        device: str = "auto",
-        redundancy: float = 1.0,
-        similarity_margin: float = 0.6,
-        coverage: float = 0.3,
-        retrieval_weight: float = 0.0,
-        link: float = 0.0,
+        search: MCTSSettings | dict[str, Any] | None = None,
+        utility: UtilitySettings | dict[str, Any] | None = None,
+        scorer: ScorerSettings | dict[str, Any] | None = None,
         chunk_overhead_tokens: int = 4,
         on_tiny_budget: Literal["trim", "empty"] = "trim",
-        normalize: bool = True,
-        reuse_embeddings: bool = True,
     ) -> None:
         """Create a selector; models load in :meth:`warm_up`.
 
         Args:
+            budget: Token budget B for the selected passages (prompt overhead included); a
+                call's ``budget`` input overrides it.
             tokenizer: The generator's model (name, hub id, directory or GGUF) whose tokens
-                count against ``budget``; None estimates 3 characters per token.
-            budget: Token budget B for the selected passages (prompt overhead included).
+                count against ``budget``; None estimates 3 characters per token. Default: the
+                registry's packaged causal LM.
             candidates: How many of the incoming (best first) documents are searched.
-            c: UCB exploration weight C (rewards are normalized to [0, 1]; see ``MCTSConfig``).
-            lam: Cost penalty lambda (U subtracts lambda * cost / B); >= 0.
-            iterations: MCTS iterations (>= 1); each expands one node, all its children.
-            agent: ``rule`` adjusts (C, lambda, iterations) per question type (see
-                ``ragkit.selection.agent``); ``static`` uses the values above as they are.
-            backprop: Only the ``best`` child's reward (paper; default) or ``all`` (official
-                code; searches shallowly with many candidates, see ``MCTSConfig``).
-            pick: Final state by own ``score`` (official code) or ``average`` reward (paper).
-            scorer: ``utility`` (cached embeddings, microseconds per state; the CPU default),
-                ``embedding`` (embeds each concatenated state), ``llm`` (P("yes") of a causal
-                LM) or ``cross_encoder`` (sentence-transformers; none ships offline).
-            scorer_model: Model for the scorer (default: MiniLM, or the packaged SmolLM2 for
-                ``llm``; required for ``cross_encoder``).
-            device: ``auto``, ``cpu`` or ``cuda`` for the scorer model.
-            redundancy: Utility's near-duplicate penalty weight.
-            similarity_margin: Cosine above which two chunks count as redundant.
-            coverage: Utility's question-term coverage weight.
-            retrieval_weight: Utility's weight of the retriever's rank relative to embedding
-                relevance (1: equal; 0: relevance alone, CORAG's reward without a prior).
-            link: Utility's bonus per selected chunk whose ``meta["title"]`` the question or
-                another selected chunk names (multi-hop bridges; 0 turns it off, see
-                ``ragkit.selection.utility``).
+            search: The MCTS search (:class:`~ragkit.selection.settings.MCTSSettings`: ``c``,
+                ``lam``, ``iterations``, ``agent``, ``backprop``, ``pick``, ``normalize``).
+            utility: Weights of the default state score
+                (:class:`~ragkit.selection.settings.UtilitySettings`).
+            scorer: What scores a state and with which model
+                (:class:`~ragkit.selection.settings.ScorerSettings`: ``kind``, ``model``,
+                ``device``, ``reuse_embeddings``).
             chunk_overhead_tokens: Prompt tokens each passage adds besides its text (``[n] ``
                 and a newline in the shipped prompt).
             on_tiny_budget: When no chunk fits: ``trim`` the best chunk to the budget, or
                 return ``empty``.
-            normalize: Scale rewards to [0, 1] inside UCB (False: raw rewards, as upstream).
-            reuse_embeddings: For the utility, use ``Document.embedding`` and the
-                ``query_embedding`` input when given instead of embedding again; they must come
-                from the same model as ``scorer_model`` (MiniLM by default, like the store).
+
+        Raises:
+            InvalidParameter: Naming the bad parameter or key (``search.lam``).
         """
         checks = [
-            ("budget", isinstance(budget, int) and budget >= 1, "an integer >= 1"),
-            ("candidates", isinstance(candidates, int) and candidates >= 1, "an integer >= 1"),
-            ("chunk_overhead_tokens", chunk_overhead_tokens >= 0, "an integer >= 0"),
-            ("retrieval_weight", retrieval_weight >= 0, "a number >= 0"),
-            ("link", link >= 0, "a number >= 0"),
-            ("agent", agent in ("rule", "static"), "'rule' or 'static'"),
+            ("budget", _positive_int(budget), "an integer >= 1"),
+            ("candidates", _positive_int(candidates), "an integer >= 1"),
             (
-                "scorer",
-                scorer in ("utility", "llm", "cross_encoder", "embedding"),
-                "'utility', 'embedding', 'llm' or 'cross_encoder'",
+                "chunk_overhead_tokens",
+                isinstance(chunk_overhead_tokens, int) and chunk_overhead_tokens >= 0,
+                "an integer >= 0",
             ),
             ("on_tiny_budget", on_tiny_budget in ("trim", "empty"), "'trim' or 'empty'"),
-            (
-                "scorer_model",
-                scorer != "cross_encoder" or bool(scorer_model),
-                "a cross-encoder directory or hub id (scorer: cross_encoder has no default)",
-            ),
         ]
         for name, ok, what in checks:
             if not ok:
                 value = locals()[name]
                 raise InvalidParameter(name, f"must be {what}, got {value!r}")
-        self._config = MCTSConfig(
-            c=c, lam=lam, iterations=iterations, backprop=backprop, pick=pick, normalize=normalize
-        )
-        self.tokenizer = tokenizer
         self.budget = budget
+        self.tokenizer = tokenizer
         self.candidates = candidates
-        self.c = c
-        self.lam = lam
-        self.iterations = iterations
-        self.agent = agent
-        self.backprop = backprop
-        self.pick = pick
-        self.scorer = scorer
-        self.scorer_model = scorer_model
-        self.device = device
-        self.redundancy = redundancy
-        self.similarity_margin = similarity_margin
-        self.coverage = coverage
-        self.retrieval_weight = retrieval_weight
-        self.link = link
+        self.search = coerce(MCTSSettings, search, "search")
+        self.utility = coerce(UtilitySettings, utility, "utility")
+        self.scorer = coerce(ScorerSettings, scorer, "scorer")
         self.chunk_overhead_tokens = chunk_overhead_tokens
         self.on_tiny_budget = on_tiny_budget
-        self.normalize = normalize
-        self.reuse_embeddings = reuse_embeddings
         self._tok: Any = None
         self._model: Any = None
         self._embeddings: OrderedDict[str, Any] = OrderedDict()
+
+    @classmethod
+    def upgrade_init_parameters(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """Init parameters with the flat ones of the release before moved to their nested keys."""
+        return upgrade_selector(params)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChunkSelector:
+        """Deserialize; flat parameters of the release before load with a deprecation warning."""
+        from haystack.core.serialization import default_from_dict
+
+        params = cls.upgrade_init_parameters(data.get("init_parameters") or {})
+        return default_from_dict(cls, {**data, "init_parameters": params})
 
     def warm_up(self) -> None:
         """Load the tokenizer and the scorer model."""
@@ -184,16 +157,14 @@ class ChunkSelector:
         if self._model is None:
             from ragkit.models import scorers
 
-            if self.scorer in ("utility", "embedding"):
-                kwargs = {"model": self.scorer_model} if self.scorer_model else {}
-                self._model = scorers.EmbeddingSimilarityScorer(device=self.device, **kwargs)
-            elif self.scorer == "llm":
-                kwargs = {"model": self.scorer_model} if self.scorer_model else {}
-                self._model = scorers.LLMRelevanceScorer(device=self.device, **kwargs)
+            spec = self.scorer
+            kwargs = {"model": spec.model} if spec.model else {}
+            if spec.kind in ("utility", "embedding"):
+                self._model = scorers.EmbeddingSimilarityScorer(device=spec.device, **kwargs)
+            elif spec.kind == "llm":
+                self._model = scorers.LLMRelevanceScorer(device=spec.device, **kwargs)
             else:
-                self._model = scorers.CrossEncoderScorer(
-                    model=str(self.scorer_model), device=self.device
-                )
+                self._model = scorers.CrossEncoderScorer(model=str(spec.model), device=spec.device)
             self._model.warm_up()
 
     def close(self) -> None:
@@ -238,12 +209,12 @@ class ChunkSelector:
         query_embedding: list[float] | None = None,
         titles: list[str | None] | None = None,
     ) -> Any:
-        if self.scorer == "utility":
+        if self.scorer.kind == "utility":
             import numpy as np
 
             from ragkit.selection.utility import CombinationUtility
 
-            if not self.reuse_embeddings or given is None:
+            if not self.scorer.reuse_embeddings or given is None:
                 given, query_embedding = [None] * len(texts), None
             # embed only what the pipeline has not embedded already (cached per text)
             todo = [query] if query_embedding is None else []
@@ -257,12 +228,12 @@ class ChunkSelector:
                 np.stack(vecs[1:]),
                 query,
                 texts,
-                redundancy=self.redundancy,
-                margin=self.similarity_margin,
-                coverage=self.coverage,
-                retrieval_weight=self.retrieval_weight,
+                redundancy=self.utility.redundancy,
+                margin=self.utility.similarity_margin,
+                coverage=self.utility.coverage,
+                retrieval_weight=self.utility.retrieval_weight,
                 titles=titles,
-                link=self.link,
+                link=self.utility.link,
             )
         return _ModelStateScorer(self._model, query, texts)
 
@@ -272,6 +243,7 @@ class ChunkSelector:
         query: str,
         documents: list[Document],
         query_embedding: list[float] | None = None,
+        budget: int | None = None,
     ) -> dict[str, Any]:
         """Select and order chunks for ``query`` within the token budget.
 
@@ -280,12 +252,16 @@ class ChunkSelector:
             documents: Retrieved documents, best first.
             query_embedding: The query's embedding when the pipeline already computed it (same
                 model as the scorer), so the default utility does not embed it again.
+            budget: This call's token budget (default: the init ``budget``).
 
         Returns:
             ``documents``: the selected chunks in the chosen order; ``shaping``: budget, tokens
             used, the retriever ranks chosen, the per-query settings, scorer calls, cache hits,
             search time and any fallback.
         """
+        if budget is not None and not _positive_int(budget):
+            raise InvalidParameter("budget", f"must be an integer >= 1, got {budget!r}")
+        budget = self.budget if budget is None else budget
         self.warm_up()
         cands: list[tuple[int, Document]] = []
         seen: set[str] = set()
@@ -294,12 +270,13 @@ class ChunkSelector:
             if key and key not in seen:
                 seen.add(key)
                 cands.append((rank, doc))
+        base = self.search.config()
         config, label = (
-            rule_config(query, self._config) if self.agent == "rule" else (self._config, "static")
+            rule_config(query, base) if self.search.agent == "rule" else (base, "static")
         )
         report: dict[str, Any] = {
             "component": "ChunkSelector",
-            "budget": self.budget,
+            "budget": budget,
             "candidates": len(cands),
             "duplicates": min(len(documents), self.candidates) - len(cands),
             "question_type": label,
@@ -318,21 +295,21 @@ class ChunkSelector:
             given = [d.embedding for _, d in cands]
             titles = [d.meta.get("title") for _, d in cands]
             state_scorer = self._state_scorer(query, texts, given, query_embedding, titles)
-            selection = mcts_select(costs, self.budget, state_scorer, config)
+            selection = mcts_select(costs, budget, state_scorer, config)
         except Exception as exc:  # noqa: BLE001 - any scorer failure: keep answering, say so
             logger.warning(
                 "chunk selection scorer failed (%s: %s); falling back to retriever order",
                 type(exc).__name__,
                 exc,
             )
-            chosen = greedy_fill(costs, self.budget, range(len(cands)))
+            chosen = greedy_fill(costs, budget, range(len(cands)))
             selection = Selection(chosen, math.nan, sum(costs[i] for i in chosen))
             report["fallback"] = f"retriever_scores ({type(exc).__name__}: {exc})"
         seconds = time.perf_counter() - started
         chosen_docs = [cands[i][1] for i in selection.chunks]
         tokens = selection.cost
         if not chosen_docs:
-            chosen_docs, tokens = self._tiny_budget(cands, costs, state_scorer, report)
+            chosen_docs, tokens = self._tiny_budget(cands, costs, state_scorer, report, budget)
         report.update(
             selected=[cands[i][0] for i in selection.chunks] or report.get("selected", []),
             tokens=tokens,
@@ -351,13 +328,14 @@ class ChunkSelector:
         costs: list[int],
         state_scorer: Any,
         report: dict[str, Any],
+        budget: int,
     ) -> tuple[list[Document], int]:
         """No chunk fits: the best one trimmed to the budget, or nothing (both warned)."""
         smallest = min(costs)
         if self.on_tiny_budget == "empty":
             logger.warning(
                 "token budget %d is smaller than every chunk (smallest %d tokens); no passages",
-                self.budget,
+                budget,
                 smallest,
             )
             return [], 0
@@ -368,18 +346,18 @@ class ChunkSelector:
                 best = max(range(len(cands)), key=lambda i: (singles[i], -i))
             except Exception as exc:  # noqa: BLE001 - same fallback as the search
                 logger.warning("scorer failed on single chunks (%s); using retriever order", exc)
-        room = self.budget - self.chunk_overhead_tokens
+        room = budget - self.chunk_overhead_tokens
         text = self._trim(cands[best][1].content or "", room)
         while text and self.count_tokens(text) > room:  # re-tokenizing a cut can add a token
             room -= 1
             text = self._trim(text, room)
         if not text:
-            logger.warning("token budget %d leaves no room for any passage text", self.budget)
+            logger.warning("token budget %d leaves no room for any passage text", budget)
             return [], 0
         logger.warning(
             "token budget %d is smaller than every chunk (smallest %d tokens); passing the best "
             "chunk trimmed to the budget",
-            self.budget,
+            budget,
             smallest,
         )
         doc = cands[best][1]

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ragkit.stores.tokenize import tokenize
+from ragkit.text import tokenize
 
 __all__ = ["CombinationUtility", "link_masks"]
 

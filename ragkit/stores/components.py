@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from ragkit.config import store_from_location
-from ragkit.stores.store import RagkitStore, open_store, release_store
+from ragkit.stores.store import ModelFiles, RagkitStore, open_store, release_store
 
 
 class StoreBound:
@@ -16,6 +18,9 @@ class StoreBound:
 
     store: str | None
     embedding_model: str = "minilm"
+    model_files: ClassVar[ModelFiles | None] = None
+    """Model name -> local files; components set :func:`ragkit.models.registry.model_files`
+    (the store layer does not import the models) so the store's model check knows aliases."""
     _store_handle: RagkitStore | None = None
     _owns_store: bool = False
 
@@ -32,7 +37,9 @@ class StoreBound:
         """The bound store, opening it from ``self.store`` on first use."""
         if self._store_handle is None:
             self._store_handle = open_store(
-                store_from_location(self.store), embedding_model=self.embedding_model
+                store_from_location(self.store),
+                embedding_model=self.embedding_model,
+                model_files=type(self).model_files,
             )
             self._owns_store = True
         return self._store_handle

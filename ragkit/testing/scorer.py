@@ -16,6 +16,7 @@ from typing import Any
 
 from haystack import component
 
+from ragkit.errors import InvalidParameter
 from ragkit.models.scorers import RelevanceScorerBase
 
 __all__ = ["FixedRelevanceScorer", "FixedScorerError"]
@@ -31,19 +32,21 @@ def _check_rules(rules: list[dict[str, Any]]) -> None:
     for i, rule in enumerate(rules):
         where = f"rules[{i}]"
         if not isinstance(rule, dict):
-            raise ValueError(f"{where}: expected a mapping with 'contains' and 'score'")
+            raise InvalidParameter(where, "expected a mapping with 'contains' and 'score'")
         unknown = set(rule) - _RULE_KEYS
         if unknown:
-            raise ValueError(f"{where}.{sorted(unknown)[0]}: unknown key; expected {_RULE_KEYS}")
+            raise InvalidParameter(
+                f"{where}.{sorted(unknown)[0]}", f"unknown key; expected {_RULE_KEYS}"
+            )
         if not isinstance(rule.get("contains", ""), str) or not isinstance(
             rule.get("query_contains", ""), str
         ):
-            raise ValueError(f"{where}: 'contains' and 'query_contains' must be strings")
+            raise InvalidParameter(where, "'contains' and 'query_contains' must be strings")
         if "contains" not in rule and "query_contains" not in rule:
-            raise ValueError(f"{where}: give 'contains' and/or 'query_contains'")
+            raise InvalidParameter(where, "give 'contains' and/or 'query_contains'")
         score = rule.get("score")
         if isinstance(score, bool) or not isinstance(score, (int, float)):
-            raise ValueError(f"{where}.score: expected a number, got {score!r}")
+            raise InvalidParameter(f"{where}.score", f"expected a number, got {score!r}")
 
 
 @component
@@ -79,7 +82,7 @@ class FixedRelevanceScorer(RelevanceScorerBase):
             top_k: Documents returned by ``run`` (None: all), as on the project's scorers.
         """
         if top_k is not None and top_k < 1:
-            raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
+            raise InvalidParameter("top_k", f"must be >= 1 or None, got {top_k}")
         _check_rules(list(rules or []))
         self.table = {str(k): float(v) for k, v in (table or {}).items()}
         self.rules = [dict(r) for r in rules or []]

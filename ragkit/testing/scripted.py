@@ -14,6 +14,8 @@ from haystack import component
 from haystack.dataclasses import ChatMessage, StreamingChunk
 from haystack.dataclasses.streaming_chunk import SyncStreamingCallbackT
 
+from ragkit.errors import InvalidParameter
+
 __all__ = ["ScriptedChatGenerator"]
 
 _RULE_KEYS = {"contains", "reply", "replies", "error"}
@@ -27,12 +29,14 @@ def _check_rules(rules: list[dict[str, Any]]) -> None:
     for i, rule in enumerate(rules):
         where = f"rules[{i}]"
         if not isinstance(rule, dict) or not isinstance(rule.get("contains"), str):
-            raise ValueError(f"{where}: expected a mapping with a 'contains' string")
+            raise InvalidParameter(where, "expected a mapping with a 'contains' string")
         unknown = set(rule) - _RULE_KEYS
         if unknown:
-            raise ValueError(f"{where}.{sorted(unknown)[0]}: unknown key; expected {_RULE_KEYS}")
+            raise InvalidParameter(
+                f"{where}.{sorted(unknown)[0]}", f"unknown key; expected {_RULE_KEYS}"
+            )
         if sum(k in rule for k in ("reply", "replies", "error")) != 1:
-            raise ValueError(f"{where}: give exactly one of 'reply', 'replies', 'error'")
+            raise InvalidParameter(where, "give exactly one of 'reply', 'replies', 'error'")
 
 
 @component

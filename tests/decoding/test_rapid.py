@@ -157,13 +157,15 @@ def test_prefix_key_depends_on_the_model_and_the_content(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("kwargs", "parameter"),
     [
-        ({"gamma": 0}, "gamma"),
-        ({"eta": -0.5}, "eta"),
-        ({"alpha": 0.0}, "alpha"),
-        ({"alpha": 1.5}, "alpha"),
-        ({"truncation": "cut"}, "truncation"),
-        ({"chunk_tokens": 0}, "chunk_tokens"),
-        ({"drafter": "model"}, "draft_model"),
+        ({"speculation": {"gamma": 0}}, "speculation.gamma"),
+        ({"speculation": {"eta": -0.5}}, "speculation.eta"),
+        ({"speculation": {"alpha": 0.0}}, "speculation.alpha"),
+        ({"speculation": {"alpha": 1.5}}, "speculation.alpha"),
+        ({"context": {"truncation": "cut"}}, "context.truncation"),
+        ({"context": {"chunk_tokens": 0}}, "context.chunk_tokens"),
+        ({"context": {"chunk_tokens": 0.5}}, "context.chunk_tokens"),
+        ({"drafter": {"name": "x", "backend": "transformers"}}, "drafter.backend"),
+        ({"target": {"nme": "x"}}, "target.nme"),
     ],
 )
 def test_bad_settings_name_the_parameter(kwargs: dict, parameter: str) -> None:
@@ -174,12 +176,79 @@ def test_bad_settings_name_the_parameter(kwargs: dict, parameter: str) -> None:
     assert err.value.parameter == parameter
 
 
+def test_nested_settings_load_from_the_shipped_yaml_and_round_trip() -> None:
+    import yaml
+    from haystack.core.serialization import component_from_dict, component_to_dict
+
+    from ragkit.decoding.components import RapidReader
+    from ragkit.pipeline import load_pipeline
+
+    reader = load_pipeline(REPO / "pipelines" / "rapid.yaml").get_component("rapid")
+    shipped = yaml.safe_load((REPO / "pipelines" / "rapid.yaml").read_text())
+    given = shipped["components"]["rapid"]["init_parameters"]
+    assert reader.target.model_dump(include=set(given["target"])) == given["target"]
+    assert reader.drafter.name == "qwen2.5-coder-0.5b-instruct"
+    assert reader.drafter.n_ctx == reader.target.n_ctx == 16384  # left out: the target's
+    assert reader.speculation.fallback is not None and reader.context.ratio == 32
+    data = component_to_dict(reader, "rapid")
+    assert component_to_dict(component_from_dict(RapidReader, data, "rapid"), "rapid") == data
+
+
+def test_the_flat_form_loads_with_a_warning_naming_the_new_key(tmp_path: Path, caplog) -> None:
+    import logging
+
+    from ragkit.pipeline import load_pipeline
+
+    flat = tmp_path / "flat.yaml"
+    flat.write_text(
+        "components:\n  rapid:\n    type: ragkit.decoding.components.RapidReader\n"
+        "    init_parameters:\n      model: qwen2.5-coder-1.5b-instruct\n"
+        "      drafter: model+ngram\n      draft_model: qwen2.5-coder-0.5b-instruct\n"
+        "      budget_tokens: 512\n      n_ctx: 4096\nconnections: []\n"
+    )
+    with caplog.at_level(logging.WARNING), pytest.warns(DeprecationWarning, match="budget_tokens"):
+        reader = load_pipeline(flat).get_component("rapid")
+    assert reader.context.budget_tokens == 512 and reader.target.n_ctx == 4096
+    assert reader.drafter.name == "qwen2.5-coder-0.5b-instruct"
+    assert reader.speculation.fallback is not None
+    logged = caplog.text
+    assert f"{flat}: components.rapid: RapidReader: init parameter 'budget_tokens'" in logged
+    assert "use 'context.budget_tokens'" in logged and "use 'target.n_ctx'" in logged
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(flat.read_text().replace("budget_tokens: 512", "budget_tokens: 0"))
+    from ragkit.pipeline import validate_pipeline_file
+
+    with pytest.warns(DeprecationWarning):
+        problems = validate_pipeline_file(bad)
+    assert problems == [
+        f"{bad}: components.rapid.init_parameters.context.budget_tokens: must be >= 1, got 0"
+    ]
+
+
 @pytest.mark.parametrize(
     ("old", "new", "path"),
     [
-        ("gamma: 10 ", "gamma: 0 ", "components.rapid.init_parameters.gamma: must be a positive"),
-        ("eta: 0.0 ", "eta: -1.0 ", "components.rapid.init_parameters.eta: must be >= 0"),
-        ("alpha: 0.1 ", "alpha: 2.0 ", "components.rapid.init_parameters.alpha: must be in (0, 1]"),
+        (
+            "gamma: 10 ",
+            "gamma: 0 ",
+            "components.rapid.init_parameters.speculation.gamma: must be a positive",
+        ),
+        (
+            "eta: 0.0 ",
+            "eta: -1.0 ",
+            "components.rapid.init_parameters.speculation.eta: must be >= 0",
+        ),
+        (
+            "alpha: 0.1 ",
+            "alpha: 2.0 ",
+            "components.rapid.init_parameters.speculation.alpha: must be in (0, 1]",
+        ),
+        ("ratio: 32", "ratio: 0", "components.rapid.init_parameters.context.ratio: must be >= 1"),
+        (
+            "n_ctx: 16384",
+            "n_ctx: lots",
+            "components.rapid.init_parameters.target.n_ctx: input should be a valid integer",
+        ),
     ],
 )
 def test_rapid_yaml_errors_name_the_yaml_path(tmp_path: Path, old: str, new: str, path: str):
@@ -225,20 +294,24 @@ def _reader(target, draft, tmp_path: Path, **kwargs):
 
     settings = {
         "cache_dir": str(tmp_path / "rapid"),
-        "budget_tokens": 256,
+        "context": {"budget_tokens": 256},
         "generation_kwargs": {"max_new_tokens": 24},
         **kwargs,
     }
     return RapidReader.from_models(target, draft, **settings)
 
 
-@pytest.mark.parametrize("drafter", ["ngram", "self+ngram"])
+SELF_NGRAM = {"drafter": {}, "speculation": {"fallback": {"kind": "ngram"}}}
+"""A second instance of the target drafts, n-gram lookup where it is not confident."""
+
+
+@pytest.mark.parametrize("drafter", [{"drafter": "ngram"}, SELF_NGRAM], ids=["ngram", "self+ngram"])
 def test_greedy_answer_is_the_targets_and_the_prefix_is_reused_from_disk(
-    smol, tmp_path: Path, drafter: str
+    smol, tmp_path: Path, drafter: dict
 ) -> None:
     target, draft = smol
     target.truncate(0)
-    reader = _reader(target, draft, tmp_path, drafter=drafter)
+    reader = _reader(target, draft, tmp_path, **drafter)
     first = reader.run(question=QUESTION, document=DOC)
     trace = first["trace"]
     assert trace["prefix_cache"]["source"] == "computed"
@@ -259,7 +332,7 @@ def test_greedy_answer_is_the_targets_and_the_prefix_is_reused_from_disk(
     # a second question in a "new process": caches emptied, the document prefix comes from disk
     target.truncate(0)
     draft.truncate(0)
-    again = _reader(target, draft, tmp_path, drafter=drafter)
+    again = _reader(target, draft, tmp_path, **drafter)
     second = again.run(question="How deep is station 7?", document=DOC)
     assert second["trace"]["prefix_cache"]["source"] == "disk"
     assert second["trace"]["prefix_cache"]["path"] == str(saved)
@@ -291,7 +364,7 @@ def test_a_drafter_with_another_vocabulary_is_refused_naming_both(smol, tmp_path
         name = "other-model"
         vocab_size = 1000
 
-    reader = _reader(target, OtherVocab(), tmp_path, drafter="model", draft_model="other-model")
+    reader = _reader(target, OtherVocab(), tmp_path, drafter={"name": "other-model"})
     with pytest.raises(InvalidParameter) as err:
         reader.run(question=QUESTION, document=DOC)
     assert "other-model" in str(err.value) and MODEL in str(err.value)
@@ -323,15 +396,17 @@ def test_query_document_errors_are_one_line_exit_2(tmp_path: Path) -> None:
 
 def test_query_document_answers_and_reports_truncation_in_json(tmp_path: Path) -> None:
     pytest.importorskip("llama_cpp")
+    import yaml
+
     pipeline = tmp_path / "rapid_small.yaml"
-    pipeline.write_text(
-        (REPO / "pipelines" / "rapid.yaml")
-        .read_text()
-        .replace("model: qwen2.5-coder-1.5b-instruct", f"model: {MODEL}")
-        .replace("drafter: model+ngram", "drafter: ngram")
-        .replace("n_ctx: 16384", f"n_ctx: 1024\n      n_threads: 1\n      cache_dir: {tmp_path}")
-        .replace("max_new_tokens: 64", "max_new_tokens: 16")
-    )
+    data = yaml.safe_load((REPO / "pipelines" / "rapid.yaml").read_text())
+    params = data["components"]["rapid"]["init_parameters"]
+    params["target"] = {"name": MODEL, "backend": "llama.cpp", "n_ctx": 1024, "n_threads": 1}
+    params["drafter"] = "ngram"
+    del params["speculation"]["fallback"]
+    params["cache_dir"] = str(tmp_path)
+    params["generation_kwargs"] = {"max_new_tokens": 16}
+    pipeline.write_text(yaml.safe_dump(data))
     doc = tmp_path / "survey.txt"
     doc.write_text(DOC)
     args = ["query", QUESTION, "--pipeline", str(pipeline), "--document", str(doc)]

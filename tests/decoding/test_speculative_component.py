@@ -8,7 +8,7 @@ from haystack import Document
 from haystack.core.serialization import component_from_dict, component_to_dict
 from haystack.dataclasses import ChatMessage
 
-from ragkit.decoding.components import SpeculativeGenerator
+from ragkit.decoding.components import NgramSpec, SpeculativeGenerator
 from ragkit.errors import InvalidParameter
 
 DOCUMENT = (
@@ -19,20 +19,30 @@ DOCUMENT = (
 QUESTION = "Who built the old stone bridge at Harwick, and when? Answer in one sentence."
 
 
+LLAMA = {"backend": "llama.cpp"}
+
+
 @pytest.mark.parametrize(
     ("kwargs", "parameter"),
     [
-        ({"gamma": 0}, "gamma"),
-        ({"eta": -1.0}, "eta"),
-        ({"alpha": 0.0}, "alpha"),
-        ({"alpha": 1.01}, "alpha"),
-        ({"drafter": "oracle"}, "drafter"),
-        ({"drafter": "model"}, "draft_model"),
-        ({"backend": "onnx"}, "backend"),
-        ({"max_ngram": 0}, "max_ngram"),
-        ({"backend": "llama.cpp", "compile_draft_step": True}, "compile_draft_step"),
-        ({"tree_width": -1}, "tree_width"),
-        ({"backend": "llama.cpp", "tree_width": 3}, "tree_width"),
+        ({"speculation": {"gamma": 0}}, "speculation.gamma"),
+        ({"speculation": {"eta": -1.0}}, "speculation.eta"),
+        ({"speculation": {"alpha": 0.0}}, "speculation.alpha"),
+        ({"speculation": {"alpha": 1.01}}, "speculation.alpha"),
+        ({"speculation": {"gama": 3}}, "speculation.gama"),
+        ({"drafter": {"kind": "oracle"}}, "drafter.kind"),
+        ({"drafter": {"name": "x", "backend": "llama.cpp"}}, "drafter.backend"),
+        ({"target": {"backend": "onnx"}}, "target.backend"),
+        ({"target": {"n_ctx": "big"}}, "target.n_ctx"),
+        ({"drafter": {"kind": "ngram", "max_ngram": 0}}, "drafter.max_ngram"),
+        (
+            {"target": LLAMA, "speculation": {"compile_draft_step": True}},
+            "speculation.compile_draft_step",
+        ),
+        ({"speculation": {"tree_width": -1}}, "speculation.tree_width"),
+        ({"target": LLAMA, "speculation": {"tree_width": 3}}, "speculation.tree_width"),
+        ({"speculation": {"fallback": {"kind": "ngram"}}}, "speculation.fallback"),
+        ({"speculation": [1]}, "speculation"),
     ],
 )
 def test_bad_settings_name_the_parameter(kwargs: dict, parameter: str) -> None:
@@ -45,7 +55,9 @@ def test_bad_settings_name_the_parameter(kwargs: dict, parameter: str) -> None:
 def test_compile_draft_step_compiles_the_drafter_only(monkeypatch) -> None:
     """The drafter gets the static cache and the compiled step; the target stays eager."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    gen = SpeculativeGenerator(drafter="self", device="cpu", compile_draft_step=True)
+    gen = SpeculativeGenerator(
+        target={"device": "cpu"}, drafter={}, speculation={"compile_draft_step": True}
+    )
     gen.warm_up()
     try:
         assert (gen._draft_lm.kv_cache, gen._draft_lm.compile_step) == ("static", True)
@@ -56,11 +68,46 @@ def test_compile_draft_step_compiles_the_drafter_only(monkeypatch) -> None:
 
 
 def test_yaml_round_trip_keeps_the_settings() -> None:
-    gen = SpeculativeGenerator(drafter="self+ngram", gamma=6, eta=2.0, alpha=0.2)
+    gen = SpeculativeGenerator(
+        drafter={"name": "qwen2.5-coder-0.5b-instruct"},
+        speculation={"gamma": 6, "eta": 2.0, "alpha": 0.2, "fallback": {"kind": "ngram"}},
+    )
     data = component_to_dict(gen, "generator")
-    assert data["init_parameters"]["gamma"] == 6
+    params = data["init_parameters"]
+    assert params["speculation"]["gamma"] == 6 and params["target"]["backend"] == "transformers"
+    assert params["drafter"]["name"] == "qwen2.5-coder-0.5b-instruct"
     again = component_from_dict(SpeculativeGenerator, data, "generator")
-    assert (again.drafter, again.gamma, again.eta, again.alpha) == ("self+ngram", 6, 2.0, 0.2)
+    assert again.speculation == gen.speculation and again.drafter == gen.drafter
+    assert component_to_dict(again, "generator") == data
+    assert again.drafter_label() == "model+ngram"
+
+
+def test_the_drafter_takes_the_keys_it_leaves_out_from_the_target() -> None:
+    gen = SpeculativeGenerator(target={"name": "t", "device": "cpu", "n_ctx": 4096}, drafter={})
+    assert gen.drafter == gen.target and gen.drafter_label() == "self"
+    assert SpeculativeGenerator(drafter="ngram").drafter == NgramSpec()
+    assert SpeculativeGenerator(target="t").target.name == "t"  # a name alone is a spec
+
+
+def test_the_flat_form_loads_with_a_warning_naming_the_new_key() -> None:
+    old = {
+        "type": "ragkit.decoding.components.SpeculativeGenerator",
+        "init_parameters": {
+            "model": "t",
+            "drafter": "self+ngram",
+            "gamma": 6,
+            "max_ngram": 4,
+            "device": "cpu",
+        },
+    }
+    with pytest.warns(DeprecationWarning) as caught:
+        gen = component_from_dict(SpeculativeGenerator, old, "generator")
+    said = " | ".join(str(w.message) for w in caught)
+    assert "'gamma' is deprecated" in said and "use 'speculation.gamma'" in said
+    assert "use 'target.name'" in said and "speculation.fallback.max_ngram" in said
+    assert gen.target.name == "t" and gen.target.device == "cpu"
+    assert gen.drafter_label() == "self+ngram" and gen.speculation.gamma == 6
+    assert gen.speculation.fallback == NgramSpec(max_ngram=4)
 
 
 @pytest.mark.parametrize("tree_width", [0, 3])
@@ -73,7 +120,7 @@ def test_reply_equals_the_plain_greedy_reply_and_reports_stats(lm, tree_width: i
         Document(content=DOCUMENT[:90], meta={"source": "d.txt", "start": 0}),
     ]
     gen = SpeculativeGenerator.from_models(
-        lm, tree_width=tree_width, generation_kwargs={"max_new_tokens": 24}
+        lm, speculation={"tree_width": tree_width}, generation_kwargs={"max_new_tokens": 24}
     )
     deltas: list[str] = []
     out = gen.run(messages, documents=chunks, streaming_callback=lambda c: deltas.append(c.content))
@@ -94,7 +141,7 @@ def test_the_adaptive_policy_carries_what_it_learned_into_the_next_call(lm) -> N
     plain = lm.generate(chat, max_new_tokens=16)
     chunks = [Document(content=DOCUMENT, meta={"source": "d.txt", "start": 0})]
     settings = {"generation_kwargs": {"max_new_tokens": 16}}
-    gen = SpeculativeGenerator.from_models(lm, learn_across_calls=True, **settings)
+    gen = SpeculativeGenerator.from_models(lm, speculation={"learn_across_calls": True}, **settings)
     first = gen.run(messages, documents=chunks)["replies"][0].meta["speculative"]
     assert first["drafted"] > 0
     policy = gen.gamma_policy()
@@ -111,16 +158,24 @@ def test_the_adaptive_policy_carries_what_it_learned_into_the_next_call(lm) -> N
     default.gamma_policy().off = 1000
     again = default.run(messages, documents=chunks)["replies"][0].meta["speculative"]
     assert again["drafted"] > 0 and again["policy"]["steps_seen"] > 0
-    fixed = SpeculativeGenerator.from_models(lm, adaptive=False)
+    fixed = SpeculativeGenerator.from_models(lm, speculation={"adaptive": False})
     assert fixed.answer_policy() is None
 
 
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("gamma: 0", "init_parameters.gamma: must be a positive integer, got 0"),
-        ("eta: -1.0", "init_parameters.eta: must be >= 0, got -1.0"),
-        ("alpha: 2.0", "init_parameters.alpha: must be in (0, 1], got 2.0"),
+        (
+            "speculation: {gamma: 0}",
+            "init_parameters.speculation.gamma: must be a positive integer, got 0",
+        ),
+        ("speculation: {eta: -1.0}", "init_parameters.speculation.eta: must be >= 0, got -1.0"),
+        (
+            "speculation: {alpha: 2.0}",
+            "init_parameters.speculation.alpha: must be in (0, 1], got 2.0",
+        ),
+        ("target: {n_ctx: 16}", "init_parameters.target.n_ctx: must be >= 256, got 16"),
+        ("gamma: 0", "init_parameters.speculation.gamma: must be a positive integer, got 0"),
     ],
 )
 def test_pipeline_yaml_errors_name_the_yaml_path(tmp_path, line: str, message: str) -> None:

@@ -64,7 +64,7 @@ def test_rapid_reader_on_the_qwen_pair_is_token_identical(qwen_pair, tmp_path, k
     from ragkit.decoding.rapid import build_rapid_prompt
 
     target, draft = qwen_pair
-    settings = {"budget_tokens": 256, "generation_kwargs": {"max_new_tokens": 32}}
+    settings = {"context": {"budget_tokens": 256}, "generation_kwargs": {"max_new_tokens": 32}}
     for i, question in enumerate(
         ["Who led the Lumen survey, and when?", "How deep is station 12?"]
     ):
@@ -73,9 +73,8 @@ def test_rapid_reader_on_the_qwen_pair_is_token_identical(qwen_pair, tmp_path, k
         reader = RapidReader.from_models(
             target,
             draft,
-            drafter=kind,
-            draft_model=draft.name,
-            adaptive=False,
+            drafter="ngram" if kind == "ngram" else {"name": draft.name},
+            speculation={"adaptive": False},
             cache_dir=str(tmp_path),
             **settings,
         )

@@ -16,7 +16,8 @@ from ragkit.memory.backend import (
     NoMemoryError,
 )
 from ragkit.memory.gist import GistMemory
-from ragkit.memory.kv import KVMemory, load_memory
+from ragkit.memory.kv import KVMemory
+from ragkit.memory.loader import load_memory
 from ragkit.testing.memory import ScriptedMemoryLM
 
 CORPUS = [

@@ -8,8 +8,8 @@ from haystack.dataclasses import ChatMessage
 
 from ragkit.memory.backend import MemorySettings, MemoryUnit
 from ragkit.memory.gist import GistMemory
-from ragkit.memory.kv import load_memory
 from ragkit.memory.lm import ChatMemoryLM
+from ragkit.memory.loader import load_memory
 from ragkit.testing.memory import task_of
 
 

@@ -7,13 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from ragkit.cli import app
+from cli_run import ragkit
 
 pytest.importorskip("llama_cpp")
 
-runner = CliRunner()
 SAMPLE = Path(__file__).resolve().parents[2] / "ragkit" / "data" / "sample"
 
 # retrieval-only MemoRAG (no reader): memory -> clues -> hybrid retrieval per clue
@@ -21,19 +18,14 @@ PIPELINE = """
 components:
   memory_recall:
     type: ragkit.memory.components.MemoryRecall
-    init_parameters: {model: smollm2-135m-instruct, n_ctx: 2048, n_threads: 1, draft: false,
-                      task_tokens: 24}
+    init_parameters: {model: {name: smollm2-135m-instruct, n_ctx: 2048, n_threads: 1},
+                      memory: {task_tokens: 24}, draft: false}
   clue_retriever:
     type: ragkit.memory.components.ClueRetriever
     init_parameters: {top_k: 2}
 connections:
   - {sender: memory_recall.clues, receiver: clue_retriever.clues}
 """
-
-
-def ragkit(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_memory_lifecycle_through_the_cli(tmp_path: Path) -> None:

@@ -173,7 +173,7 @@ def corpus_units_of(files: dict[str, list[str]]):
 
 def _pipeline(lm: ScriptedMemoryLM, store, **recall) -> Pipeline:
     pipe = Pipeline()
-    rec = MemoryRecall.from_model(lm, window_tokens=64, **recall)
+    rec = MemoryRecall.from_model(lm, memory={"window_tokens": 64}, **recall)
     rec._lm = lm
     pipe.add_component("recall", rec)
     pipe.add_component("clues", ClueRetriever(top_k=1, dense=False))

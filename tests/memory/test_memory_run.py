@@ -212,5 +212,8 @@ def test_a_name_that_is_a_path_never_reaches_the_store(corpus: tuple[Path, Path,
 def test_invalid_memory_option_is_one_line_naming_the_setting(tmp_path: Path) -> None:
     with pytest.raises(PipelineError) as info:
         ragkit.build_store_memory(store=str(tmp_path / "none"), profile="cpu-small", kind="bogus")
-    assert "components.memory_recall: kind: Input should be 'kv' or 'gist'" in str(info.value)
+    assert (
+        "components.memory_recall.init_parameters.memory.kind: must be one of 'kv' or 'gist', "
+        "got 'bogus'" in str(info.value)
+    )
     assert "\n" not in str(info.value) and info.value.exit_code == 2

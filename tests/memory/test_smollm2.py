@@ -9,8 +9,9 @@ import pytest
 pytest.importorskip("llama_cpp")
 
 from ragkit.memory.backend import CorruptMemoryError, MemorySettings, MemoryUnit  # noqa: E402
-from ragkit.memory.kv import KVMemory, load_memory  # noqa: E402
+from ragkit.memory.kv import KVMemory  # noqa: E402
 from ragkit.memory.lm import LlamaCppMemoryLM  # noqa: E402
+from ragkit.memory.loader import load_memory  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[2] / "ragkit" / "data" / "sample" / "volcanoes.md"
 

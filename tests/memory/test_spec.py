@@ -28,6 +28,40 @@ def test_spec_follows_pipeline_profile_and_cli_changes() -> None:
     assert changed.settings.window_tokens is None
 
 
+def test_nested_settings_load_and_the_flat_form_warns_naming_the_new_key(tmp_path: Path) -> None:
+    from ragkit.memory.components import MemoryOptions
+    from ragkit.pipeline import load_pipeline
+
+    recall = load_pipeline(REPO / "pipelines" / "memorag_lite.yaml").get_component("memory_recall")
+    assert (recall.model.backend, recall.model.n_ctx) == ("llama.cpp", 8192)
+    assert recall.memory_options == MemoryOptions(kind="gist")
+    flat = tmp_path / "flat.yaml"
+    flat.write_text(
+        "components:\n  memory_recall:\n    type: ragkit.memory.components.MemoryRecall\n"
+        "    init_parameters: {model: m, model_backend: transformers, kind: gist, n_ctx: 2048}\n"
+        "connections: []\n"
+    )
+    with pytest.warns(DeprecationWarning, match="'model_backend' is deprecated") as caught:
+        recall = load_pipeline(flat).get_component("memory_recall")
+    assert any("use 'memory.kind'" in str(w.message) for w in caught)
+    assert (recall.model.name, recall.model.backend, recall.model.n_ctx) == (
+        "m",
+        "transformers",
+        2048,
+    )
+    spec = memory_spec_for_pipeline(flat)
+    assert (spec.model, spec.model_backend, spec.settings.kind) == ("m", "transformers", "gist")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(flat.read_text().replace("{model: m,", "{memory: {kind: fog}, model: m,"))
+    bad.write_text(bad.read_text().replace(" kind: gist,", ""))
+    with pytest.raises(PipelineError) as info:
+        load_pipeline(bad)
+    assert str(info.value) == (
+        f"{bad}: components.memory_recall.init_parameters.memory.kind: "
+        "must be one of 'kv' or 'gist', got 'fog'"
+    )
+
+
 def test_pipeline_without_memory_is_a_clear_error() -> None:
     with pytest.raises(PipelineError, match="no MemoryRecall component"):
         memory_spec_for_pipeline(REPO / "pipelines" / "rag.yaml")
@@ -44,8 +78,8 @@ def test_lite_pipeline_is_memorag_over_a_gist_memory() -> None:
     root = Path(__file__).resolve().parents[2] / "pipelines"
     base = yaml.safe_load((root / "memorag.yaml").read_text())
     lite = yaml.safe_load((root / "memorag_lite.yaml").read_text())
-    assert lite["components"]["memory_recall"]["init_parameters"].pop("kind") == "gist"
-    assert base["components"]["memory_recall"]["init_parameters"].pop("kind") == "kv"
+    assert lite["components"]["memory_recall"]["init_parameters"]["memory"].pop("kind") == "gist"
+    assert base["components"]["memory_recall"]["init_parameters"]["memory"].pop("kind") == "kv"
     assert lite["components"]["clue_retriever"]["init_parameters"].pop("order") == "score"
     assert base["components"]["clue_retriever"]["init_parameters"].pop("order") == "position"
     assert lite == base

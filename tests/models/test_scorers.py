@@ -56,7 +56,7 @@ def test_run_sorts_by_relevance_on_score_and_keeps_the_retriever_view() -> None:
 def test_top_k_from_init_and_run() -> None:
     assert len(LengthScorer(top_k=2).run(query="paris", documents=DOCS)["documents"]) == 2
     assert len(LengthScorer(top_k=2).run(query="paris", documents=DOCS, top_k=1)["documents"]) == 1
-    with pytest.raises(ValueError, match="top_k must be >= 1"):
+    with pytest.raises(ValueError, match="top_k: must be >= 1"):
         LengthScorer().run(query="paris", documents=DOCS, top_k=0)
 
 

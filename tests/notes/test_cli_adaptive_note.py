@@ -10,19 +10,12 @@ from typing import Any
 
 import pytest
 import yaml
-from typer.testing import CliRunner
+from cli_run import ragkit
 
-from ragkit.cli import app
 from ragkit.testing import OpenAICompatServer
 
 REPO = Path(__file__).resolve().parent.parent.parent
 SAMPLE = REPO / "ragkit" / "data" / "sample"
-runner = CliRunner()
-
-
-def ragkit(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def server_profile(tmp_path: Path, base_url: str) -> Path:
@@ -167,7 +160,7 @@ def test_eval_records_calls_tokens_and_recall_over_all_read_passages(
 def test_real_smollm2_end_to_end(sample_store: Path, tmp_path: Path) -> None:
     data = yaml.safe_load((REPO / "pipelines" / "adaptive_note.yaml").read_text())
     params = data["components"]["answerer"]["init_parameters"]
-    params.update(max_step=1, note_max_tokens=48, query_max_tokens=24, answer_max_tokens=16)
+    params["loop"].update(max_step=1, note_max_tokens=48, query_max_tokens=24, answer_max_tokens=16)
     pipe = tmp_path / "notes1.yaml"
     pipe.write_text(yaml.safe_dump(data))
     code, out, err = ragkit(

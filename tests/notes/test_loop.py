@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from ragkit.errors import InvalidParameter
 from ragkit.notes.components import generator_llm
 from ragkit.notes.loop import NoteSettings, Passage, run_adaptive_note
 from ragkit.testing import ScriptedChatGenerator
@@ -264,9 +265,9 @@ def test_context_fitter_trims_the_note_never_the_question() -> None:
 
 
 def test_settings_reject_bad_values() -> None:
-    with pytest.raises(ValueError, match="max_top_k must be >= 1"):
+    with pytest.raises(InvalidParameter, match="max_top_k: must be an integer >= 1"):
         NoteSettings(max_top_k=0)
-    with pytest.raises(ValueError, match="dedup must be"):
+    with pytest.raises(InvalidParameter, match="dedup: must be"):
         NoteSettings(dedup="sometimes")  # type: ignore[arg-type]
 
 

@@ -35,7 +35,7 @@ def test_round_trips_through_plain_haystack() -> None:
     assert nested["type"] == "ragkit.models.llamacpp_components.LlamaCppChatGenerator"
     again = Pipeline.from_dict(data).get_component("answerer")
     assert again.generator.model == "qwen2.5-coder-1.5b-instruct"
-    assert again.max_step == 3 and again.max_fail_step == 1 and again.top_k == 5
+    assert (again.loop.max_step, again.loop.max_fail_step, again.loop.top_k) == (3, 1, 5)
 
 
 def _variant(tmp_path: Path, **changes: object) -> Path:
@@ -69,5 +69,21 @@ def test_nested_component_errors_name_their_yaml_path(tmp_path: Path) -> None:
 def test_bad_prompt_override_and_settings_fail_at_load(tmp_path: Path) -> None:
     with pytest.raises(PipelineError, match=r"prompts\.answer: unknown field \{passages\}"):
         load_pipeline(_variant(tmp_path, prompts={"answer": "{passages}"}))
-    with pytest.raises(PipelineError, match="dedup must be 'always' or 'near_cap'"):
-        load_pipeline(_variant(tmp_path, dedup="sometimes"))
+    with pytest.raises(
+        PipelineError, match=r"init_parameters\.loop\.dedup: must be 'always' or 'near_cap'"
+    ):
+        load_pipeline(_variant(tmp_path, loop={"dedup": "sometimes"}))
+
+
+def test_flat_loop_settings_load_with_a_warning_naming_the_new_key(tmp_path: Path) -> None:
+    data = yaml.safe_load(PIPE.read_text())
+    params = data["components"]["answerer"]["init_parameters"]
+    params.update(params.pop("loop"))  # the flat form of the release before
+    params["max_step"] = 2
+    path = tmp_path / "flat.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.warns(DeprecationWarning, match="'max_step' is deprecated.*use 'loop.max_step'"):
+        answerer = load_pipeline(path).get_component("answerer")
+    assert answerer.loop.max_step == 2 and answerer.loop.top_k == 5
+    with pytest.raises(PipelineError, match=r"init_parameters\.loop\.tok_k: unknown key"):
+        load_pipeline(_variant(tmp_path, loop={"tok_k": 3}))

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 from haystack import Document
+from haystack.core.serialization import component_from_dict
 
+from ragkit.errors import InvalidParameter
+from ragkit.models.registry import DEFAULT_CAUSAL_MODEL
 from ragkit.selection.components import ChunkSelector
 
 
@@ -122,14 +126,19 @@ def test_candidates_limit_what_is_searched() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "parameter"),
     [
-        ({"lam": -1.0}, "lam"),
-        ({"iterations": 0}, "iterations"),
+        ({"search": {"lam": -1.0}}, "search.lam"),
+        ({"search": {"iterations": 0}}, "search.iterations"),
+        ({"search": {"iterations": 2.5}}, "search.iterations"),
+        ({"search": {"agent": "oracle"}}, "search.agent"),
+        ({"search": {"lamda": 0.1}}, "search.lamda"),
         ({"budget": 0}, "budget"),
         ({"candidates": 0}, "candidates"),
-        ({"scorer": "cross_encoder"}, "scorer_model"),
+        ({"scorer": {"kind": "cross_encoder"}}, "scorer.model"),
         ({"on_tiny_budget": "shrug"}, "on_tiny_budget"),
-        ({"retrieval_weight": -0.5}, "retrieval_weight"),
-        ({"link": -1.0}, "link"),
+        ({"utility": {"retrieval_weight": -0.5}}, "utility.retrieval_weight"),
+        ({"utility": {"link": -1.0}}, "utility.link"),
+        ({"utility": "strong"}, "utility"),
+        ({"lam": -1.0}, "search.lam"),  # the flat form of the release before: the new key
     ],
 )
 def test_bad_settings_are_yaml_path_errors(tmp_path, kwargs: dict, parameter: str) -> None:
@@ -157,9 +166,56 @@ def test_bad_settings_are_yaml_path_errors(tmp_path, kwargs: dict, parameter: st
     assert problems[0].startswith(f"{path}: components.selector.init_parameters.{parameter}: ")
 
 
+def test_nested_settings_load_and_round_trip() -> None:
+    from haystack.core.serialization import component_from_dict, component_to_dict
+
+    from ragkit.pipeline import load_pipeline
+    from ragkit.selection.settings import MCTSSettings
+
+    repo = Path(__file__).resolve().parents[2]
+    selector = load_pipeline(repo / "pipelines" / "corag.yaml").get_component("selector")
+    assert selector.budget == 432 and selector.tokenizer == DEFAULT_CAUSAL_MODEL
+    assert selector.search == MCTSSettings(c=0.05, lam=0.1, iterations=20, agent="rule")
+    assert selector.utility.link == 0.3 and selector.scorer.kind == "utility"
+    data = component_to_dict(selector, "selector")
+    assert data["init_parameters"]["search"]["iterations"] == 20
+    again = component_from_dict(ChunkSelector, data, "selector")
+    assert component_to_dict(again, "selector") == data
+
+
+def test_the_flat_form_loads_with_a_warning_naming_the_new_key() -> None:
+    flat = {
+        "type": "ragkit.selection.components.ChunkSelector",
+        "init_parameters": {
+            "tokenizer": None,
+            "budget": 100,
+            "iterations": 7,
+            "link": 0.3,
+            "scorer": "embedding",
+            "device": "cpu",
+        },
+    }
+    with pytest.warns(DeprecationWarning) as caught:
+        selector = component_from_dict(ChunkSelector, flat, "selector")
+    said = [str(w.message) for w in caught]
+    assert any("'iterations' is deprecated" in m and "'search.iterations'" in m for m in said)
+    assert any("'link'" in m and "'utility.link'" in m for m in said)
+    assert any("'scorer: embedding'" in m and "{kind: embedding}" in m for m in said)
+    assert selector.search.iterations == 7 and selector.utility.link == 0.3
+    assert (selector.scorer.kind, selector.scorer.device) == ("embedding", "cpu")
+
+
+def test_budget_can_change_per_call() -> None:
+    selector = _selector(budget=500)
+    out = selector.run(query=QUESTION, documents=DOCS, budget=20)
+    assert out["shaping"]["budget"] == 20 and out["shaping"]["tokens"] <= 20
+    with pytest.raises(InvalidParameter, match="budget"):
+        selector.run(query=QUESTION, documents=DOCS, budget=0)
+
+
 def test_real_tokenizer_and_minilm_keep_the_budget() -> None:
     """The packaged SmolLM2 tokenizer counts the budget; MiniLM drives the default utility."""
-    selector = ChunkSelector(tokenizer="smollm2-135m-instruct", budget=40, device="cpu")
+    selector = ChunkSelector(tokenizer="smollm2-135m-instruct", budget=40, scorer={"device": "cpu"})
     try:
         out = selector.run(query=QUESTION, documents=DOCS)
     finally:
@@ -202,8 +258,11 @@ def test_link_reads_titles_from_meta_and_picks_the_second_hop() -> None:
     ]
     counter = ChunkSelector(tokenizer=None)
     budget = 2 * max(counter.count_tokens(d.content) + 4 for d in docs)  # room for two
-    plain = _selector(budget=budget, agent="static", coverage=0.0, redundancy=0.0)
-    linked = _selector(budget=budget, agent="static", coverage=0.0, redundancy=0.0, link=0.3)
+    static = {"agent": "static"}
+    plain = _selector(budget=budget, search=static, utility={"coverage": 0.0, "redundancy": 0.0})
+    linked = _selector(
+        budget=budget, search=static, utility={"coverage": 0.0, "redundancy": 0.0, "link": 0.3}
+    )
     untitled = [Document(content=d.content) for d in docs]
     assert sorted(plain.run(query=question, documents=docs)["shaping"]["selected"]) == [1, 3]
     assert sorted(linked.run(query=question, documents=docs)["shaping"]["selected"]) == [1, 2]

@@ -46,7 +46,7 @@ def test_run_behaves_like_the_project_scorers() -> None:
     assert DOCS[0].score == 0.9 and "relevance" not in DOCS[0].meta  # inputs untouched
     assert len(FixedRelevanceScorer(default_score=1.0, top_k=2).run("q", DOCS)["documents"]) == 2
     assert len(scorer.run(query="q", documents=DOCS, top_k=1)["documents"]) == 1
-    with pytest.raises(ValueError, match="top_k must be >= 1"):
+    with pytest.raises(ValueError, match="top_k: must be >= 1"):
         scorer.run(query="q", documents=DOCS, top_k=0)
     assert scorer.warm_ups == 1  # warmed once, on first use
     scorer.close()
