@@ -8,12 +8,20 @@ and errors.
 
 Heavy imports (haystack, torch, models) happen inside commands so ``ragkit --help`` stays fast.
 Known failures print one ``error:`` line and exit non-zero (2 for invalid input files).
+Every human-readable line goes through :func:`_echo`, which removes terminal escape sequences
+(document text and file names are untrusted); library warnings and log records become
+``warning:`` lines, and ``--json`` runs print only JSON on stdout (no progress bars).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -68,8 +76,27 @@ class CLIError(Exception):
         self.code = code
 
 
+def _echo(text: object = "", err: bool = False, nl: bool = True) -> None:
+    """Print human-readable output: the one printing helper of the CLI.
+
+    Document text, file names, YAML values and model replies can hold terminal escape
+    sequences; they are removed here (newlines and tabs stay, so tables stay tables). JSON goes
+    through :func:`_print_json` instead: ``json.dumps`` escapes control characters itself.
+    """
+    from ragkit.terminal import printable
+
+    typer.echo(printable(str(text), keep_newlines=True), err=err, nl=nl)
+
+
+def _print_json(data: Any, default: Any = None) -> None:
+    """Print ``--json`` output exactly (``json.dumps`` escapes control characters itself)."""
+    typer.echo(json.dumps(data, indent=1, default=default))
+
+
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    """Print ``message`` as ``error:`` lines (one per problem) and give the exit to raise."""
+    for line in message.split("\n"):
+        _echo(f"error: {line}", err=True)
     return typer.Exit(code)
 
 
@@ -88,22 +115,117 @@ def _warn(line: str) -> None:
     """A warning the library handed back, on stderr."""
     from ragkit.terminal import printable
 
-    typer.echo(f"warning: {printable(line)}", err=True)
+    _echo(f"warning: {printable(line)}", err=True)
 
 
-def _run(fn: Any) -> None:
-    """Run a command body; a known failure becomes one line and an exit status (see failures)."""
+class _WarningLines(logging.Handler):
+    """Libraries' log records and Python warnings as ``warning:`` lines on stderr, each once.
+
+    Without it a logged warning (pypdf's "EOF marker not found", the BM25 self-heal) reaches
+    stderr bare, and a Python warning as two lines with a source line.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.said: set[str] = set()
+
+    def say(self, text: str) -> None:
+        from ragkit.terminal import printable
+
+        line = " ".join(printable(text).split())
+        if line and line not in self.said:  # ragkit warns and logs the same line: print it once
+            self.said.add(line)
+            _echo(f"warning: {line}", err=True)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a library's bad log format must not end the command
+            text = str(record.msg)
+        package = record.name.split(".")[0]
+        self.say(text if package in ("ragkit", "root", "py") else f"{package}: {text}")
+
+    def show_warning(
+        self,
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        """``warnings.showwarning`` replacement."""
+        text = str(message)
+        if not issubclass(category, UserWarning | RuntimeWarning):
+            text = f"{category.__name__}: {text}"
+        self.say(text)
+
+
+_MACHINE_ENVIRONMENT = {
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # huggingface_hub's and transformers' bars
+    "TQDM_DISABLE": "1",  # any other tqdm bar
+}
+"""Environment for ``--json`` runs, read by the libraries when they are imported."""
+
+
+def _quiet_libraries() -> None:
+    """No library progress bars ("Loading weights", GGUF conversion) and no bare
+    transformers warnings (it prints them with its own handler): machine output only."""
+    os.environ.update(_MACHINE_ENVIRONMENT)  # libraries imported later during the command
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    if "transformers" in sys.modules:
+        from ragkit.models.hf import quiet_progress_bars
+
+        quiet_progress_bars()
+
+
+@contextlib.contextmanager
+def _library_output(as_json: bool) -> Iterator[None]:
+    """While a command runs: library warnings as ``warning:`` lines; for ``--json`` no bars."""
+    handler = _WarningLines()
+    root = logging.getLogger()
+    saved = {
+        name: os.environ.get(name) for name in [*_MACHINE_ENVIRONMENT, "TRANSFORMERS_VERBOSITY"]
+    }
+    root.addHandler(handler)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = handler.show_warning
+            if as_json:
+                _quiet_libraries()
+            yield
+    finally:
+        root.removeHandler(handler)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _run(fn: Any, as_json: bool = False) -> None:
+    """Run a command body; a known failure becomes one line and an exit status (see failures).
+
+    Args:
+        fn: The command's body.
+        as_json: The command prints JSON: library progress bars are turned off.
+    """
     from ragkit.failures import describe_failure
 
-    try:
-        fn()
-    except CLIError as exc:
-        raise _fail(str(exc), exc.code) from None
-    except (Exception, KeyboardInterrupt) as raised:
-        known = describe_failure(raised)
-        if known is None:
-            raise
-        raise _fail(*known) from None
+    with _library_output(as_json):
+        try:
+            fn()
+        except CLIError as exc:
+            raise _fail(str(exc), exc.code) from None
+        except (Exception, KeyboardInterrupt) as raised:
+            known = describe_failure(raised)
+            if known is None:
+                raise
+            raise _fail(*known) from None
 
 
 @app.command()
@@ -134,36 +256,45 @@ def index(
             indexer=indexer,
             progress=not quiet and not as_json,
         )
+        for line in result.warnings:  # a --delete path that matched nothing: likely a typo
+            _warn(line)
         if as_json:
-            typer.echo(json.dumps(result.as_dict(), indent=1))
+            _print_json(result.as_dict())
         else:
-            from ragkit.terminal import printable
-
             for line in result.errors:
-                typer.echo(f"warning: {printable(line)}", err=True)
+                _warn(line)
             report = result.report
             if report:
                 rate = report.chunks_written / report.seconds if report.seconds else 0.0
-                typer.echo(
+                not_indexed = "".join(
+                    f", {n} {what}"
+                    for n, what in (
+                        (report.failed, "failed to load (earlier chunks kept)"),
+                        (report.skipped, "skipped"),
+                    )
+                    if n
+                )
+                _echo(
                     f"indexed: {report.added} new, {report.updated} changed, {report.unchanged} unchanged, "
-                    f"{result.deleted_files} removed files; {report.chunks_written} chunks written "
+                    f"{result.deleted_files} removed files{not_indexed}; "
+                    f"{report.chunks_written} chunks written "
                     f"({rate:.0f}/s); {report.chunks_total} chunks in store"
                 )
                 _echo_rework(report)
             else:
-                typer.echo(f"removed {result.deleted} files from the index")
+                _echo(f"removed {result.deleted} files from the index")
         if result.errors:
             raise typer.Exit(1)
 
-    _run(body)
+    _run(body, as_json)
 
 
 def _echo_rework(report: Any) -> None:
     """Say why files that did not change on disk were indexed again."""
     if report.settings_changed:
-        typer.echo(f"re-chunked {report.settings_changed} files: the indexing settings changed")
+        _echo(f"re-chunked {report.settings_changed} files: the indexing settings changed")
     if report.repaired:
-        typer.echo(f"repaired {report.repaired} files whose chunks were missing from the store")
+        _echo(f"repaired {report.repaired} files whose chunks were missing from the store")
 
 
 @app.command()
@@ -176,7 +307,7 @@ def repair(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Repair a damaged store: rebuild BM25 from Qdrant, re-index files with missing chunks."""
+    """Repair a damaged store: rebuild lost metadata and BM25, re-index files with missing chunks."""
 
     def body() -> None:
         from ragkit.indexing.run import repair_store
@@ -186,18 +317,21 @@ def repair(
         for line in result.warnings:
             _warn(line)
         if as_json:
-            typer.echo(json.dumps(result.as_dict(), indent=1))
+            _print_json(result.as_dict())
         else:
             for line in report.errors:
-                typer.echo(f"warning: {line}", err=True)
-            typer.echo(
-                f"repaired: {report.updated} files re-indexed, {report.removed} missing files "
-                f"dropped; {report.chunks_total} chunks in store"
+                _warn(line)
+            for line in result.rebuilt:
+                _echo(line)
+            failed = f", {report.failed} failed to load" if report.failed else ""
+            _echo(
+                f"repaired: {report.updated} files re-indexed{failed}, {report.removed} missing "
+                f"files dropped; {report.chunks_total} chunks in store"
             )
         if not result.ok:
             raise typer.Exit(1)
 
-    _run(body)
+    _run(body, as_json)
 
 
 @app.command()
@@ -241,9 +375,9 @@ def query(
             text = printable(chunk.content or "", keep_newlines=True)
             if text:
                 if not streamed:
-                    typer.echo("answer: ", nl=False)
+                    _echo("answer: ", nl=False)
                 streamed.append(text)
-                typer.echo(text, nl=False)
+                _echo(text, nl=False)
                 sys.stdout.flush()
 
         result = ask(
@@ -257,45 +391,51 @@ def query(
             on_warning=_warn,
         )
         if as_json:
-            typer.echo(json.dumps({"question": question, **result.as_dict()}, indent=1))
+            _print_json({"question": question, **result.as_dict()})
             return
         if result.empty_store:
-            typer.echo("no passages found: the store is empty; add files with `ragkit index PATH`")
+            _echo("no passages found: the store is empty; add files with `ragkit index PATH`")
+            return
+        if result.reader_skipped:
+            why = (
+                "retrieval returned nothing for this question"
+                if not result.ranked
+                else f"none of the {len(result.ranked)} retrieved passages reached the reader"
+            )
+            _echo(f"no passages found: {why}, so the reader was not asked")
             return
         if result.answer is not None:
             if not streamed:
-                typer.echo(f"answer: {printable(result.answer, keep_newlines=True)}")
+                _echo(f"answer: {printable(result.answer, keep_newlines=True)}")
             else:
-                typer.echo("")
-            typer.echo("sources:")
+                _echo("")
+            _echo("sources:")
             docs = result.sources
         else:
             docs = result.ranked
         if not docs:
-            typer.echo("no passages found")
+            _echo("no passages found")
         for i, d in enumerate(docs, 1):
             snippet = " ".join(printable(d.content or "").split())
             where = printable(str(d.meta.get("title") or d.meta.get("source")))
             score = f"{d.score:.4f}" if d.score is not None else "-"
             label = d.meta.get("source_index", i)  # the passage number the answer cites
-            typer.echo(
-                f"[{label}] {score}  {where}  (chars {d.meta.get('start')}-{d.meta.get('end')})"
-            )
-            typer.echo(f"    {snippet[:300]}{'...' if len(snippet) > 300 else ''}")
+            _echo(f"[{label}] {score}  {where}  (chars {d.meta.get('start')}-{d.meta.get('end')})")
+            _echo(f"    {snippet[:300]}{'...' if len(snippet) > 300 else ''}")
         if trace:
             from ragkit.answering.run import shaping_lines
             from ragkit.memory.components import format_memory_trace
             from ragkit.notes.trace import format_trace, is_note_trace
 
-            typer.echo("trace:")
+            _echo("trace:")
             lines = shaping_lines(result.shaping) + format_memory_trace(result.trace)
             for info in result.trace.values():
                 if is_note_trace(info):
                     lines += format_trace(info).splitlines()
             for line in lines or ["nothing to trace in this pipeline"]:
-                typer.echo(f"  {line}")
+                _echo(f"  {line}")
 
-    _run(body)
+    _run(body, as_json)
 
 
 @app.command()
@@ -307,17 +447,17 @@ def stats(store: StoreOpt = None, profile: ProfileOpt = None, as_json: JsonOpt =
 
         result = inspect_store(store, profile)
         for line in result.warnings:
-            typer.echo(f"warning: {line}", err=True)
+            _warn(line)
         info = result.info
         if as_json:
-            typer.echo(json.dumps(info, indent=1))
+            _print_json(info)
             return
         for key, value in info.items():
             if isinstance(value, dict):
                 value = ", ".join(f"{k}={v}" for k, v in value.items())
-            typer.echo(f"{key:16} {value}")
+            _echo(f"{key:16} {value}")
 
-    _run(body)
+    _run(body, as_json)
 
 
 @app.command("eval")
@@ -352,6 +492,14 @@ def eval_(
             help="Skip questions already in the output's results.jsonl (same settings only).",
         ),
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace a ragkit eval run made with other settings in --out (a folder that "
+            "is not a ragkit run is never written into).",
+        ),
+    ] = False,
     top_k: Annotated[
         int | None, typer.Option("--top-k", min=1, help="Passages handed to the reader.")
     ] = None,
@@ -373,15 +521,16 @@ def eval_(
             limit=limit,
             out_dir=out,
             resume=resume,
+            force=force,
             progress=not as_json,
         )
         if as_json:
-            typer.echo(json.dumps(summary, indent=1))
+            _print_json(summary)
         else:
-            typer.echo(format_summary_table(summary))
-            typer.echo(f"per-question results: {Path(summary['out_dir']) / 'results.jsonl'}")
+            _echo(format_summary_table(summary))
+            _echo(f"per-question results: {Path(summary['out_dir']) / 'results.jsonl'}")
 
-    _run(body)
+    _run(body, as_json)
 
 
 @app.command()
@@ -397,11 +546,96 @@ def compare(
 
         result = compare_runs(baseline, other)
         if as_json:
-            typer.echo(json.dumps(result.as_dict(), indent=1))
+            _print_json(result.as_dict())
         else:
-            typer.echo(format_comparison(result))
+            _echo(format_comparison(result))
 
-    _run(body)
+    _run(body, as_json)
+
+
+@app.command()
+def report(
+    runs: Annotated[
+        list[Path] | None,
+        typer.Argument(help="`ragkit eval --out` folders, one per pipeline and dataset."),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for results.md and f1.png (only those files).")
+    ] = Path("runs/report"),
+    reference: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--reference",
+            help="DATASET=FILE: a file holding the output of ../shared/tools/peer-rag on "
+            "DATASET, shown as a reference row (repeatable).",
+        ),
+    ] = None,
+    shared: Annotated[
+        bool,
+        typer.Option(
+            "--shared", help="Score each dataset on only the questions all its runs answered."
+        ),
+    ] = False,
+    chart: Annotated[
+        bool, typer.Option("--chart/--no-chart", help="Draw f1.png (needs matplotlib).")
+    ] = True,
+    machine: Annotated[
+        str | None,
+        typer.Option(
+            "--machine", help="The machine the runs ran on, for the header. Default: this one."
+        ),
+    ] = None,
+    commit: Annotated[
+        str | None,
+        typer.Option(
+            "--commit",
+            help="The commit the runs ran at, for the header. Default: this checkout's.",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Turn eval runs into the Markdown results table and a chart of F1 with 95% intervals."""
+
+    def body() -> None:
+        from ragkit.evaluation.report import (
+            format_results_table,
+            load_run_rows,
+            parse_reference,
+            report_header,
+            write_report,
+        )
+
+        refs = []
+        for item in reference or []:
+            dataset, sep, file = item.partition("=")
+            if not sep or not dataset or not file:
+                raise CLIError(f"--reference {item!r}: expected DATASET=FILE", 2)
+            try:
+                text = Path(file).read_text(encoding="utf-8", errors="replace")
+            except OSError as exc:
+                raise CLIError(f"--reference {file}: cannot read it ({exc.strerror})", 2) from None
+            refs.append(parse_reference(text, dataset, source=file))
+        rows, problems = load_run_rows(runs or [], refs, shared=shared)
+        for line in problems:
+            _warn(line)
+        header = report_header(rows, machine=machine, commit=commit)
+        written = write_report(rows, out, chart=chart, header=header)
+        if as_json:
+            _print_json(
+                {
+                    "header": header,
+                    "rows": [r.as_dict() for r in rows],
+                    "warnings": problems,
+                    "files": {k: str(v) for k, v in written.items()},
+                }
+            )
+            return
+        _echo(header)
+        _echo("")
+        _echo(format_results_table(rows))
+        _echo(f"wrote {', '.join(str(p) for p in written.values())}", err=True)
+
+    _run(body, as_json)
 
 
 @pipelines_app.command("list")
@@ -414,7 +648,7 @@ def pipelines_list() -> None:
             first = next(
                 (ln[1:].strip() for ln in path.read_text().splitlines() if ln.startswith("#")), ""
             )
-            typer.echo(f"{folder}/{path.name:24} {first}")
+            _echo(f"{folder}/{path.name:24} {first}")
 
 
 @pipelines_app.command("validate")
@@ -422,17 +656,19 @@ def pipelines_validate(
     files: Annotated[list[Path], typer.Argument(help="Pipeline YAML files.")],
 ) -> None:
     """Check pipeline files without running them; one line per problem, exit code 2 if any."""
+    from ragkit.errors import clip_line
     from ragkit.pipeline import validate_pipeline_file
+    from ragkit.terminal import printable
 
     bad = 0
     for f in files:
         problems = validate_pipeline_file(f)
         for p in problems:
-            typer.echo(p, err=True)
+            _echo(printable(clip_line(p)), err=True)
         if problems:
             bad += 1
         else:
-            typer.echo(f"{f}: ok")
+            _echo(f"{f}: ok")
     if bad:
         raise typer.Exit(2)
 
@@ -452,10 +688,10 @@ def models_list(as_json: JsonOpt = False) -> None:
             {"name": name, "kind": entry.kind, "location": where, "description": entry.description}
         )
     if as_json:
-        typer.echo(json.dumps(rows, indent=1))
+        _print_json(rows)
         return
     for r in rows:
-        typer.echo(f"{r['name']:30} {r['kind']:10} {r['location']}")
+        _echo(f"{r['name']:30} {r['kind']:10} {r['location']}")
 
 
 @models_app.command("fetch")
@@ -474,7 +710,7 @@ def models_fetch(
                 f"{name!r} is not fetchable; fetchable models: {', '.join(sorted(CHUNKED_MODELS))}",
                 2,
             )
-        typer.echo(str(fetch_model(name, progress=True)))
+        _echo(str(fetch_model(name, progress=True)))
 
     _run(body)
 
@@ -514,9 +750,9 @@ def bench_retrieval(
             progress=not as_json,
             store_sizes=parse_sizes(store_sizes),
         )
-        typer.echo(json.dumps(result, indent=1) if as_json else format_report(result))
+        _print_json(result) if as_json else _echo(format_report(result))
 
-    _run(body)
+    _run(body, as_json)
 
 
 @bench_app.command("store")
@@ -545,9 +781,9 @@ def bench_store(
             local_max=local_max,
             progress=not as_json,
         )
-        typer.echo(json.dumps(result, indent=1) if as_json else format_store_table(result))
+        _print_json(result) if as_json else _echo(format_store_table(result))
 
-    _run(body)
+    _run(body, as_json)
 
 
 @bench_app.command("bm25")
@@ -570,9 +806,9 @@ def bench_bm25(
         from ragkit.bench.bm25_bench import format_table, run_bm25_bench
 
         result = run_bm25_bench(chunks, queries, oracle_queries, progress=not as_json)
-        typer.echo(json.dumps(result, indent=1) if as_json else format_table(result))
+        _print_json(result) if as_json else _echo(format_table(result))
 
-    _run(body)
+    _run(body, as_json)
 
 
 @bench_app.command("generate")
@@ -633,9 +869,9 @@ def bench_generate(
                 n_threads=threads,
             )
             text += "\n\n" + llamacpp_bench.format_table(result["llamacpp"])
-        typer.echo(json.dumps(result, indent=1, default=str) if as_json else text)
+        _print_json(result, default=str) if as_json else _echo(text)
 
-    _run(body)
+    _run(body, as_json)
 
 
 @bench_app.command("speculative")
@@ -706,13 +942,13 @@ def bench_speculative(
             n_threads=threads,
             device=device,
             compile_draft_step=compile_draft_step,
-            progress=None if as_json else lambda line: typer.echo(line, err=True),
+            progress=None if as_json else lambda line: _echo(line, err=True),
         )
-        typer.echo(json.dumps(result, indent=1) if as_json else format_table(result))
+        _print_json(result) if as_json else _echo(format_table(result))
         if result["mismatches"]:
             raise typer.Exit(1)
 
-    _run(body)
+    _run(body, as_json)
 
 
 @bench_app.command("selection")
@@ -737,9 +973,9 @@ def bench_selection(
         result = run_selection_bench(
             queries, candidates, iterations, budget, reader, progress=not as_json, threads=threads
         )
-        typer.echo(json.dumps(result, indent=1) if as_json else format_table(result))
+        _print_json(result) if as_json else _echo(format_table(result))
 
-    _run(body)
+    _run(body, as_json)
 
 
 @bench_app.command("context")
@@ -794,12 +1030,51 @@ def bench_context(
             progress=not as_json,
         )
         if as_json:
-            typer.echo(json.dumps(result, indent=1))
+            _print_json(result)
         else:
-            typer.echo(format_markdown(result))
-            typer.echo(f"plot: {result['plot']}")
+            _echo(format_markdown(result))
+            _echo(f"plot: {result['plot']}")
 
-    _run(body)
+    _run(body, as_json)
+
+
+@bench_app.command("serve")
+def bench_serve(
+    store: StoreOpt = None,
+    profile: ProfileOpt = None,
+    requests: Annotated[
+        int, typer.Option("--requests", min=10, help="Requests per retrieve run.")
+    ] = 200,
+    clients: Annotated[
+        int, typer.Option("--clients", min=1, help="Concurrent retrieve clients.")
+    ] = 16,
+    rag_clients: Annotated[
+        int, typer.Option("--rag-clients", min=0, help="Concurrent rag clients (0: no rag run).")
+    ] = 2,
+    rag_requests: Annotated[
+        int, typer.Option("--rag-requests", min=1, help="Requests of the rag run.")
+    ] = 6,
+    as_json: JsonOpt = False,
+) -> None:
+    """ragkit serve under load: p50/p95/p99, req/s, errors, RSS, vs the same work in-process."""
+
+    def body() -> None:
+        from ragkit.bench.serve_bench import format_table, run_serve_bench
+        from ragkit.serve.run import require_serve_packages
+
+        require_serve_packages()
+        result = run_serve_bench(
+            store,
+            profile,
+            requests=requests,
+            clients=clients,
+            rag_clients=rag_clients,
+            rag_requests=rag_requests,
+            progress=not as_json,
+        )
+        _print_json(result, default=str) if as_json else _echo(format_table(result))
+
+    _run(body, as_json)
 
 
 @bench_app.command("memory")
@@ -833,9 +1108,9 @@ def bench_memory(
         result = run_memory_bench(
             size_list, model, model_backend, kind, n_ctx, threads, task_tokens, progress=not as_json
         )
-        typer.echo(json.dumps(result, indent=1, default=str) if as_json else format_table(result))
+        _print_json(result, default=str) if as_json else _echo(format_table(result))
 
-    _run(body)
+    _run(body, as_json)
 
 
 MemoryNameOpt = Annotated[
@@ -845,12 +1120,12 @@ MemoryNameOpt = Annotated[
 
 def _print_info(info: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        typer.echo(json.dumps(info, indent=1))
+        _print_json(info)
         return
     for key, value in info.items():
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
-        typer.echo(f"{key:14} {value}")
+        _echo(f"{key:14} {value}")
 
 
 @memory_app.command("build")
@@ -897,7 +1172,7 @@ def memory_build(
         )
         _print_info(info, as_json)
 
-    _run(body)
+    _run(body, as_json)
 
 
 @memory_app.command("add")
@@ -918,12 +1193,12 @@ def memory_add(
 
         result = add_to_memory(paths, store, profile, name, indexer)
         for line in result.errors:
-            typer.echo(f"warning: {line}", err=True)
+            _warn(line)
         _print_info(result.as_dict(), as_json)
         if result.errors:
             raise typer.Exit(1)
 
-    _run(body)
+    _run(body, as_json)
 
 
 @memory_app.command("info")
@@ -940,7 +1215,7 @@ def memory_info_cmd(
 
         _print_info(store_memory_info(store, profile, name), as_json)
 
-    _run(body)
+    _run(body, as_json)
 
 
 @memory_app.command("drop")
@@ -953,7 +1228,78 @@ def memory_drop(
         from ragkit.memory.run import drop_store_memory
 
         dropped = drop_store_memory(store, profile, name)
-        typer.echo(f"dropped memory {name!r} of {dropped['store']}")
+        _echo(f"dropped memory {name!r} of {dropped['store']}")
+
+    _run(body)
+
+
+@app.command()
+def serve(
+    store: StoreOpt = None,
+    profile: ProfileOpt = None,
+    pipelines: Annotated[
+        str | None,
+        typer.Option(
+            "--pipelines",
+            help="Comma-separated pipelines to serve (names in pipelines/). Default: every "
+            "shipped pipeline that loads over the store.",
+        ),
+    ] = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Bind address; any but loopback needs --api-key-env.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535)] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option("--workers", min=1, help="Worker processes (>1 needs a Qdrant server store)."),
+    ] = 1,
+    ui: Annotated[
+        bool, typer.Option("--ui", help="Chat UI: not available yet; use Open WebUI on /v1.")
+    ] = False,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key-env",
+            help="Environment variable holding the token every request must send as "
+            "'Authorization: Bearer TOKEN'.",
+        ),
+    ] = None,
+    allow_index: Annotated[
+        bool, typer.Option("--allow-index", help="Enable POST /index (writes to the store).")
+    ] = False,
+    index_root: Annotated[
+        str | None,
+        typer.Option(
+            "--index-root", help="The only folder POST /index may read. Default: current folder."
+        ),
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option("--cors-origin", help="Allow browser calls from this origin (repeatable)."),
+    ] = None,
+    max_question_chars: Annotated[
+        int, typer.Option("--max-question-chars", min=1, help="Longest question accepted.")
+    ] = 4000,
+) -> None:
+    """Serve pipelines over HTTP (Hayhooks): REST, OpenAI-compatible chat, MCP tools."""
+
+    def body() -> None:
+        from ragkit.serve.run import run_server
+
+        run_server(
+            store=store,
+            profile=profile,
+            pipelines=pipelines,
+            host=host,
+            port=port,
+            workers=workers,
+            ui=ui,
+            api_key_env=api_key_env,
+            allow_index=allow_index,
+            index_root=index_root,
+            cors_origins=cors_origin or [],
+            max_question_chars=max_question_chars,
+        )
 
     _run(body)
 

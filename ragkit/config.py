@@ -7,34 +7,79 @@ profile is reported with its YAML path instead of being silently ignored.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from ragkit.errors import InvalidInputError
+from ragkit.errors import ConfigError, clip  # ConfigError stays importable from here
+from ragkit.terminal import printable
 
 DEFAULT_STORE_DIR = ".ragkit"
 DEFAULT_COLLECTION = "ragkit"
 # pipelines and profiles are a few KB; a cap keeps a wrong or hostile file from taking minutes and
 # hundreds of MB to parse and validate (a 20 MB pipeline took 28 s and 546 MB before the cap)
 MAX_YAML_BYTES = 1024 * 1024
+# aliases expand after parsing: nine nested `[*a, *a, ...]` lists in a 434-byte file stand for
+# 9**9 strings, which took 8.5 GB to validate; a real pipeline or profile has a few hundred nodes
+MAX_YAML_NODES = 50_000
+# ``scheme://`` at the start of a --store value: a URL, never a directory name (RFC 3986 scheme)
+_URL_SHAPE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+SERVER_SCHEMES = ("http", "https")
 
 
-class ConfigError(InvalidInputError, ValueError):
-    """A configuration file or value is invalid; the message names the file and the YAML path."""
+def normalize_server_url(url: str) -> str:
+    """A Qdrant server URL with its scheme checked and lower-cased (schemes ignore case).
+
+    Raises:
+        ValueError: the URL is not ``http(s)://host...``; the message never shows credentials.
+    """
+    from ragkit.redact import redact_url
+
+    match = _URL_SHAPE.match(url)
+    scheme = url[: match.end() - 3].lower() if match else ""
+    if scheme not in SERVER_SCHEMES:
+        raise ValueError(
+            f"{redact_url(url)!r} is not a Qdrant server URL; use http://HOST:PORT or "
+            "https://HOST:PORT"
+        )
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname, parts.port  # .port raises on a port that is not a number
+    except ValueError:
+        raise ValueError(f"{redact_url(url)!r} is not a valid URL (bad host or port)") from None
+    if not host:
+        raise ValueError(f"{redact_url(url)!r} has no host; use http://HOST:PORT")
+    return scheme + url[len(scheme) :]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def check_expandable(path: str) -> str:
+    """``path`` unchanged, after checking that a leading ``~user`` names a real user.
+
+    ``Path.expanduser`` raises ``RuntimeError`` for ``~nosuchuser``, deep inside whichever
+    command first touches the path; this turns it into a validation error up front.
+    """
+    try:
+        Path(path).expanduser()
+    except RuntimeError:
+        user = path.split("/", 1)[0]
+        raise ValueError(f"cannot expand {user!r}: no such user's home directory") from None
+    return path
+
+
 class EmbeddedStore(_Strict):
     """An on-disk store for one process, no server: Qdrant local mode or Qdrant Edge."""
 
     kind: Literal["embedded"] = "embedded"
-    path: str = DEFAULT_STORE_DIR
+    path: Annotated[str, AfterValidator(check_expandable)] = DEFAULT_STORE_DIR
     collection: str = DEFAULT_COLLECTION
     engine: Literal["local", "edge"] | None = Field(
         default=None,
@@ -61,7 +106,7 @@ class ServerStore(_Strict):
     """A Qdrant server or cluster reached by URL; BM25 runs on Qdrant sparse vectors with IDF."""
 
     kind: Literal["server"] = "server"
-    url: str
+    url: Annotated[str, AfterValidator(lambda url: normalize_server_url(url))]
     api_key_env: str | None = Field(
         default="QDRANT_API_KEY", description="Environment variable holding the API key."
     )
@@ -71,7 +116,7 @@ class ServerStore(_Strict):
     write_consistency_factor: int | None = None
     prefer_grpc: bool = False
     timeout: int | None = None
-    state_dir: str = Field(
+    state_dir: Annotated[str, AfterValidator(check_expandable)] = Field(
         default=DEFAULT_STORE_DIR,
         description="Local directory for the indexing manifest of this server collection.",
     )
@@ -126,6 +171,13 @@ class Profile(_Strict):
         default_factory=dict,
         description="Per component name, applied to every pipeline that has a component of that name.",
     )
+    # the file this profile was read from, so an error in one of its values names that file
+    _source: str | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> str | None:
+        """The YAML file this profile was loaded from (None when built in code)."""
+        return self._source
 
     def component_overrides(self) -> dict[str, dict[str, Any]]:
         """Overrides as plain dicts for :func:`ragkit.pipeline.load_pipeline`."""
@@ -144,6 +196,7 @@ class Profile(_Strict):
                 out.setdefault(component, {"init_parameters": {}})["init_parameters"].update(params)
 
         put("splitter", self.split.model_dump(exclude_unset=True))
+        # (the origin of each of these keys in the profile: indexing_override_origins)
         loader = self.indexing.model_dump(
             exclude_unset=True, include={"max_file_mb", "jsonl_text_field"}
         )
@@ -163,20 +216,134 @@ class Profile(_Strict):
                 put(name, override.get("init_parameters") or {})
         return out
 
+    def indexing_override_origins(self) -> dict[str, str]:
+        """Where each key of :meth:`indexing_overrides` is set in the profile, by pipeline path.
 
-def format_validation_error(source: str, err: ValidationError, prefix: str = "") -> str:
-    """Render the first pydantic error as ``file: yaml.path: message`` on one line."""
+        ``split.split_overlap`` lands on ``components.splitter.init_parameters.split_overlap``;
+        an error there must name the profile key, not the indexer file.
+        """
+        origins: dict[str, str] = {}
+        pairs = [
+            ("splitter", "split", self.split.model_fields_set, {}),
+            (
+                "loader",
+                "indexing",
+                self.indexing.model_fields_set & {"max_file_mb", "jsonl_text_field"},
+                {"jsonl_text_field": "text_field"},
+            ),
+            ("embedder", "embedding", self.embedding.model_fields_set, {}),
+        ]
+        for component, section, keys, renamed in pairs:
+            for key in keys:
+                param = renamed.get(key, key)
+                origins[f"components.{component}.init_parameters.{param}"] = f"{section}.{key}"
+        if "model" in self.embedding.model_fields_set:
+            origins["components.writer.init_parameters.embedding_model"] = "embedding.model"
+        return origins
+
+
+def format_validation_error(
+    source: str, err: ValidationError, prefix: str = "", data: Any = None
+) -> str:
+    """Render the first pydantic error as ``file: yaml.path: message`` on one line.
+
+    ``data`` (the parsed YAML) lets the path drop what pydantic adds that is not in the file,
+    such as a union's tag (``store.server.url`` is ``store.url`` in the YAML). An echoed value
+    is cut short, and a URL in it loses its credentials.
+    """
+    from ragkit.redact import redact_url
+
     first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+    loc = ".".join(_yaml_loc([p for p in first["loc"] if not str(p).startswith("function-")], data))
     if prefix:
         loc = f"{prefix}.{loc}" if loc else prefix
     got = first.get("input")
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key (remove it or check the spelling)"
+    elif first["type"] == "value_error":
+        msg = msg.removeprefix("Value error, ")  # ragkit's own validators say what they got
     elif got is not None and not isinstance(got, dict | list):
-        msg = f"{msg}, got {got!r}"
+        if isinstance(got, str) and _URL_SHAPE.match(got):
+            got = redact_url(got)
+        msg = f"{msg}, got {clip(got)}"
     return f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}"
+
+
+def _yaml_loc(loc: list[Any], data: Any) -> list[str]:
+    """The parts of a pydantic error location that are keys in the YAML (``data``)."""
+    out: list[str] = []
+    cur = data
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(cur, dict) and part not in cur and not last and loc[i + 1] in cur:
+            continue  # a tag pydantic put in the path (a discriminated union's variant)
+        out.append(str(part))
+        if isinstance(cur, dict):
+            cur = cur.get(part)
+        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+            cur = cur[part]
+        else:
+            cur = None
+    return out
+
+
+def _expanded_nodes(root: yaml.Node, budget: int) -> int:
+    """How many nodes ``root`` stands for once every alias is expanded, counting up to ``budget``.
+
+    An alias is the same node object reached twice, so each node's expanded size is computed
+    once (bottom-up) and shared; a node that contains itself expands without end.
+    """
+    sizes: dict[int, int] = {}
+    # iterative post-order walk: a deep file must not exhaust Python's recursion limit
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    on_path: set[int] = set()
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            on_path.discard(key)
+            total = 1
+            for child in _children(node):
+                total += sizes[id(child)]
+                if total > budget:
+                    break
+            sizes[key] = min(total, budget + 1)
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:  # a recursive alias (``&a [*a]``): infinitely large once expanded
+            return budget + 1
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+    return sizes[id(root)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _load_bounded(text: str, path: Path) -> Any:
+    """``yaml.safe_load`` that refuses documents whose aliases expand past :data:`MAX_YAML_NODES`."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_nodes(node, MAX_YAML_NODES) > MAX_YAML_NODES:
+            raise ConfigError(
+                f"{path}: YAML aliases expand to more than {MAX_YAML_NODES:,} values (an alias "
+                "bomb, or a file that is not a pipeline or profile); write the values out or "
+                "use fewer nested aliases"
+            )
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def read_yaml(path: Path) -> Any:
@@ -196,7 +363,9 @@ def read_yaml(path: Path) -> Any:
             "YAML; is it the right file? (keep large data in files the components read)"
         )
     try:
-        return yaml.safe_load(raw.decode("utf-8"))
+        return _load_bounded(raw.decode("utf-8"), path)
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nested too deeply; is it the right file?") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -248,9 +417,11 @@ def load_profile(name_or_path: str | Path | None) -> Profile:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     try:
-        return Profile.model_validate(data)
+        profile = Profile.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(str(path), exc)) from None
+        raise ConfigError(format_validation_error(str(path), exc, data=data)) from None
+    profile._source = str(path)
+    return profile
 
 
 def resolve_profile(profile: str | Path | Profile | None) -> Profile:
@@ -268,7 +439,9 @@ def resolve_profile(profile: str | Path | Profile | None) -> Profile:
 
 
 def profile_label(profile: str | Path | Profile | None) -> str:
-    """How errors about a profile's ``components:`` name it (``profile NAME`` when named)."""
+    """How errors about a profile's values name it: ``profile FILE`` (or ``profile NAME``)."""
+    if isinstance(profile, Profile):
+        return f"profile {profile.source}" if profile.source else "profile"
     return f"profile {profile}" if isinstance(profile, str | Path) and str(profile) else "profile"
 
 
@@ -290,10 +463,21 @@ def store_from_location(
     collection = profile.store.collection
     if location == ":memory:":
         return MemoryStore(collection=collection)
-    if location.startswith(("http://", "https://")):
+    if "://" in location:  # a URL, whatever its case or scheme: never a directory name
+        try:
+            url = normalize_server_url(location)
+        except ValueError as exc:
+            raise ConfigError(
+                f"--store: {exc} (a directory name cannot contain '://'; a Qdrant server is "
+                "reached over http or https)"
+            ) from None
         if isinstance(profile.store, ServerStore):
-            return profile.store.model_copy(update={"url": location})
-        return ServerStore(url=location, collection=collection)
+            return profile.store.model_copy(update={"url": url})
+        return ServerStore(url=url, collection=collection)
+    try:
+        check_expandable(location)
+    except ValueError as exc:
+        raise ConfigError(f"--store: {printable(str(exc))}") from None
     if isinstance(profile.store, EmbeddedStore):  # keeps the profile's engine settings
         return profile.store.model_copy(update={"path": location})
     return EmbeddedStore(path=location, collection=collection)

@@ -8,7 +8,40 @@ This module imports nothing, so any layer may import it cheaply.
 
 from __future__ import annotations
 
-__all__ = ["InvalidInputError", "InvalidParameter", "RagkitError"]
+import reprlib
+
+__all__ = [
+    "MAX_ERROR_CHARS",
+    "ConfigError",
+    "InvalidInputError",
+    "InvalidParameter",
+    "RagkitError",
+    "clip",
+    "clip_line",
+]
+
+MAX_ERROR_CHARS = 2000
+"""The longest error line a user sees; longer ones are cut (a value echoed in full can be GBs)."""
+
+
+def clip(value: object, limit: int = 100) -> str:
+    """A bounded ``repr`` of a user's value for an error message: cheap on any size of value.
+
+    ``repr`` of an aliased YAML list can be gigabytes; :mod:`reprlib` stops after a few items
+    and levels, and the result is cut to ``limit`` characters.
+    """
+    short = reprlib.Repr()  # (keyword arguments only from Python 3.12)
+    short.maxlevel, short.maxstring, short.maxother = 2, 60, 60
+    short.maxdict = short.maxlist = short.maxtuple = short.maxset = 6
+    text = short.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def clip_line(line: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``line`` cut to ``limit`` characters, saying how much was left out."""
+    if len(line) <= limit:
+        return line
+    return f"{line[:limit]}... [{len(line) - limit:,} more characters]"
 
 
 class RagkitError(Exception):
@@ -25,6 +58,14 @@ class InvalidInputError(RagkitError):
     """The user's input (config, pipeline, dataset) is invalid: exit status 2."""
 
     exit_code = 2
+
+
+class ConfigError(InvalidInputError, ValueError):
+    """A configuration file or value is invalid; the message names the file and the YAML path.
+
+    It lives here, not in :mod:`ragkit.config`, so that modules below the config layer (the
+    shipped-file lookup in :mod:`ragkit.resources`) can raise it without importing the config.
+    """
 
 
 class InvalidParameter(InvalidInputError, ValueError):

@@ -10,19 +10,23 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import logging
 import types
 import typing
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ragkit.config import ConfigError, read_yaml
-from ragkit.errors import InvalidInputError
+from ragkit.config import read_yaml
+from ragkit.errors import ConfigError, InvalidInputError, clip
 
 if TYPE_CHECKING:
     from haystack import Pipeline
 
     from ragkit.stores.store import RagkitStore
+
+logger = logging.getLogger(__name__)
 
 ALLOWED_MODULES = ("ragkit", "haystack", "haystack_integrations")
 TOP_LEVEL_KEYS = {
@@ -63,12 +67,12 @@ def _resolve_type(type_name: str, where: str, problems: list[str]) -> type | Non
     module_name, _, cls_name = type_name.rpartition(".")
     if not module_name:
         problems.append(
-            f"{where}: {type_name!r} is not a dotted class path (e.g. ragkit.BM25Retriever)"
+            f"{where}: {clip(type_name)} is not a dotted class path (e.g. ragkit.BM25Retriever)"
         )
         return None
     if not _module_allowed(module_name):
         problems.append(
-            f"{where}: module {module_name!r} is not allowed; pipelines may use only "
+            f"{where}: module {clip(module_name)} is not allowed; pipelines may use only "
             f"{', '.join(ALLOWED_MODULES)} components"
         )
         return None
@@ -76,7 +80,7 @@ def _resolve_type(type_name: str, where: str, problems: list[str]) -> type | Non
         module = importlib.import_module(module_name)
     except ImportError:
         problems.append(
-            f"{where}: unknown component type {type_name!r} (module {module_name!r} not found)"
+            f"{where}: unknown component type {clip(type_name)} (module {clip(module_name)} not found)"
         )
         return None
     from haystack.core.component import Component
@@ -89,7 +93,7 @@ def _resolve_type(type_name: str, where: str, problems: list[str]) -> type | Non
         known = [n for n, v in vars(module).items() if is_component(v)]
         hint = difflib.get_close_matches(cls_name, known, n=1)
         extra = f"; did you mean {module_name}.{hint[0]}?" if hint else ""
-        problems.append(f"{where}: unknown component type {type_name!r}{extra}")
+        problems.append(f"{where}: unknown component type {clip(type_name)}{extra}")
         return None
     return cls
 
@@ -126,6 +130,11 @@ def _check_init(spec: _Spec, where: str, problems: list[str]) -> None:
     if not isinstance(params, dict):
         problems.append(f"{where}.init_parameters: expected a mapping, got {type(params).__name__}")
         return
+    upgrade = getattr(spec.cls, "upgrade_init_parameters", None)
+    if callable(upgrade):  # flat parameters of the release before: checked in their new place
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # _build warns, with the path
+            params = upgrade(params)
     sig = inspect.signature(spec.cls.__init__)
     try:
         hints = typing.get_type_hints(spec.cls.__init__)
@@ -155,7 +164,7 @@ def _check_init(spec: _Spec, where: str, problems: list[str]) -> None:
         try:
             TypeAdapter(tp).validate_python(value, strict=True)
         except ValidationError:
-            problems.append(f"{path}: expected {_type_label(tp)}, got {value!r}")
+            problems.append(f"{path}: expected {_type_label(tp)}, got {clip(value)}")
     for name, p in accepted.items():
         if p.default is inspect.Parameter.empty and name not in params:
             problems.append(f"{where}.init_parameters: missing required parameter {name!r}")
@@ -277,11 +286,24 @@ def validate_data(data: Any, source: str) -> tuple[list[_Spec], list[dict[str, A
             ref = _split_socket(conn[end])
             if ref is None:
                 problems.append(
-                    f"{source}: {where}.{end}: expected 'component.socket', got {conn[end]!r}"
+                    f"{source}: {where}.{end}: expected 'component.socket', got {clip(conn[end])}"
                 )
             elif ref[0] not in comps:
-                problems.append(f"{source}: {where}.{end}: no component named {ref[0]!r}")
+                problems.append(f"{source}: {where}.{end}: no component named {clip(ref[0])}")
     return specs, [c for c in conns if isinstance(c, dict)], problems
+
+
+def _report_deprecations(caught: list[warnings.WarningMessage], where: str) -> None:
+    """Log each deprecation a component raised while loading, naming the file and component.
+
+    A ``DeprecationWarning`` is hidden by default outside ``__main__``; a user whose YAML uses
+    a deprecated key should hear about it, so it is also logged (the CLI prints log warnings as
+    ``warning:`` lines). Other warnings go on unchanged.
+    """
+    for item in caught:
+        if issubclass(item.category, DeprecationWarning):
+            logger.warning("%s: %s", where, item.message)
+        warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
 
 
 def _build(
@@ -289,6 +311,8 @@ def _build(
 ) -> tuple[Pipeline, list[str]]:
     from haystack import Pipeline
     from haystack.core.serialization import component_from_dict
+
+    from ragkit.templates import template_problems
 
     problems: list[str] = []
     pipe = Pipeline(
@@ -301,8 +325,11 @@ def _build(
             "type": f"{spec.cls.__module__}.{spec.cls.__qualname__}",
             "init_parameters": dict(spec.data.get("init_parameters") or {}),
         }
+        caught: list[warnings.WarningMessage] = []
         try:
-            instance = component_from_dict(spec.cls, payload, spec.name)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", DeprecationWarning)
+                instance = component_from_dict(spec.cls, payload, spec.name)
         except Exception as exc:  # noqa: BLE001 - a component's own validation error, reported per node
             parameter = getattr(exc, "parameter", None)  # ragkit.errors.InvalidParameter
             if isinstance(parameter, str):
@@ -315,7 +342,14 @@ def _build(
                 f"{source}: components.{spec.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             )
             continue
+        finally:  # deprecated keys are reported even when another key is wrong
+            _report_deprecations(caught, f"{source}: components.{spec.name}")
         pipe.add_component(spec.name, instance)
+        # a template read the sandbox refuses would only fail on the first question
+        problems += [
+            f"{source}: components.{spec.name}.init_parameters.{line}"
+            for line in template_problems(instance, payload["init_parameters"])
+        ]
     built = set(pipe.graph.nodes)
     for i, conn in enumerate(conns):
         s, r = _split_socket(conn.get("sender")), _split_socket(conn.get("receiver"))
@@ -433,13 +467,31 @@ def check_override_names(
         )
 
 
+def merge_settings(current: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override``'s init parameters over ``current``'s; nested settings mappings merge by key.
+
+    A profile that sets ``search: {iterations: 40}`` keeps the pipeline's other ``search``
+    keys. A nested component (``{type, init_parameters}``) or any other value is replaced.
+    """
+    out = dict(current)
+    for key, value in override.items():
+        old = out.get(key)
+        nested = isinstance(value, dict) and isinstance(old, dict)
+        if nested and not (is_component_spec(value) or is_component_spec(old)):
+            out[key] = merge_settings(old, value)
+        else:
+            out[key] = value
+    return out
+
+
 def apply_overrides(data: Any, overrides: dict[str, dict[str, Any]] | None) -> Any:
     """Apply profile overrides to components present in the pipeline (others are left alone).
 
     :func:`check_override_names` first makes sure every other name belongs to some pipeline.
 
     An override with ``type`` replaces the component (type and init parameters); one with only
-    ``init_parameters`` updates the existing parameters. A component nested as ``{type,
+    ``init_parameters`` updates the existing parameters (nested settings mappings key by key,
+    see :func:`merge_settings`). A component nested as ``{type,
     init_parameters}`` under an init parameter of the same name is overridden the same way.
     """
     if not overrides or not isinstance(data, dict) or not isinstance(data.get("components"), dict):
@@ -451,10 +503,9 @@ def apply_overrides(data: Any, overrides: dict[str, dict[str, Any]] | None) -> A
                 "type": override["type"],
                 "init_parameters": dict(override.get("init_parameters") or {}),
             }
-        params = {
-            **(current.get("init_parameters") or {}),
-            **(override.get("init_parameters") or {}),
-        }
+        params = merge_settings(
+            current.get("init_parameters") or {}, override.get("init_parameters") or {}
+        )
         return {**current, "init_parameters": params}
 
     comps = dict(data["components"])
@@ -483,6 +534,7 @@ def load_pipeline(
     store: RagkitStore | None = None,
     overrides: dict[str, dict[str, Any]] | None = None,
     overrides_from: str = "overrides",
+    override_origins: dict[str, str] | None = None,
 ) -> Pipeline:
     """Validate and build a pipeline from YAML; bind ``store`` to every store-using component.
 
@@ -493,6 +545,8 @@ def load_pipeline(
             A name this pipeline lacks is skipped when a pipeline in
             :func:`override_search_dirs` has it, and is an error otherwise (a typo).
         overrides_from: what the overrides came from (e.g. ``profile cpu.yaml``), for errors.
+        override_origins: for override keys set elsewhere than ``components.NAME...`` in that
+            file, the pipeline path -> the key that set it (``split.split_overlap``).
 
     Returns:
         The Haystack pipeline, not yet warmed up.
@@ -504,14 +558,52 @@ def load_pipeline(
     check_override_names(data, overrides, source, override_search_dirs(path), overrides_from)
     data = apply_overrides(data, overrides)
     specs, conns, problems = validate_data(data, source)
+    if not problems:
+        pipe, problems = _build(specs, conns, data, source)
     if problems:
-        raise PipelineError(problems)
-    pipe, problems = _build(specs, conns, data, source)
-    if problems:
-        raise PipelineError(problems)
+        raise PipelineError(
+            [
+                attribute_problem(p, source, overrides, overrides_from, override_origins)
+                for p in problems
+            ]
+        )
     if store is not None:
         bind_store(pipe, store)
     return pipe
+
+
+def attribute_problem(
+    problem: str,
+    source: str,
+    overrides: dict[str, dict[str, Any]] | None,
+    overrides_from: str,
+    origins: dict[str, str] | None = None,
+) -> str:
+    """Name the profile, not the pipeline file, when the bad value came from the profile.
+
+    ``problem`` reads ``SOURCE: components.NAME.init_parameters.KEY: message``; when the
+    override for ``NAME`` set ``KEY`` (or replaced ``NAME``'s type), the line names
+    ``overrides_from`` and the key there, and says which pipeline it was applied to.
+    """
+    prefix = f"{source}: components."
+    if not overrides or not problem.startswith(prefix):
+        return problem
+    path, sep, message = problem[len(source) + 2 :].partition(": ")
+    if not sep:
+        return problem
+    parts = path.split(".")
+    override = overrides.get(parts[1]) if len(parts) > 1 else None
+    if not isinstance(override, dict):
+        return problem
+    params = override.get("init_parameters") or {}
+    if override.get("type"):
+        key_path = path  # the profile replaced the whole component
+    elif len(parts) > 3 and parts[2] == "init_parameters" and parts[3] in params:
+        key_path = ".".join(parts[:4])
+    else:
+        return problem
+    where = (origins or {}).get(key_path, key_path) + path[len(key_path) :]
+    return f"{overrides_from}: {where}: {message} (applied to {source})"
 
 
 def bind_store(pipe: Pipeline, store: RagkitStore) -> None:

@@ -13,8 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from ragkit.config import ConfigError
-from ragkit.errors import RagkitError
+from ragkit.errors import ConfigError, RagkitError
 
 __all__ = [
     "SHIPPED_KINDS",

@@ -9,16 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from ragkit.cli import app
-
-runner = CliRunner()
-
-
-def ragkit(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
+from cli_run import ragkit
 
 
 def chunk_sources(store: Path, question: str, top_k: int = 50) -> list[str]:

@@ -7,17 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
+from cli_run import ragkit
 
-from ragkit.cli import app
 from ragkit.testing import OpenAICompatServer
-
-runner = CliRunner()
-
-
-def ragkit(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture(scope="module")

@@ -8,29 +8,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
+from cli_run import one_error_line, ragkit
 
-from ragkit.cli import app
 from ragkit.testing import OpenAICompatServer
-
-runner = CliRunner()
 
 EVIL_TEXT = (
     "Zanzibar spice notes. The clove harvest \x1b]0;pwned-title\x07 begins in October "
     "\x1b[2J\x1b[H and ends\x07 in December\x9b31m. Zanzibar cloves are dried in the sun."
 )
 DEAD_URL = "http://127.0.0.1:9/v1"  # the discard port: nothing answers there
-
-
-def ragkit(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
-
-
-def one_error_line(err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
 
 
 def reader_profile(tmp_path: Path, base_url: str) -> Path:

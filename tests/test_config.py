@@ -44,7 +44,7 @@ def test_cli_default_profile_is_cpu_quality(monkeypatch: pytest.MonkeyPatch) -> 
 def test_unknown_key_and_bad_value_name_the_yaml_path(tmp_path: Path) -> None:
     bad = tmp_path / "p.yaml"
     bad.write_text("store:\n  kind: embedded\n  pth: x\n")
-    with pytest.raises(ConfigError, match=r"p\.yaml: store\.embedded\.pth: unknown key"):
+    with pytest.raises(ConfigError, match=r"p\.yaml: store\.pth: unknown key"):
         load_profile(str(bad))
     bad.write_text("indexing:\n  max_file_mb: lots\n")
     with pytest.raises(ConfigError, match=r"indexing\.max_file_mb: .*got 'lots'"):

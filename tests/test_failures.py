@@ -83,3 +83,58 @@ def test_cli_prints_the_described_line(exit_code: int, monkeypatch: pytest.Monke
     result = CliRunner().invoke(cli.app, ["stats"])
     assert result.exit_code == exit_code
     assert result.output.strip().splitlines()[-1] == "error: the one line"
+
+
+def _render_failure(template: str) -> Exception:
+    """What Haystack's ChatPromptBuilder raises while rendering ``template`` (real traceback)."""
+    from haystack.components.builders import ChatPromptBuilder
+
+    builder = ChatPromptBuilder(template=template)
+    try:
+        builder.run(question="q")
+    except Exception as exc:  # noqa: BLE001 - the template's own error is what is examined
+        return exc
+    raise AssertionError("the template rendered")
+
+
+def test_template_refused_by_the_sandbox_names_the_component_and_line() -> None:
+    from haystack.components.builders import ChatPromptBuilder
+    from jinja2.exceptions import SecurityError
+
+    exc = _render_failure(
+        '{% message role="user" %}\nQ: {{ question.__class__.__mro__ }}\n{% endmessage %}'
+    )
+    assert isinstance(exc, SecurityError)
+    line, code = describe_failure(wrapped(exc, ChatPromptBuilder))
+    assert code == 2 and "\n" not in line
+    assert line.startswith("component 'llm' (ChatPromptBuilder): its template (line 2)")
+    assert "sandbox" in line and "'__class__'" in line and "pipeline file" in line
+
+
+def test_template_using_something_undefined_is_one_line() -> None:
+    from haystack.components.builders import ChatPromptBuilder
+    from jinja2.exceptions import UndefinedError
+
+    exc = _render_failure('{% message role="user" %}{{ question.text.upper() }}{% endmessage %}')
+    assert isinstance(exc, UndefinedError)
+    line, code = describe_failure(wrapped(wrapped(exc, ChatPromptBuilder)))
+    assert code == 2 and line.startswith("component 'llm' (ChatPromptBuilder)")
+    assert "undefined" in line and "'text'" in line
+
+
+def test_symbolic_link_loop_is_one_line_naming_the_path(tmp_path) -> None:
+    import errno
+
+    loop = tmp_path / "a"
+    loop.symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(loop)
+    try:
+        loop.resolve()  # Python < 3.13: RuntimeError; later: OSError(ELOOP)
+    except (RuntimeError, OSError) as exc:
+        raised: BaseException = exc
+    else:  # pragma: no cover - every supported Python refuses a loop
+        raise AssertionError("no loop detected")
+    for exc in (raised, OSError(errno.ELOOP, "Too many levels of symbolic links", str(loop))):
+        line, code = describe_failure(exc)
+        assert code == 1 and line.startswith(f"{loop}: symbolic link loop"), line
+    assert describe_failure(RuntimeError("some other bug")) is None

@@ -125,6 +125,7 @@ def ask(
     document: str | os.PathLike[str] | None = None,
     on_chunk: Callable[[StreamingChunk], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
+    no_passages: str | None = None,
 ) -> QueryResult:
     """Answer ``question`` with a query pipeline over a store (or over one long document).
 
@@ -141,23 +142,30 @@ def ask(
             text as a ``str``, or a path (``pathlib.Path``) to a UTF-8 file.
         on_chunk: Called with each streamed piece of the answer as it is generated.
         on_warning: Called with each warning line as it arises (store damage before the
-            pipeline runs, e.g. a truncated document after); also kept in ``warnings``.
+            pipeline runs; after it, e.g. a truncated document, citations of passages the
+            reader was not given, fewer passages than ``top_k``); also kept in ``warnings``.
+        no_passages: When the reader would be given no passages: ``"skip"`` (do not ask it)
+            or ``"read"`` (ask it with the pipeline's prompt); None: the pipeline's
+            ``metadata.no_passages``, else ``"skip"``.
 
     Returns:
         The :class:`~ragkit.answering.run.QueryResult`: ``answer`` (None for retrieval-only
-        pipelines), ``sources``, ``ranked``, ``empty_store`` and ``warnings``.
+        pipelines, or when the reader was not asked: ``reader_skipped``), ``sources``,
+        ``ranked``, ``empty_store``, ``removed_citations``, ``top_k_shortfall`` and
+        ``warnings``.
 
     Raises:
         InvalidInputError: Blank question, ``top_k`` below 1, a document missing or not
-            wanted, or an unset API key.
+            wanted, an unset API key, or ``no_passages`` not skip or read.
         ConfigError: Unknown or invalid profile.
         PipelineNotFoundError: Unknown pipeline.
         PipelineError: Invalid pipeline YAML.
         StoreError: No ragkit store at ``store``.
         StoreInUseError: Another process holds the store for writing.
     """
-    from ragkit.answering.run import answer_question
+    from ragkit.answering.run import answer_question, no_passages_mode
     from ragkit.indexing.integrity import repair_command, store_problems
+    from ragkit.models.registry import model_files
     from ragkit.pipeline import bind_store, close_pipeline, load_pipeline
     from ragkit.resources import find_pipeline_file
     from ragkit.stores.locate import explicit_embedding_model, open_store_at
@@ -173,8 +181,9 @@ def ask(
     pipe = load_pipeline(
         find_pipeline_file(pipeline, "pipelines", "--pipeline"),
         overrides=prof.component_overrides(),
-        overrides_from=profile_label(profile),
+        overrides_from=profile_label(prof),
     )
+    no_passages = no_passages_mode(pipe, no_passages)  # checked before models load
     warnings: list[str] = []
 
     def warn(line: str) -> None:
@@ -191,6 +200,7 @@ def ask(
                 prof,
                 must_exist=True,
                 embedding_model=explicit_embedding_model(prof),
+                model_files=model_files,
                 read_only=True,
             )
             for line in store_problems(st, full=False):
@@ -199,7 +209,7 @@ def ask(
             require_api_keys(pipe)
         pipe.warm_up()
         with _quiet_failure_snapshot():
-            result = answer_question(pipe, question, top_k, on_chunk, extra)
+            result = answer_question(pipe, question, top_k, on_chunk, extra, no_passages)
     finally:
         close_pipeline(pipe)
         if st is not None:
@@ -207,5 +217,7 @@ def ask(
     for info in result.trace.values():  # e.g. RAPID's truncation of a long document
         for line in (info.get("warnings") or []) if isinstance(info, dict) else []:
             warn(str(line))
+    for line in result.notes():
+        warn(line)
     result.warnings = warnings
     return result

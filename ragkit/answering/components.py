@@ -11,7 +11,9 @@ from typing import Any
 
 from haystack import Document, component
 
+from ragkit.errors import InvalidParameter
 from ragkit.models.base import truncate_passages_to_fit
+from ragkit.models.registry import DEFAULT_CAUSAL_MODEL
 
 logger = logging.getLogger(__name__)
 
@@ -22,14 +24,14 @@ class ContextFitter:
 
     ### Usage example
     ```python
-    fitter = ContextFitter(tokenizer="smollm2-135m-instruct", context_tokens=8192)
+    fitter = ContextFitter(context_tokens=8192)
     docs = fitter.run(question=q, documents=retrieved)["documents"]
     ```
     """
 
     def __init__(
         self,
-        tokenizer: str | None = "smollm2-135m-instruct",
+        tokenizer: str | None = DEFAULT_CAUSAL_MODEL,
         context_tokens: int = 8192,
         reserve_tokens: int = 512,
         max_passage_tokens: int | None = None,
@@ -39,13 +41,17 @@ class ContextFitter:
         Args:
             tokenizer: the reader model (name, hub id, directory or GGUF) whose tokens count;
                 None (for remote readers) estimates conservatively at 3 characters per token.
+                Default: the registry's packaged causal LM.
             context_tokens: the reader's context window.
             reserve_tokens: room kept for the prompt template and the answer.
             max_passage_tokens: optional cap on passages in total, below the context limit
                 (small readers answer better from fewer tokens).
         """
         if context_tokens <= reserve_tokens:
-            raise ValueError("context_tokens must be larger than reserve_tokens")
+            raise InvalidParameter(
+                "reserve_tokens",
+                f"must be smaller than context_tokens ({context_tokens}), got {reserve_tokens}",
+            )
         self.tokenizer = tokenizer
         self.context_tokens = context_tokens
         self.reserve_tokens = reserve_tokens

@@ -4,6 +4,10 @@ A run directory is keyed on everything that changes its results (the dataset's c
 pipeline file's content, the profile's settings, ``top_k`` and the store mode; not ``limit``, which
 only selects questions), and stores those settings in ``run.json``. ``resume`` refuses a directory
 whose settings differ, naming each difference, so results of two readers never mix.
+
+Before anything is written, the output folder is checked (:func:`check_out_dir`): a non-empty
+folder that is not a ragkit run (no readable ``run.json``) is never written into, and a ragkit run
+made with other settings is replaced only with ``force``.
 """
 
 from __future__ import annotations
@@ -27,11 +31,13 @@ __all__ = [
     "RUN_FILE",
     "EvalSettings",
     "RunSettingsError",
+    "check_out_dir",
     "check_resume",
     "dataset_fingerprint",
     "default_out_dir",
     "evaluate",
     "profile_fingerprint",
+    "read_run_settings",
 ]
 
 #: How a dataset's passages are put in stores (see :mod:`ragkit.evaluation.stores`).
@@ -42,7 +48,7 @@ _RUN_FORMAT = 1
 
 
 class RunSettingsError(ConfigError):
-    """A run directory was made with other settings than the run that wants to resume it."""
+    """A run directory cannot take this run: made with other settings, or not a ragkit run."""
 
 
 @dataclass(frozen=True)
@@ -170,6 +176,67 @@ def check_resume(out_dir: Path, settings: EvalSettings) -> None:
         )
 
 
+def read_run_settings(out_dir: Path) -> dict[str, Any] | None:
+    """The settings in ``out_dir``'s ``run.json``, or None when it is not a ragkit run's file.
+
+    A ragkit run's ``run.json`` is a JSON object whose ``settings`` hold every keyed field (see
+    :class:`EvalSettings`); anything else (missing, unreadable, another tool's file) is not one.
+    """
+    try:
+        stored = json.loads((out_dir / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    settings = stored.get("settings") if isinstance(stored, dict) else None
+    if not isinstance(settings, dict):
+        return None
+    if any(name not in settings for name in EvalSettings.KEYED):
+        return None
+    return settings
+
+
+def check_out_dir(
+    out_dir: Path, settings: EvalSettings, *, resume: bool = False, force: bool = False
+) -> None:
+    """Refuse an output folder whose files a run with ``settings`` would overwrite by mistake.
+
+    A missing or empty folder is fine. A non-empty folder must be a ragkit run (a readable
+    ``run.json``): its ``results.jsonl`` and ``summary.json`` would be replaced, so a folder of
+    anything else is refused, even with ``force``. A ragkit run made with the same settings is
+    re-run (or, with ``resume``, continued); one made with other settings is refused unless
+    ``force`` (replace it). ``resume`` with other settings is refused (:func:`check_resume`).
+
+    Raises:
+        RunSettingsError: The folder is a file, or is not empty and not a ragkit run; a ragkit
+            run with other settings, without ``force`` (or with ``resume``); or ``resume`` and
+            ``force`` both given.
+    """
+    if resume and force:
+        raise RunSettingsError(
+            "--resume keeps a run's results and --force replaces them: give only one of them"
+        )
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunSettingsError(
+            f"--out {out_dir} is a file, not a folder; give a new or empty folder"
+        )
+    if not out_dir.exists() or not any(out_dir.iterdir()):
+        return
+    stored = read_run_settings(out_dir)
+    if stored is None:
+        raise RunSettingsError(
+            f"--out {out_dir} is not empty and is not a ragkit eval run (no readable {RUN_FILE}); "
+            "ragkit eval would overwrite its files: give a new or empty folder"
+        )
+    if resume:
+        check_resume(out_dir, settings)
+        return
+    diffs = settings.differences(stored)
+    if diffs and not force:
+        raise RunSettingsError(
+            f"--out {out_dir} holds a ragkit eval run made with other settings: "
+            f"{'; '.join(diffs)}; give another --out, or --force to replace that run"
+        )
+
+
 def evaluate(
     dataset: str | Path,
     pipeline: str | Path = "rag",
@@ -180,13 +247,15 @@ def evaluate(
     limit: int | None = None,
     out_dir: str | Path | None = None,
     resume: bool = False,
+    force: bool = False,
     progress: bool = True,
     k_values: Iterable[int] = (1, 2, 5, 10),
 ) -> dict[str, Any]:
     """Evaluate a query pipeline on a QA dataset; what ``ragkit eval`` runs.
 
     Everything is checked before a model loads or a file is written: the mode, the profile, the
-    dataset, the pipeline file, and (with ``resume``) that the run directory has the same settings.
+    dataset, the pipeline file, and the output folder (:func:`check_out_dir`: empty, or a ragkit
+    run with the same settings unless ``force``).
 
     Args:
         dataset: A short name (see :data:`ragkit.evaluation.datasets.SHORT_NAMES`) or a path.
@@ -197,6 +266,8 @@ def evaluate(
         limit: Only the first ``limit`` questions (not part of the run key).
         out_dir: Output folder; default :func:`default_out_dir` under ``./runs``.
         resume: Skip questions already in the folder's results (same settings only).
+        force: Replace a ragkit run made with other settings in ``out_dir`` (never a folder
+            that is not a ragkit run).
         progress: Progress bars on stderr.
         k_values: Cut-offs for recall@k.
 
@@ -209,10 +280,12 @@ def evaluate(
         ResourceNotFoundError: Unknown pipeline name.
         DatasetError: Missing or malformed dataset, or one with no usable questions.
         PipelineError: Invalid pipeline file.
-        RunSettingsError: ``resume`` of a folder made with other settings.
+        RunSettingsError: ``out_dir`` is not empty and not a ragkit run; ``resume`` of a folder
+            made with other settings, or (without ``force``) a run with other settings there;
+            or ``resume`` with ``force``.
     """
     from ragkit.atomic import file_sha256, write_json_atomic
-    from ragkit.config import load_profile
+    from ragkit.config import load_profile, profile_label
     from ragkit.evaluation.datasets import DatasetError, load_dataset
     from ragkit.pipeline import load_pipeline
     from ragkit.resources import resolve_yaml
@@ -227,7 +300,7 @@ def evaluate(
     pipe = load_pipeline(  # validates the file
         pipe_file,
         overrides=prof.component_overrides(),
-        overrides_from=f"profile {profile}" if profile else "profile",
+        overrides_from=profile_label(prof),
     )
     settings = EvalSettings(
         dataset=data.name,
@@ -240,8 +313,7 @@ def evaluate(
         top_k=top_k,
     )
     out = Path(out_dir) if out_dir is not None else default_out_dir(settings)
-    if resume:
-        check_resume(out, settings)
+    check_out_dir(out, settings, resume=resume, force=force)
     summary = _run(data, pipe, prof, settings, out, limit, resume, progress, k_values)
     summary.update(
         pipeline=str(pipeline),
@@ -338,12 +410,21 @@ def _run(
             finally:
                 if pooled is None:
                     release_store(store)
+            answer = None if res.answer is None else strip_citations(res.answer)
+            if res.reader_skipped:
+                answer = ""  # no passages, so no answer: it scores 0, it is not left out
             return AnswerResult(
-                answer=None if res.answer is None else strip_citations(res.answer),
+                answer=answer,
                 retrieved_ids=[d.meta.get("passage_id", d.id) for d in res.ranked],
                 seconds=res.seconds,
                 extra={
                     "raw_answer": res.answer,
+                    **({"reader_skipped": True} if res.reader_skipped else {}),
+                    **(
+                        {"removed_citations": res.removed_citations}
+                        if res.removed_citations
+                        else {}
+                    ),
                     "usage": res.usage,
                     "sources": [d.meta.get("title") for d in res.sources],
                     **({"shaping": res.shaping} if res.shaping else {}),

@@ -14,7 +14,9 @@ Qdrant, BM25 entries that disagree with intact Qdrant chunks are re-added from Q
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -45,6 +47,10 @@ class IndexReport:
     unchanged: int = 0
     settings_changed: int = 0
     repaired: int = 0
+    # given but not a loadable kind of file (unsupported type, unreadable): never sent to a loader
+    skipped: int = 0
+    # sent to the loader, which got nothing usable from it: earlier chunks (if any) are kept
+    failed: int = 0
     chunks_written: int = 0
     chunks_total: int = 0
     errors: list[str] = field(default_factory=list)
@@ -55,12 +61,48 @@ class IndexReport:
         return dict(self.__dict__)
 
 
-def discover(paths: list[Path], errors: list[str]) -> tuple[list[Path], list[Path]]:
-    """Expand paths into supported files; returns (files, existing roots) and records problems."""
+def absolute(raw: Path) -> Path:
+    """``raw`` made absolute with its links resolved; a path with a link loop stays unresolved.
+
+    Python before 3.13 raises ``RuntimeError`` on a loop; the caller reports the loop itself.
+    """
+    try:
+        return raw.expanduser().resolve()
+    except (RuntimeError, OSError):
+        return Path(os.path.abspath(raw.expanduser()))
+
+
+def link_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be followed (a symbolic link loop, or a link to nothing), or None."""
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop (the link leads back to itself); skipped"
+        if exc.errno == errno.ENOENT and path.is_symlink():
+            try:
+                target = os.readlink(path)
+            except OSError:
+                target = "?"
+            return f"broken symbolic link (its target {target} does not exist); skipped"
+    return None
+
+
+def discover(paths: list[Path], report: IndexReport) -> tuple[list[Path], list[Path]]:
+    """Expand paths into supported files; returns (files, existing roots) and records problems.
+
+    A file named directly that is not a supported type counts in ``report.skipped``.
+    """
     files: list[Path] = []
     roots: list[Path] = []
+    errors = report.errors
     for raw in paths:
-        path = raw.expanduser().resolve()
+        problem = link_problem(raw.expanduser())
+        if problem is not None:
+            errors.append(f"{raw}: {problem}")
+            report.skipped += 1
+            continue
+        path = absolute(raw)
         if not path.exists():
             errors.append(f"{raw}: no such file or directory")
             continue
@@ -70,14 +112,18 @@ def discover(paths: list[Path], errors: list[str]) -> tuple[list[Path], list[Pat
                 files.append(path)
             else:
                 errors.append(f"{raw}: unsupported file type {path.suffix or '(none)'}; skipped")
+                report.skipped += 1
             continue
-        found = sorted(
-            p
-            for p in path.rglob("*")
-            if p.is_file()
-            and is_supported(p)
-            and not any(part.startswith(".") for part in p.relative_to(path).parts)
-        )
+        found = []
+        for p in sorted(path.rglob("*")):
+            if not is_supported(p) or any(
+                part.startswith(".") for part in p.relative_to(path).parts
+            ):
+                continue
+            if p.is_file():
+                found.append(p)
+            elif p.is_symlink() and (problem := link_problem(p)) is not None:
+                errors.append(f"{p}: {problem}")  # is_file() is False for a loop or broken link
         if not found:
             errors.append(f"{raw}: no supported files (txt, md, html, jsonl, pdf) in this folder")
         files.extend(found)
@@ -118,6 +164,7 @@ class Indexer:
         self.batch_bytes = batch_bytes
         self.progress = progress
         self.manifest = Manifest.load(store.directory / "manifest.json")
+        self._reasons: dict[str, tuple[str, ...]] = {}
         self.fingerprint = indexing_fingerprint(pipeline, store.embedding_dim)
 
     def heal(self) -> set[str]:
@@ -169,7 +216,7 @@ class Indexer:
         """Remove every indexed file at or under ``paths`` from the store; returns files removed."""
         victims: list[str] = []
         for p in paths:
-            victims.extend(self.manifest.under(p.expanduser().resolve()))
+            victims.extend(self.manifest.under(absolute(p)))
         victims = list(dict.fromkeys(victims))
         for src in victims:
             self.manifest.files[src].status = "pending"
@@ -186,7 +233,7 @@ class Indexer:
         start = time.perf_counter()
         report = IndexReport()
         damaged = self.heal()
-        files, roots = discover(paths, report.errors)
+        files, roots = discover(paths, report)
         listed = {str(f) for f in files}
         for src in sorted(damaged - listed):
             report.errors.append(
@@ -206,11 +253,14 @@ class Indexer:
             report.removed = self.delete([Path(s) for s in gone])
 
         todo: list[tuple[Path, FileEntry]] = []
+        # why each file is re-indexed; counted once its batch shows whether it loaded at all
+        self._reasons = {}
         for f in files:
             try:
                 entry = FileEntry(sha256=file_sha256(f), size=f.stat().st_size)
             except OSError as exc:
                 report.errors.append(f"{f}: cannot read ({exc.strerror}); skipped")
+                report.skipped += 1
                 continue
             src = str(f)
             old = self.manifest.files.get(src)
@@ -219,13 +269,13 @@ class Indexer:
                 report.unchanged += 1
                 continue
             if old is None:
-                report.added += 1
+                self._reasons[src] = ("added",)
+            elif same and src in damaged:
+                self._reasons[src] = ("updated", "repaired")
+            elif same:
+                self._reasons[src] = ("updated", "settings_changed")
             else:
-                report.updated += 1
-                if same and src in damaged:
-                    report.repaired += 1
-                elif same:
-                    report.settings_changed += 1
+                self._reasons[src] = ("updated",)
             todo.append((f, entry))
 
         bar = None
@@ -287,12 +337,16 @@ class Indexer:
             if src in failed and src not in counts:
                 # the file could not be loaded: keep its earlier chunks and entry (nothing lost);
                 # an entry left pending by a crash has unknown chunks, so clear those
+                report.failed += 1
                 if old is not None and old.status == "done":
                     self.manifest.files[src] = old
+                    report.errors.append(f"{src}: kept its {old.chunks} earlier chunks")
                 else:
                     self.store.delete_source(src)
                     del self.manifest.files[src]
                 continue
+            for reason in self._reasons.get(src, ("updated",)):
+                setattr(report, reason, getattr(report, reason) + 1)
             if src not in counts:
                 self.store.delete_source(src)  # loaded but empty now: no chunks may remain
             self.manifest.files[src].chunks = counts.get(src, 0)

@@ -4,6 +4,10 @@ Every failure becomes one line naming the file (and line, for jsonl) in the ``er
 so one bad file never stops the good files of the same run from being indexed. Files that could
 not be loaded at all are also listed, as data, in ``failed_sources``: the indexer keeps their
 earlier chunks instead of taking them for empty files.
+
+A file that has content but yields no text (a jsonl whose every line is malformed, an HTML page
+with no visible text, a PDF without a text layer) has failed to load, not become empty: only a
+file whose own bytes are blank is empty, and only then are its earlier chunks removed.
 """
 
 from __future__ import annotations
@@ -74,9 +78,15 @@ def _pdf_to_text(path: Path) -> str:
         raise LoadError(f"{path}: PDF support needs `pip install 'ragkit[pdf]'`; skipped") from None
     try:
         reader = PdfReader(str(path))
-        return "\n\n".join(page.extract_text() or "" for page in reader.pages)
+        text = "\n\n".join(page.extract_text() or "" for page in reader.pages)
     except Exception as exc:  # noqa: BLE001 - pypdf raises many types on broken files
         raise LoadError(f"{path}: unreadable PDF ({type(exc).__name__}); skipped") from None
+    if not text.strip():
+        raise LoadError(
+            f"{path}: no text layer in this PDF ({len(reader.pages)} pages; scanned images?); "
+            "run OCR on it first (e.g. ocrmypdf); skipped"
+        )
+    return text
 
 
 def load_file(
@@ -101,19 +111,29 @@ def load_file(
             "(raise indexing.max_file_mb in the profile); skipped"
         )
     if suffix in PDF_SUFFIXES:
-        text = _pdf_to_text(path)
-        return ([Document(content=text, meta={"source": source})] if text.strip() else []), []
+        if size == 0:
+            return [], []
+        return [Document(content=_pdf_to_text(path), meta={"source": source})], []
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise LoadError(f"{path}: cannot read ({exc.strerror}); skipped") from None
     text = _read_text(path, raw)
+    if not text.strip():
+        return [], []  # the file itself is blank: it has no chunks now
     if suffix in HTML_SUFFIXES:
         text = _html_to_text(path, text)
+        if not text.strip():
+            raise LoadError(f"{path}: no visible text in this HTML page; skipped")
     if suffix in JSONL_SUFFIXES:
-        return _load_jsonl(path, text, text_field)
-    if not text.strip():
-        return [], []
+        docs, errors = _load_jsonl(path, text, text_field)
+        if not docs:
+            raise LoadError(
+                f"{path}: no usable line ({len(errors)} malformed or without a string field "
+                f"{text_field!r}; first: line {errors[0].removeprefix(str(path) + ':')}); is it a JSON "
+                "array or another format? ragkit reads one JSON object per line"
+            )
+        return docs, errors
     return [Document(content=text, meta={"source": source})], []
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragkit.config import Profile, profile_label, resolve_profile, store_from_location
 from ragkit.errors import InvalidInputError
+from ragkit.models.registry import model_files
 
 if TYPE_CHECKING:
     from haystack import Pipeline
@@ -51,10 +52,21 @@ class IndexResult:
         report: The indexing run's report; None when the call only deleted files.
         deleted: Files removed because ``delete`` named them (files that vanished from an
             indexed folder are counted in ``report.removed``).
+        unmatched_deletes: The ``delete`` paths (as given) with no indexed file at or under
+            them: most likely a typo, so they are reported in ``warnings``.
     """
 
     report: IndexReport | None
     deleted: int = 0
+    unmatched_deletes: list[str] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line per ``delete`` path that matched no indexed file (nothing removed there)."""
+        return [
+            f"--delete {path}: no indexed file is at or under it; nothing removed there"
+            for path in self.unmatched_deletes
+        ]
 
     @property
     def deleted_files(self) -> int:
@@ -70,6 +82,7 @@ class IndexResult:
         """JSON-ready form (``ragkit index --json``)."""
         out = self.report.as_dict() if self.report else {"chunks_total": None, "errors": []}
         out["deleted_files"] = self.deleted_files
+        out["unmatched_deletes"] = self.unmatched_deletes
         return out
 
 
@@ -82,11 +95,14 @@ class RepairResult:
             dropped because they are gone from disk).
         problems_left: One line per disagreement between the store's halves after the repair.
         warnings: ``problems_left`` as user-facing lines that name the repair command.
+        rebuilt: One line per damaged metadata file (``store.json``, Qdrant's ``meta.json``)
+            rebuilt from the store's intact data before the repair.
     """
 
     report: IndexReport
     problems_left: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    rebuilt: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -95,7 +111,11 @@ class RepairResult:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (``ragkit repair --json``)."""
-        return {**self.report.as_dict(), "problems_left": self.problems_left}
+        return {
+            **self.report.as_dict(),
+            "problems_left": self.problems_left,
+            "rebuilt": self.rebuilt,
+        }
 
 
 @dataclass
@@ -149,6 +169,71 @@ def indexing_embedding_dim(
     return probe_embedding_dim(pipe)
 
 
+def check_indexing_pipeline(pipe: Pipeline, source: PathArg) -> None:
+    """Refuse a pipeline that cannot index (e.g. a query pipeline) before the store is touched.
+
+    The :class:`~ragkit.indexing.indexer.Indexer` feeds file paths to an open ``sources`` input
+    and reads what was written from a store writer's ``chunks_by_source`` output; a pipeline
+    without both would mark files pending and then fail half-way.
+
+    Raises:
+        PipelineError: One line naming the file and what is missing.
+    """
+    from ragkit.pipeline import PipelineError
+
+    inputs = pipe.inputs()
+    takes_sources = any("sources" in sockets for sockets in inputs.values())
+    other = sorted(
+        f"{name}.{socket}"
+        for name, sockets in inputs.items()
+        for socket, info in sockets.items()
+        if socket != "sources" and info.get("is_mandatory")
+    )
+    writes = any(
+        "chunks_by_source" in pipe.graph.nodes[name].get("output_sockets", {})
+        for name in pipe.graph.nodes
+    )
+    missing = []
+    if not takes_sources:
+        missing.append("an open 'sources' input (a file loader)")
+    if not writes:
+        missing.append("a store writer (ragkit.indexing.writer.StoreWriter)")
+    if other:
+        missing.append(
+            f"nothing but 'sources' as required input (it also needs {', '.join(other)})"
+        )
+    if missing:
+        raise PipelineError(
+            [
+                f"{source}: not an indexing pipeline: it needs {'; '.join(missing)}; is it a "
+                "query pipeline? give an indexer from indexers/ (e.g. --indexer default)"
+            ]
+        )
+
+
+def _refuse_nothing_to_index(paths: list[Path], store: str | None, prof: Profile) -> None:
+    """Fail before the store is opened when no path exists, or nothing is there for a new store.
+
+    A run that cannot index anything must not leave an empty store behind.
+    """
+    from ragkit.config import EmbeddedStore
+    from ragkit.indexing.indexer import IndexReport, discover
+
+    report = IndexReport()
+    files, roots = discover(paths, report)
+    if files:
+        return
+    cfg = store_from_location(store, prof)
+    new_store = (
+        isinstance(cfg, EmbeddedStore) and not (Path(cfg.path).expanduser() / "store.json").exists()
+    )
+    if roots and not new_store:
+        return  # an indexed folder may have emptied: the run removes its files' chunks
+    reasons = "; ".join(report.errors[:3]) or "no supported files"
+    hint = " (to remove indexed files, use --delete PATH)" if not roots else ""
+    raise InvalidInputError(f"nothing to index: {reasons}; no store was written{hint}")
+
+
 @contextlib.contextmanager
 def open_indexer(
     store: str | None,
@@ -159,6 +244,7 @@ def open_indexer(
     measure: bool = True,
     must_exist: bool = False,
     progress: bool = False,
+    rebuilt: list[str] | None = None,
 ) -> Iterator[Indexer]:
     """An :class:`Indexer` over the opened, locked store; the pipeline is closed after success.
 
@@ -176,6 +262,9 @@ def open_indexer(
             nothing will be embedded (deletions).
         must_exist: Refuse a store that was never indexed instead of creating it.
         progress: Show a progress bar on stderr.
+        rebuilt: A list to rebuild damaged store metadata into (``ragkit repair``): a lost or
+            corrupt ``store.json`` or Qdrant ``meta.json`` is rebuilt from the intact data
+            before the store is opened, and one line per rebuilt file is appended.
 
     Raises:
         PipelineNotFoundError, PipelineError, StoreError, StoreInUseError: As for
@@ -189,13 +278,25 @@ def open_indexer(
     from ragkit.stores.store import release_store
 
     pipe_file = find_pipeline_file(indexer, "indexers", "indexer")
-    extra = {"overrides_from": overrides_from} if overrides_from is not None else {}
-    pipe = load_pipeline(pipe_file, overrides=profile.indexing_overrides(), **extra)
+    pipe = load_pipeline(
+        pipe_file,
+        overrides=profile.indexing_overrides(),
+        overrides_from=overrides_from or profile_label(profile),
+        override_origins=profile.indexing_override_origins(),
+    )
+    check_indexing_pipeline(pipe, pipe_file)
     # the model that actually embeds, loaded and measured before the store is touched
     model = embedding_model(pipe) or profile.embedding.model
     dim = indexing_embedding_dim(store, profile, pipe, model) if measure else None
+    if rebuilt is not None:
+        rebuilt.extend(_rebuild_metadata(store, profile, pipe, model, dim))
     st = open_store_at(
-        store, profile, must_exist=must_exist, embedding_model=model, embedding_dim=dim
+        store,
+        profile,
+        must_exist=must_exist,
+        embedding_model=model,
+        embedding_dim=dim,
+        model_files=model_files,
     )
     try:
         bind_store(pipe, st)
@@ -203,6 +304,25 @@ def open_indexer(
         close_pipeline(pipe)
     finally:
         release_store(st)
+
+
+def _rebuild_metadata(
+    store: str | None, profile: Profile, pipe: Pipeline, model: str, dim: int | None
+) -> list[str]:
+    """Rebuild a damaged embedded store's metadata with what the indexing pipeline embeds."""
+    from ragkit.config import EmbeddedStore
+    from ragkit.indexing.settings import embed_document
+    from ragkit.stores.damage import rebuild_metadata
+
+    cfg = store_from_location(store, profile)
+    if not isinstance(cfg, EmbeddedStore):
+        return []
+    return rebuild_metadata(
+        cfg,
+        embedding_model=model,
+        embedding_dim=dim,
+        embed=lambda doc: embed_document(pipe, doc),
+    )
 
 
 def index_files(
@@ -232,7 +352,8 @@ def index_files(
         progress: Show a progress bar on stderr.
 
     Returns:
-        The run's :class:`IndexResult`; ``errors`` lists the files that were skipped.
+        The run's :class:`IndexResult`; ``errors`` lists the files that were skipped, and
+        ``warnings`` the ``delete`` paths that matched no indexed file.
 
     Raises:
         InvalidInputError: Neither ``paths`` nor ``delete`` given, or a ``:memory:`` store.
@@ -248,18 +369,28 @@ def index_files(
         raise InvalidInputError("give PATH... to index or --delete PATH")
     prof = resolve_profile(profile)
     _refuse_memory_store(store, prof)
+    if to_index and not to_delete:
+        _refuse_nothing_to_index(to_index, store, prof)
     with open_indexer(
         store,
         prof,
         indexer,
-        overrides_from=profile_label(profile),
+        overrides_from=profile_label(prof),
         measure=bool(to_index),
         must_exist=False,
         progress=progress,
     ) as idx:
+        unmatched = _unmatched(idx, to_delete)
         removed = idx.delete(to_delete) if to_delete else 0
         report = idx.index(to_index) if to_index else None
-    return IndexResult(report, removed)
+    return IndexResult(report, removed, unmatched)
+
+
+def _unmatched(idx: Indexer, paths: list[Path]) -> list[str]:
+    """The paths (as given) with no indexed file at or under them, matched as ``delete`` does."""
+    from ragkit.indexing.indexer import absolute
+
+    return [str(p) for p in paths if not idx.manifest.under(absolute(p))]
 
 
 def delete_files(
@@ -295,8 +426,9 @@ def repair_store(
 ) -> RepairResult:
     """Repair a damaged store, then check it in full.
 
-    BM25 is rebuilt from Qdrant where it disagrees, files with missing or partial chunks are
-    re-indexed from disk, and files gone from disk are dropped. The full integrity check that
+    A lost or corrupt ``store.json`` or Qdrant ``meta.json`` is rebuilt from the intact data
+    (``rebuilt``), BM25 is rebuilt from Qdrant where it disagrees, files with missing or partial
+    chunks are re-indexed from disk, and files gone from disk are dropped. The full check that
     follows tells whether anything is still wrong: ``problems_left`` (as data) and ``warnings``
     (the lines ``ragkit repair`` prints) rather than output on stderr.
 
@@ -310,13 +442,15 @@ def repair_store(
         The :class:`RepairResult`; ``ok`` is False when files failed or problems are left.
 
     Raises:
-        StoreError: No ragkit store at ``store`` (or it is a file).
+        StoreError: No ragkit store at ``store`` (or it is a file), or a damaged file that
+            cannot be rebuilt (the line says to re-index).
         ConfigError, PipelineNotFoundError, PipelineError, StoreInUseError: As for
             :func:`index_files`.
     """
     from ragkit.indexing.integrity import store_problems
 
     prof = resolve_profile(profile)
+    rebuilt: list[str] = []
     with open_indexer(
         store,
         prof,
@@ -325,11 +459,12 @@ def repair_store(
         measure=True,
         must_exist=True,
         progress=progress,
+        rebuilt=rebuilt,
     ) as idx:
         report = idx.repair()
         left = store_problems(idx.store, full=True)
         warnings = _damage_warnings(idx.store, left)
-    return RepairResult(report, left, warnings)
+    return RepairResult(report, left, warnings, rebuilt)
 
 
 def _damage_warnings(store: RagkitStore, problems: list[str]) -> list[str]:

@@ -16,7 +16,7 @@ from ragkit.models.errors import ModelLoadError, UnknownModelError
 from ragkit.pipeline import PipelineError
 
 if TYPE_CHECKING:
-    from haystack import Pipeline
+    from haystack import Document, Pipeline
 
 # init parameters that change how fast or where work runs, never which chunks or vectors result
 OPERATIONAL_PARAMS = frozenset(
@@ -88,6 +88,22 @@ def probe_embedding_dim(pipe: Pipeline) -> int | None:
     if not vector:
         raise ModelLoadError(f"embedding model {comp.model!r} (components.{name}) made no vector")
     return len(vector)
+
+
+def embed_document(pipe: Pipeline, document: Document) -> list[float] | None:
+    """``document`` embedded by the pipeline's document embedder as indexing embeds it (a copy).
+
+    ``ragkit repair`` compares it with the vector stored for the same chunk to tell whether the
+    pipeline's model made the store's vectors.
+    """
+    import dataclasses
+
+    found = document_embedders(pipe)
+    if not found:
+        return None
+    copy = dataclasses.replace(document, embedding=None, sparse_embedding=None, score=None)
+    docs = found[0][1].run(documents=[copy])["documents"]
+    return list(docs[0].embedding) if docs and docs[0].embedding is not None else None
 
 
 def _scrub(value: Any) -> Any:

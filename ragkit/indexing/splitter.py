@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from haystack import Document, component
 
+from ragkit.errors import InvalidParameter, clip
+
 _WORD = re.compile(r"\S+")
 # a sentence ends at . ! ? (optionally followed by quotes/brackets) before whitespace, or at a blank line
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n\s*\n")
@@ -110,9 +112,17 @@ class TextSplitter:
             tokenizer: model name or directory whose tokenizer counts tokens in ``token`` mode.
         """
         if split_by not in ("word", "sentence", "token"):
-            raise ValueError(f"split_by must be word, sentence or token, not {split_by!r}")
-        if split_length < 1 or split_overlap < 0 or split_overlap >= split_length:
-            raise ValueError("need split_length >= 1 and 0 <= split_overlap < split_length")
+            raise InvalidParameter(
+                "split_by", f"must be word, sentence or token, not {clip(split_by)}"
+            )
+        if split_length < 1:
+            raise InvalidParameter("split_length", f"must be at least 1, got {split_length}")
+        if split_overlap < 0 or split_overlap >= split_length:
+            raise InvalidParameter(
+                "split_overlap",
+                f"must be at least 0 and less than split_length ({split_length}), got "
+                f"{split_overlap}",
+            )
         self.split_by = split_by
         self.split_length = split_length
         self.split_overlap = split_overlap

@@ -6,6 +6,7 @@ from collections import Counter
 
 from haystack import Document, component
 
+from ragkit.models.registry import model_files
 from ragkit.stores.components import StoreBound
 
 
@@ -19,6 +20,8 @@ class StoreWriter(StoreBound):
     writer.run(documents=embedded_chunks)
     ```
     """
+
+    model_files = staticmethod(model_files)
 
     def __init__(
         self,

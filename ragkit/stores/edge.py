@@ -219,6 +219,10 @@ class EdgeDocumentStore:
         )
         return [self._document(p.payload, float(p.score)) for p in points]
 
+    def first_document(self) -> Document | None:
+        """One stored document with its vector (None for an empty shard): what it holds."""
+        return next(self._scroll(None, with_vector=True), None)
+
     def source_counts(self) -> dict[str, int]:
         """Documents per ``meta.source`` (payloads only)."""
         counts: Counter[str] = Counter()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from ragkit.config import EmbeddedStore, Profile, store_from_location
 
 if TYPE_CHECKING:
-    from ragkit.stores.store import RagkitStore
+    from ragkit.stores.store import ModelFiles, RagkitStore
 
 __all__ = ["explicit_embedding_model", "open_store_at"]
 
@@ -26,6 +26,7 @@ def open_store_at(
     embedding_model: str | None = None,
     embedding_dim: int | None = None,
     read_only: bool = False,
+    model_files: ModelFiles | None = None,
 ) -> RagkitStore:
     """Open the store at ``location`` (a directory, ``:memory:`` or a URL; None: the profile's).
 
@@ -39,6 +40,8 @@ def open_store_at(
         embedding_model: The model the caller embeds with; None takes the store's record.
         embedding_dim: That model's dimension; None takes the store's record.
         read_only: Open for reading only.
+        model_files: Model name -> local files, so two names of one model match (pass
+            :func:`ragkit.models.registry.model_files`); None: names must be equal.
 
     Returns:
         The open store.
@@ -47,6 +50,7 @@ def open_store_at(
         ConfigError: ``location`` is empty (exit status 2).
         StoreError: The path is a file, or holds no ragkit store when ``must_exist``.
     """
+    from ragkit.stores.damage import holds_store
     from ragkit.stores.store import StoreError, open_store
 
     cfg = store_from_location(location, profile)
@@ -54,10 +58,15 @@ def open_store_at(
         d = Path(cfg.path).expanduser()
         if d.exists() and not d.is_dir():
             raise StoreError(f"store path {d} is a file; give a directory for --store")
-        if not (d / "store.json").exists():
+        # a store whose store.json is gone is a damaged store, not none (see diagnose_store)
+        if not holds_store(d):
             raise StoreError(f"no ragkit store at {d}; run `ragkit index PATH --store {d}` first")
     return open_store(
-        cfg, embedding_model=embedding_model, embedding_dim=embedding_dim, read_only=read_only
+        cfg,
+        embedding_model=embedding_model,
+        embedding_dim=embedding_dim,
+        read_only=read_only,
+        model_files=model_files,
     )
 
 

@@ -19,13 +19,22 @@ import dataclasses
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ragkit.atomic import write_json_atomic
 from ragkit.config import EmbeddedStore, MemoryStore, ServerStore
-from ragkit.errors import RagkitError
+from ragkit.redact import credentials, redact_url
+from ragkit.stores.damage import StoreDamage, diagnose_store, holds_store
+from ragkit.stores.layout import (
+    DEFAULT_EMBEDDING_MODEL,
+    DEFAULT_ENGINE,
+    EMBEDDING_DIM,
+    STORE_FORMAT,
+    StoreError,
+    local_qdrant,
+)
 from ragkit.stores.lock import StoreLock
 from ragkit.stores.sparse import SparseBM25Encoder
 
@@ -36,18 +45,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-STORE_FORMAT = 1
-DEFAULT_EMBEDDING_MODEL = "minilm"
-EMBEDDING_DIM = 384  # MiniLM's; the dimension of a new store when nothing else is known
-# the vector engine of a new embedded store without `engine:`; stores record theirs in store.json
-DEFAULT_ENGINE = "local"
-
-
-class StoreError(RagkitError, RuntimeError):
-    """The store cannot be opened or is inconsistent; the message says what to do."""
-
 
 AnyStore = EmbeddedStore | MemoryStore | ServerStore
+ModelFiles = Callable[[str], "Path | None"]
+"""A model name -> its local files (None: not local); the model registry's knowledge, injected."""
 
 
 class RagkitStore:
@@ -62,6 +63,7 @@ class RagkitStore:
         embedding_model: str | None = None,
         embedding_dim: int | None = None,
         read_only: bool = False,
+        model_files: ModelFiles | None = None,
     ) -> None:
         """Open a store.
 
@@ -75,9 +77,13 @@ class RagkitStore:
             read_only: for commands that only read (``query``, ``stats``): the store must
                 exist, a Qdrant half whose files are gone is reported instead of recreated,
                 and every write raises :class:`StoreError`.
+            model_files: Where a model name's files are (the caller's model registry, e.g.
+                :func:`ragkit.models.registry.model_files`), so that two names of one model
+                (``minilm`` and its directory) are one; None: names must be equal.
         """
         self.config = config
         self.read_only = read_only
+        self._model_files = model_files
         self._asked_model = embedding_model
         self._asked_dim = embedding_dim
         self.embedding_model = embedding_model or DEFAULT_EMBEDDING_MODEL
@@ -107,7 +113,7 @@ class RagkitStore:
             directory = Path(cfg.path).expanduser().resolve()
             if directory.exists() and not directory.is_dir():
                 raise StoreError(f"store path {directory} is a file; give a directory for --store")
-            if self.read_only and not (directory / "store.json").is_file():
+            if self.read_only and not holds_store(directory):
                 raise StoreError(
                     f"no ragkit store at {directory}; "
                     f"run `ragkit index PATH --store {directory}` first"
@@ -121,15 +127,19 @@ class RagkitStore:
                     from ragkit.stores.edge import import_edge
 
                     import_edge()
+                # the one diagnosis every command makes, so they name the same file and remedy;
+                # writers recreate a lost collection and re-index what it held
+                damage = diagnose_store(directory, cfg.collection)
+                if damage is not None and (self.read_only or not damage.writers_heal):
+                    raise StoreError(damage.message())
                 self._check_meta()
                 if self.engine == "edge":
                     self.qdrant = self._open_edge(directory)
                 else:
-                    if self.read_only:
-                        self._check_qdrant_files(directory / "qdrant")
-                    common["embedding_dim"] = self.embedding_dim
-                    self.qdrant = QdrantDocumentStore(path=str(directory / "qdrant"), **common)
-                    _probe_local_qdrant(self.qdrant, directory / "qdrant")
+                    self.qdrant = local_qdrant(
+                        directory / "qdrant", cfg.collection, self.embedding_dim
+                    )
+                    _probe_local_qdrant(self.qdrant, directory)
                 self._bm25 = self._load_bm25()
             except BaseException:
                 self._lock.release()
@@ -181,10 +191,9 @@ class RagkitStore:
         path = directory / EDGE_DIR
         import_edge()  # a missing package is its own one-line error, not "damaged"
         if self.read_only and not edge_files_present(path):
-            raise StoreError(
-                f"store {self.directory} is damaged: its Qdrant Edge shard is missing or empty "
-                f"({path}); run `ragkit repair --store {self.directory}`"
-            )
+            # a writer's open replays the shard's log, and index / repair re-index the rest
+            damage = StoreDamage(directory, path, "is missing or empty (Qdrant Edge shard)")
+            raise StoreError(damage.message())
         try:
             store = EdgeDocumentStore(
                 path, self.embedding_dim, read_only=self.read_only, hnsw_ef=self.config.hnsw_ef
@@ -192,10 +201,8 @@ class RagkitStore:
             store.count_documents()
         except Exception as exc:  # noqa: BLE001 - the engine raises one Exception type for all
             reason = " ".join(str(exc).split())[:200]
-            raise StoreError(
-                f"{path} is unreadable ({reason}); the store is damaged: "
-                f"delete {directory} and re-index"
-            ) from None
+            damage = StoreDamage(directory, path, f"is unreadable ({reason})", repairable=False)
+            raise StoreError(damage.message()) from None
         return store
 
     def _check_meta(self) -> None:
@@ -214,17 +221,16 @@ class RagkitStore:
         if meta_path.exists():
             try:
                 found = json.loads(meta_path.read_text())
-            except (OSError, json.JSONDecodeError):
-                raise StoreError(
-                    f"{meta_path} is corrupt; delete the store directory and re-index"
-                ) from None
+            except (OSError, json.JSONDecodeError) as exc:  # changed since diagnose_store
+                damage = StoreDamage(self.directory, meta_path, f"is unreadable ({exc})")
+                raise StoreError(damage.message()) from None
             if found.get("format") != STORE_FORMAT:
                 raise StoreError(
                     f"{meta_path}: store format {found.get('format')} is not {STORE_FORMAT}; re-index"
                 )
             recorded = found.get("embedding_model")
             if self._asked_model is not None and not same_embedding_model(
-                str(recorded), self._asked_model
+                str(recorded), self._asked_model, self._model_files
             ):
                 raise StoreError(
                     f"store {self.directory} was built with embedding model "
@@ -249,29 +255,10 @@ class RagkitStore:
             self.embedding_model = str(recorded)
             self.embedding_dim = int(dim)
             self.engine = str(engine)
-        elif any(
-            p.name in {"qdrant", "edge", "bm25", "manifest.json"} for p in self.directory.iterdir()
-        ):
-            raise StoreError(
-                f"{self.directory} holds store files but no store.json; is it a ragkit store?"
-            )
+        elif holds_store(self.directory):  # store files appeared since diagnose_store
+            raise StoreError(StoreDamage(self.directory, meta_path, "is missing").message())
         else:
             write_json_atomic(meta_path, meta)
-
-    def _check_qdrant_files(self, qdrant_dir: Path) -> None:
-        """Refuse (read-only) a collection whose files are gone: Qdrant would recreate them empty."""
-        name = self.config.collection
-        storage = qdrant_dir / "collection" / name / "storage.sqlite"
-        try:
-            meta = json.loads((qdrant_dir / "meta.json").read_text(encoding="utf-8"))
-            listed = name in meta.get("collections", {})
-        except (OSError, ValueError, AttributeError):
-            listed = False
-        if not listed or not storage.is_file() or storage.stat().st_size == 0:
-            raise StoreError(
-                f"store {self.directory} is damaged: its Qdrant collection {name!r} is missing "
-                f"or empty ({storage}); run `ragkit repair --store {self.directory}`"
-            )
 
     def _writable(self) -> None:
         if self.read_only:
@@ -521,56 +508,24 @@ def recorded_embedding(config: AnyStore) -> tuple[str, int] | None:
         return None
 
 
-def same_embedding_model(a: str, b: str) -> bool:
-    """Whether two model names embed alike: equal, or resolving to the same local files.
+def same_embedding_model(a: str, b: str, model_files: ModelFiles | None = None) -> bool:
+    """Whether two model names embed alike: equal, or naming the same local files.
 
     ``minilm`` and the packaged directory it names are one model; refusing one for the other
-    would make a store built with either unusable from a profile that names the other.
+    would make a store built with either unusable from a profile that names the other. Which
+    files a name means is the model layer's knowledge: the caller hands it in as
+    ``model_files`` (the store layer does not import the models).
     """
     if a == b:
         return True
-    from ragkit.errors import RagkitError
-    from ragkit.models.registry import resolve_model
-
-    try:
-        pa, pb = resolve_model(a).path, resolve_model(b).path
-    except (RagkitError, OSError, ValueError):
+    if model_files is None:
         return False
+    pa, pb = model_files(a), model_files(b)
     return pa is not None and pb is not None and Path(pa).resolve() == Path(pb).resolve()
 
 
 def _safe_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:120]
-
-
-def redact_url(url: str) -> str:
-    """``url`` without user, password, query and fragment: safe to print or to name a directory."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:  # e.g. a port that is not a number
-        return url.split("://", 1)[0] + "://<unparsable URL>"
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    netloc = f"{host}:{port}" if port is not None else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def _credentials(url: str) -> list[str]:
-    """Secret parts of ``url`` to blank out of messages (short ones would mangle ordinary words)."""
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return []
-    userinfo = parts.netloc.rpartition("@")[0]
-    found = [userinfo + "@" if userinfo else "", parts.query]
-    found += [c for c in (parts.password, parts.username) if c and len(c) >= 6]
-    return [c for c in found if c]
 
 
 def server_state_dir(cfg: ServerStore) -> Path:
@@ -586,7 +541,7 @@ def _probe_server(qdrant: Any, url: str) -> None:
     except Exception as exc:  # noqa: BLE001 - qdrant-client/httpx raise many types for one cause
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         reason = reason.replace(url, redact_url(url))
-        for secret in _credentials(url):
+        for secret in credentials(url):
             reason = reason.replace(secret, "***")
         raise StoreError(
             f"cannot reach the Qdrant server at {redact_url(url)} ({reason}); "
@@ -600,10 +555,13 @@ def _probe_local_qdrant(qdrant: Any, directory: Path) -> None:
         qdrant.count_documents()
     except Exception as exc:  # noqa: BLE001 - sqlite, json, pickle and qdrant errors alike
         reason = " ".join(str(exc).split())[:200]
-        raise StoreError(
-            f"{directory} is unreadable ({type(exc).__name__}: {reason}); the store is damaged: "
-            f"delete {directory.parent} and re-index"
-        ) from None
+        damage = StoreDamage(
+            directory,
+            directory / "qdrant",
+            f"is unreadable ({type(exc).__name__}: {reason})",
+            repairable=False,
+        )
+        raise StoreError(damage.message()) from None
 
 
 class _OpenStores:
@@ -631,13 +589,14 @@ class _OpenStores:
         embedding_model: str | None,
         embedding_dim: int | None,
         read_only: bool,
+        model_files: ModelFiles | None = None,
     ) -> RagkitStore:
         key = self.key(config)
         with self._lock:
             if key is not None and key in self._stores:
                 store = self._stores[key]
                 if embedding_model is not None and not same_embedding_model(
-                    embedding_model, store.embedding_model
+                    embedding_model, store.embedding_model, model_files or store._model_files
                 ):
                     raise StoreError(
                         f"store {store._where()} was built with embedding model "
@@ -658,6 +617,7 @@ class _OpenStores:
                     embedding_model=embedding_model,
                     embedding_dim=embedding_dim,
                     read_only=read_only,
+                    model_files=model_files,
                 )
                 if key is not None:
                     self._stores[key] = store
@@ -683,6 +643,7 @@ def open_store(
     embedding_model: str | None = None,
     embedding_dim: int | None = None,
     read_only: bool = False,
+    model_files: ModelFiles | None = None,
 ) -> RagkitStore:
     """Open (or share the already open) store for ``config``; pair with :func:`release_store`.
 
@@ -691,11 +652,13 @@ def open_store(
         embedding_model: the model the caller embeds with; None takes the store's recorded one.
         embedding_dim: that model's dimension; None takes the store's recorded one.
         read_only: open for reading only (see :class:`RagkitStore`).
+        model_files: name -> local files of a model, so two names of one model match (see
+            :class:`RagkitStore`); None: names must be equal.
 
     Returns:
         The open store; opening never rebuilds or saves anything.
     """
-    return _OPEN.open(config, embedding_model, embedding_dim, read_only)
+    return _OPEN.open(config, embedding_model, embedding_dim, read_only, model_files)
 
 
 def release_store(store: RagkitStore) -> None:

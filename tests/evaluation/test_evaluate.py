@@ -141,6 +141,57 @@ def test_eval_dirs_and_resume_guard_end_to_end(
     assert resumed["metrics"]["recall@1"] == pytest.approx(1.0)
 
 
+def test_eval_never_writes_into_a_folder_that_is_not_a_ragkit_run(
+    tmp_path: Path, mini_qa_file: Path
+) -> None:
+    """Issue 27: ``--out`` of a folder holding the user's own files overwrote them, exit 0."""
+    precious = tmp_path / "out"
+    precious.mkdir()
+    (precious / "results.jsonl").write_text("precious\n")
+    foreign = tmp_path / "other"  # another tool's run.json is not a ragkit run's
+    foreign.mkdir()
+    (foreign / RUN_FILE).write_text('{"settings": "mine"}')
+    for out in (precious, foreign):
+        before = {p.name: p.read_text() for p in out.iterdir()}
+        for flags in ((), ("--force",), ("--resume",)):
+            code, _, err = _cli("eval", str(mini_qa_file), "--pipeline", "retrieve",
+                                "--mode", "per-question", "--out", str(out), *flags)  # fmt: skip
+            assert code == 2 and err.count("\n") == 1, (flags, err)
+            assert err.startswith(f"error: --out {out} is not empty and is not a ragkit eval run")
+            assert "give a new or empty folder" in err
+            assert {p.name: p.read_text() for p in out.iterdir()} == before  # nothing written
+    # an empty folder is fine
+    (tmp_path / "empty").mkdir()
+    code, _, err = _cli("eval", str(mini_qa_file), "--pipeline", "retrieve", "--mode",
+                        "per-question", "--limit", "1", "--out", str(tmp_path / "empty"))  # fmt: skip
+    assert code == 0, err
+    assert (tmp_path / "empty" / RUN_FILE).exists()
+
+
+def test_eval_replaces_a_run_with_other_settings_only_with_force(
+    tmp_path: Path, mini_qa_file: Path
+) -> None:
+    run = tmp_path / "run"
+    args = ("eval", str(mini_qa_file), "--pipeline", "retrieve", "--mode", "per-question",
+            "--limit", "1", "--out", str(run), "--json")  # fmt: skip
+    code, _, err = _cli(*args)
+    assert code == 0, err
+    before = {p.name: p.read_text() for p in run.iterdir()}
+    code, _, err = _cli(*args, "--top-k", "1")
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"error: --out {run} holds a ragkit eval run made with other settings")
+    assert "top_k the pipeline's own -> 1" in err and "--force to replace" in err
+    assert {p.name: p.read_text() for p in run.iterdir()} == before  # nothing written
+    code, _, err = _cli(*args, "--top-k", "1", "--force", "--resume")
+    assert code == 2 and "give only one of them" in err, err
+    code, _, err = _cli(*args)  # the same settings: a re-run of that run is fine
+    assert code == 0, err
+    code, out, err = _cli(*args, "--top-k", "1", "--force")
+    assert code == 0, err
+    assert json.loads((run / RUN_FILE).read_text())["settings"]["top_k"] == 1
+    assert json.loads(out)["top_k"] == 1 and json.loads(out)["count"] == 1
+
+
 def test_eval_rejects_bad_mode_before_loading_anything(mini_qa_file: Path) -> None:
     code, _, err = _cli("eval", str(mini_qa_file), "--mode", "mixed")
     assert code == 2 and "mode must be pooled or per-question, not 'mixed'" in err

@@ -7,21 +7,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from cli_run import ragkit
 
-from ragkit.cli import app
 from ragkit.config import EmbeddedStore
 from ragkit.indexing.loaders import FileLoader
 from ragkit.indexing.manifest import Manifest
 from ragkit.stores.store import open_store, release_store
 
-runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]
-
-
-def ragkit(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def index(corpus: Path, store: Path, *extra: str) -> tuple[int, str, str]:
@@ -93,7 +86,8 @@ def test_unloadable_file_with_colon_in_name_keeps_its_chunks(tmp_path: Path) -> 
     assert hits and hits[0]["source"] == src
 
     code, out, err = index(corpus, store)
-    assert code == 1 and "1 changed, 1 unchanged" in out and "not UTF-8" in err
+    assert code == 1 and "0 changed, 1 unchanged" in out and "1 failed to load" in out
+    assert "not UTF-8" in err
 
 
 # ---------------------------------------------------------------- 2. read-only commands

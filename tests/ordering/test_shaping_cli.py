@@ -6,17 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from cli_run import ragkit
 
 from ragkit.answering.run import shaping_lines
-from ragkit.cli import app
-
-runner = CliRunner()
-
-
-def ragkit(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -107,4 +99,7 @@ def test_negative_lambda_in_yaml_is_a_path_error(tmp_path: Path) -> None:
     bad.write_text(text.replace("lam: 0.1", "lam: -0.5"))
     code, _, err = ragkit("pipelines", "validate", str(bad))
     assert code == 2
-    assert f"{bad}: components.selector.init_parameters.lam: must be a finite number >= 0" in err
+    assert (
+        f"{bad}: components.selector.init_parameters.search.lam: must be a finite number >= 0"
+        in err
+    )
