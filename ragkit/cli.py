@@ -1254,7 +1254,7 @@ def serve(
         typer.Option("--workers", min=1, help="Worker processes (>1 needs a Qdrant server store)."),
     ] = 1,
     ui: Annotated[
-        bool, typer.Option("--ui", help="Chat UI: not available yet; use Open WebUI on /v1.")
+        bool, typer.Option("--ui", help="Also serve a chat UI at /ui (streams answers, lists sources).")
     ] = False,
     api_key_env: Annotated[
         str | None,

@@ -78,14 +78,21 @@ async def _send_error(
 
 
 class BearerAuth:
-    """Every HTTP request must carry ``Authorization: Bearer <token>`` (constant-time check)."""
+    """Every HTTP request must carry ``Authorization: Bearer <token>`` (constant-time check).
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    ``public`` names the ``GET`` paths that need none: only the chat UI's static page, which
+    holds no data (the page itself sends the key on every call it makes).
+    """
+
+    def __init__(self, app: ASGIApp, token: str, public: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.token = token.encode()
+        self.public = public
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (
+            scope.get("method") == "GET" and scope.get("path") in self.public
+        ):
             await self.app(scope, receive, send)
             return
         header = b""
@@ -316,6 +323,15 @@ def build_app(engine: Engine, *, close_engine: bool = True) -> FastAPI:
     for route in run_routes:
         app.add_api_route(**route)
     app.add_route("/mcp", mcp_endpoint, methods=["GET", "POST", "DELETE"], include_in_schema=False)
+    if settings.ui:
+        from fastapi.responses import HTMLResponse
+
+        page = ui_page()
+
+        @app.get(UI_PATH, include_in_schema=False)
+        async def chat_ui() -> HTMLResponse:
+            """The chat page: streams answers from /v1/chat/completions and lists the sources."""
+            return HTMLResponse(page, headers={"cache-control": "no-store"})
 
     served = ", ".join(engine.pipelines)
 
@@ -357,7 +373,8 @@ def build_app(engine: Engine, *, close_engine: bool = True) -> FastAPI:
     )
     token = settings.api_key()
     if token is not None:
-        app.add_middleware(BearerAuth, token=token)
+        public = frozenset({UI_PATH}) if settings.ui else frozenset()
+        app.add_middleware(BearerAuth, token=token, public=public)
     if settings.cors_origins:  # outermost: a browser's preflight carries no credentials
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -368,6 +385,21 @@ def build_app(engine: Engine, *, close_engine: bool = True) -> FastAPI:
             allow_headers=["authorization", "content-type"],
         )
     return app
+
+
+UI_PATH = "/ui"
+
+
+def ui_page() -> str:
+    """The chat UI's one static page (``ragkit/serve/ui.html``, shipped with the package).
+
+    Hayhooks' own UI is Chainlit: its install pulls in a large tracing stack, it calls the
+    chat endpoint back without the API key, and a browser cannot send a bearer header on its
+    websocket; this page uses the OpenAI-compatible endpoint that every client here uses.
+    """
+    from importlib.resources import files
+
+    return files("ragkit.serve").joinpath("ui.html").read_text(encoding="utf-8")
 
 
 def _route_paths(route: Any) -> set[str]:

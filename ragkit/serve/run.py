@@ -56,12 +56,6 @@ def run_server(*, pipelines: str | None = None, ui: bool = False, **options: Any
         where = ".".join(str(p) for p in err.get("loc", ()))
         raise InvalidInputError(f"ragkit serve: {where}: {err.get('msg')}") from None
     settings.check()  # before the slow imports: a refused host fails at once
-    if settings.ui:
-        raise InvalidInputError(
-            "--ui is not available yet (Hayhooks' UI is Chainlit, whose install pulls in a large "
-            "tracing stack); point Open WebUI or any OpenAI-compatible chat UI at "
-            f"http://{settings.host}:{settings.port}/v1 instead"
-        )
     require_serve_packages()
     from ragkit.serve.app import serve
 

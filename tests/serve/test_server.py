@@ -91,7 +91,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "--store", str(root / "store"), "--profile", str(_profile(root)),
         "--pipelines", "rag,retrieve", "--port", str(port),
         "--api-key-env", KEY_ENV, "--allow-index", "--index-root", str(docs),
-        "--max-question-chars", str(MAX_QUESTION),
+        "--max-question-chars", str(MAX_QUESTION), "--ui",
     ]  # fmt: skip
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -372,3 +372,46 @@ def test_status_reports_the_store_and_the_loaded_models(server: Server) -> None:
     assert any(m["model"] == "smollm2-135m-instruct" for m in rag["models"])
     assert status["pipelines"]["retrieve"]["kind"] == "retrieval"
     assert status["indexing"]["allowed"] and status["process"]["rss_mb"] > 0
+
+
+def test_chat_ui_page_needs_no_key_and_streams_from_the_chat_endpoint(server: Server) -> None:
+    page = httpx.get(server.url + "/ui", timeout=30)  # no Authorization header
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    html = page.text
+    assert "/v1/chat/completions" in html and "stream: true" in html and "/v1/models" in html
+    assert "textContent" in html and "innerHTML" not in html  # passages are text, never markup
+    # the page is the only open door: the same server still refuses its API without the key
+    assert httpx.get(server.url + "/v1/models", timeout=30).status_code == 401
+    assert httpx.post(server.url + "/ui", timeout=30).status_code in (401, 405)
+
+
+@pytest.mark.slow
+def test_chat_ui_answers_in_a_real_browser(server: Server, tmp_path: Path) -> None:
+    """Headless Chromium types a question on the page; the streamed answer and sources show up.
+
+    Needs Debian's ``chromium`` and the ``playwright`` package (its driver only: the browser is
+    the system one, nothing is downloaded).
+    """
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("needs Debian's chromium package (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    question = "Which planet has the strongest winds?"
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    with sync_api.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=chromium, args=flags)
+        try:
+            page = browser.new_page()
+            page.goto(f"{server.url}/ui?pipeline=rag#key={KEY}")
+            page.fill("#question", question)
+            page.click("form button")
+            page.wait_for_selector(".turn[data-done='1']", timeout=180_000)
+            page.screenshot(path=str(tmp_path / "ui.png"))
+            turn = page.inner_text(".turn")
+            answer = page.inner_text(".turn .a")
+        finally:
+            browser.close()
+    assert question in turn
+    assert answer.strip() and not answer.startswith("(no answer")
+    assert "solar_system.md" in turn  # the sources listed under it
+    assert (tmp_path / "ui.png").stat().st_size > 5000

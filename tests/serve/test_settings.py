@@ -33,7 +33,6 @@ def _serve(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
         (["--pipelines", ","], None, "--pipelines is empty"),
         (["--workers", "2", "--store", "/tmp/x"], None, "needs a Qdrant server store"),
         (["--allow-index", "--index-root", "/no/such/folder"], None, "is not a folder"),
-        (["--ui"], None, "point Open WebUI or any OpenAI-compatible chat UI at"),
     ],
 )
 def test_refused_settings_are_one_line_before_anything_loads(
