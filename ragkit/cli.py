@@ -475,7 +475,12 @@ def eval_(
         int | None, typer.Option("--limit", min=1, help="Only the first N questions.")
     ] = None,
     mode: Annotated[
-        str, typer.Option("--mode", help="pooled (all passages in one store) or per-question.")
+        str,
+        typer.Option(
+            "--mode",
+            help="pooled (all passages in one store), per-question, or oracle (each question's "
+            "gold passages only: the reader's ceiling).",
+        ),
     ] = "pooled",
     out: Annotated[
         Path | None,
@@ -1254,7 +1259,8 @@ def serve(
         typer.Option("--workers", min=1, help="Worker processes (>1 needs a Qdrant server store)."),
     ] = 1,
     ui: Annotated[
-        bool, typer.Option("--ui", help="Also serve a chat UI at /ui (streams answers, lists sources).")
+        bool,
+        typer.Option("--ui", help="Also serve a chat UI at /ui (streams answers, lists sources)."),
     ] = False,
     api_key_env: Annotated[
         str | None,

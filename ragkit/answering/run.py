@@ -55,6 +55,8 @@ class QueryResult:
     top_k_shortfall: dict[str, Any] | None = None
     # how many passages the reader's prompt was given (None: not known for this pipeline)
     passages_given: int | None = None
+    # the first-stage retrievers' candidates before fusion and the top-k cut (not in ``--json``)
+    candidates: list[Document] = field(default_factory=list)
 
     def notes(self) -> list[str]:
         """Lines for the user about this result: removed citations, fewer passages than asked."""
@@ -203,6 +205,15 @@ class _CitationStream:
             if rest:
                 self._send(self.last, rest)
         self.held = ""
+
+
+def retriever_components(pipe: Pipeline) -> list[str]:
+    """Components that output ``documents`` without receiving any: the first-stage retrievers."""
+    producers = [
+        name for name, comp in pipe.walk() if "documents" in comp.__haystack_output__._sockets_dict
+    ]
+    consumers = {r for _, r, d in pipe.graph.edges(data=True) if d["to_socket"].name == "documents"}
+    return [p for p in producers if p not in consumers]
 
 
 def ranking_components(pipe: Pipeline) -> list[str]:
@@ -387,6 +398,7 @@ def answer_question(
     """
     mode = no_passages_mode(pipe, no_passages)
     rankers = ranking_components(pipe)
+    retrievers = [r for r in retriever_components(pipe) if r not in rankers]
     # components that explain their work (e.g. MemoRAG's clues) expose a ``trace`` output
     outputs = pipe.outputs(include_components_with_connected_outputs=True)
     tracers = [name for name, sockets in outputs.items() if "trace" in sockets]
@@ -402,7 +414,9 @@ def answer_question(
     if run_k is not None:
         _widen_retrievers(pipe, inputs, run_k)
     with gate.installed():
-        result = pipe.run(inputs, include_outputs_from=set(rankers) | set(tracers))
+        result = pipe.run(
+            inputs, include_outputs_from=set(rankers) | set(tracers) | set(retrievers)
+        )
     seconds = time.perf_counter() - start
     ranked: list[Document] = []
     for name in rankers:
@@ -459,7 +473,17 @@ def answer_question(
         removed_citations=removed,
         top_k_shortfall=shortfall,
         passages_given=gate.given,
+        candidates=_candidates(result, retrievers),
     )
+
+
+def _candidates(result: dict[str, Any], retrievers: list[str]) -> list[Document]:
+    """Every passage the first-stage retrievers returned, once each, in retriever order."""
+    seen: dict[str, Document] = {}
+    for name in retrievers:
+        for doc in (result.get(name) or {}).get("documents") or []:
+            seen.setdefault(doc.id, doc)
+    return list(seen.values())
 
 
 def shaping_lines(shaping: dict[str, dict[str, Any]]) -> list[str]:

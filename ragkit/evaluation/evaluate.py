@@ -40,8 +40,10 @@ __all__ = [
     "read_run_settings",
 ]
 
-#: How a dataset's passages are put in stores (see :mod:`ragkit.evaluation.stores`).
-MODES: tuple[str, ...] = ("pooled", "per-question")
+#: How a dataset's passages are put in stores (see :mod:`ragkit.evaluation.stores`): one store
+#: with every passage, one store per question with its passages, or one per question with its
+#: gold passages only (``oracle``: what the reader scores when retrieval is perfect, its ceiling).
+MODES: tuple[str, ...] = ("pooled", "per-question", "oracle")
 #: The settings a run directory was made with, beside results.jsonl and summary.json.
 RUN_FILE = "run.json"
 _RUN_FORMAT = 1
@@ -403,7 +405,11 @@ def _run(
         def answer_fn(example: Any) -> AnswerResult:
             store = pooled
             if store is None:
-                store = question_store(example.passages, data.name, embedder, model)
+                passages = example.passages
+                if settings.mode == "oracle":
+                    gold = set(example.gold_passage_ids)
+                    passages = [p for p in passages if p.id in gold]
+                store = question_store(passages, data.name, embedder, model)
                 bind_store(pipe, store)
             try:
                 res = answer_question(pipe, example.question, settings.top_k)
@@ -416,6 +422,7 @@ def _run(
             return AnswerResult(
                 answer=answer,
                 retrieved_ids=[d.meta.get("passage_id", d.id) for d in res.ranked],
+                pool_ids=[d.meta.get("passage_id", d.id) for d in res.candidates],
                 seconds=res.seconds,
                 extra={
                     "raw_answer": res.answer,
@@ -426,6 +433,7 @@ def _run(
                         else {}
                     ),
                     "usage": res.usage,
+                    "pool_size": len(res.candidates),
                     "sources": [d.meta.get("title") for d in res.sources],
                     **({"shaping": res.shaping} if res.shaping else {}),
                     **({"trace": res.trace} if res.trace else {}),

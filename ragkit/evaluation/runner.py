@@ -35,6 +35,9 @@ class AnswerResult:
 
     answer: str | None
     retrieved_ids: list[str] = field(default_factory=list)
+    # every passage a first-stage retriever returned, before fusion and the top-k cut: the
+    # candidate pool that selection and reranking methods choose from (for ``pool_recall``)
+    pool_ids: list[str] = field(default_factory=list)
     seconds: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -44,6 +47,7 @@ def score_example(
     answer: str | None,
     retrieved_ids: list[str],
     k_values: Iterable[int] = (1, 5, 10),
+    pool_ids: list[str] | None = None,
 ) -> dict[str, float]:
     """Metrics for one answered question: answer metrics if it has answers, recall@k if gold ids.
 
@@ -52,6 +56,8 @@ def score_example(
         answer: The predicted answer; None for retrieval-only pipelines (no answer metrics).
         retrieved_ids: Retrieved passage ids in rank order.
         k_values: Cut-offs for recall@k.
+        pool_ids: The retrievers' candidate pool; its recall is ``pool_recall`` (how much of
+            the gold a better choice among the candidates could still put in front of the reader).
 
     Returns:
         A mapping such as {"em": 1.0, "f1": 1.0, ..., "recall@5": 0.5, "recall@all": 1.0}.
@@ -66,6 +72,8 @@ def score_example(
         metrics["recall@all"] = recall_at_k(
             retrieved_ids, example.gold_passage_ids, max(len(retrieved_ids), 1)
         )
+        if pool_ids:
+            metrics["pool_recall"] = recall_at_k(pool_ids, example.gold_passage_ids, len(pool_ids))
     return metrics
 
 
@@ -129,7 +137,9 @@ def run_eval(
                         "prediction": result.answer,
                         "retrieved_ids": list(result.retrieved_ids),
                         "gold_passage_ids": example.gold_passage_ids,
-                        "metrics": score_example(example, result.answer, result.retrieved_ids, ks),
+                        "metrics": score_example(
+                            example, result.answer, result.retrieved_ids, ks, result.pool_ids
+                        ),
                         "seconds": result.seconds if result.seconds is not None else elapsed,
                         "extra": result.extra,
                     }

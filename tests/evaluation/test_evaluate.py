@@ -235,3 +235,65 @@ def test_per_question_memory_pipeline_never_opens_the_working_directory_store(
     assert rows[0]["retrieved_ids"], "the question's own passages were retrieved"
     assert not (work / ".ragkit").exists()
     assert list((tmp_path / "cache" / "memory").iterdir()), "the per-question memory was cached"
+
+
+def _distractor_set(tmp_path: Path) -> Path:
+    """Two questions whose gold passage shares no word with the question (BM25 cannot find it)
+    among distractors that do: retrieval misses the gold, the oracle hands it over."""
+    rows = []
+    for i, (question, gold, answer) in enumerate(
+        [
+            ("Which river crosses the old capital?", "Zorblat flows past Quentovic.", "Zorblat"),
+            ("Which mountain rises over the old capital?", "Mount Yelvar looms there.", "Yelvar"),
+        ]
+    ):
+        passages = [{"title": f"G{i}", "text": gold, "isgold": True}]
+        passages += [
+            {"title": f"D{i}{j}", "text": f"The old capital {question} distractor {j}."}
+            for j in range(6)
+        ]
+        rows.append({"question": question, "answers": [answer], "passages": passages})
+    path = tmp_path / "distractors.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_oracle_mode_reads_only_the_gold_passages_and_pool_recall_is_reported(
+    tmp_path: Path,
+) -> None:
+    data = _distractor_set(tmp_path)
+    common = {"limit": 2, "progress": False, "top_k": 1}
+    retrieved = evaluate(data, "retrieve", mode="per-question", out_dir=tmp_path / "r", **common)
+    oracle = evaluate(data, "retrieve", mode="oracle", out_dir=tmp_path / "o", **common)
+    # with the question's passages, the word-matching distractors come first; the gold is
+    # still among the retrievers' candidates (pool recall), the oracle's store holds only it
+    assert retrieved["metrics"]["recall@1"] == 0.0
+    assert retrieved["metrics"]["pool_recall"] == 1.0
+    assert oracle["metrics"]["recall@1"] == 1.0
+    rows = [
+        json.loads(line) for line in (tmp_path / "o" / "results.jsonl").read_text().splitlines()
+    ]
+    assert all(r["extra"]["pool_size"] == 1 for r in rows)
+    settings = json.loads((tmp_path / "o" / RUN_FILE).read_text())["settings"]
+    assert settings["mode"] == "oracle"
+
+
+def test_oracle_mode_through_the_cli(mini_qa_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "oracle"
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            str(mini_qa_file),
+            "--pipeline",
+            "retrieve",
+            "--mode",
+            "oracle",
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["mode"] == "oracle" and summary["metrics"]["recall@1"] == 1.0
