@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 from haystack import Document, component
 from haystack.dataclasses import ChatMessage
@@ -69,8 +69,32 @@ class _SpeculativeRun:
         return out.result
 
 
+class _TargetAndDrafter:
+    """What the two speculative components share: a target model and the flat-to-nested upgrade."""
+
+    target: ModelSpec
+
+    @property
+    def model(self) -> str:
+        """The target's name: reply meta's ``model``, as with ragkit's other generators."""
+        return self.target.name
+
+    @classmethod
+    def upgrade_init_parameters(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """Init parameters with the flat ones of the release before moved to their nested keys."""
+        return upgrade_speculative(cls.__name__, params)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Deserialize; flat parameters of the release before load with a deprecation warning."""
+        from haystack.core.serialization import default_from_dict
+
+        params = cls.upgrade_init_parameters(data.get("init_parameters") or {})
+        return default_from_dict(cls, {**data, "init_parameters": params})
+
+
 @component
-class SpeculativeGenerator:
+class SpeculativeGenerator(_TargetAndDrafter):
     """Chat generation with speculative decoding (RAPID's RAG drafter, n-gram lookup, or both).
 
     Greedy decoding (``temperature`` 0, the default) gives exactly the target's own greedy
@@ -121,24 +145,6 @@ class SpeculativeGenerator:
         self._target: Any = None
         self._draft_lm: Any = None
         self._policy: Any = None
-
-    @property
-    def model(self) -> str:
-        """The target's name: reply meta's ``model``, as with ragkit's other generators."""
-        return self.target.name
-
-    @classmethod
-    def upgrade_init_parameters(cls, params: dict[str, Any]) -> dict[str, Any]:
-        """Init parameters with the flat ones of the release before moved to their nested keys."""
-        return upgrade_speculative(cls.__name__, params)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SpeculativeGenerator:
-        """Deserialize; flat parameters of the release before load with a deprecation warning."""
-        from haystack.core.serialization import default_from_dict
-
-        params = cls.upgrade_init_parameters(data.get("init_parameters") or {})
-        return default_from_dict(cls, {**data, "init_parameters": params})
 
     @classmethod
     def from_models(
@@ -287,7 +293,7 @@ class SpeculativeGenerator:
 
 
 @component
-class RapidReader:
+class RapidReader(_TargetAndDrafter):
     """RAPID long-document QA: the target reads the whole document, the drafter retrieved chunks.
 
     Per question: the document is fitted to the target's context (``truncation`` policy, never
@@ -357,24 +363,6 @@ class RapidReader:
         self.persist_prefix = persist_prefix
         self.generation_kwargs = dict(generation_kwargs or {})
         self._memo: tuple[str, Any] | None = None
-
-    @property
-    def model(self) -> str:
-        """The target's name: reply meta's ``model``, as with ragkit's other generators."""
-        return self.target.name
-
-    @classmethod
-    def upgrade_init_parameters(cls, params: dict[str, Any]) -> dict[str, Any]:
-        """Init parameters with the flat ones of the release before moved to their nested keys."""
-        return upgrade_speculative(cls.__name__, params)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RapidReader:
-        """Deserialize; flat parameters of the release before load with a deprecation warning."""
-        from haystack.core.serialization import default_from_dict
-
-        params = cls.upgrade_init_parameters(data.get("init_parameters") or {})
-        return default_from_dict(cls, {**data, "init_parameters": params})
 
     @classmethod
     def from_models(
