@@ -293,7 +293,7 @@ def evaluate(
     from ragkit.resources import resolve_yaml
 
     if mode not in MODES:
-        raise ConfigError(f"mode must be {' or '.join(MODES)}, not {mode!r}")
+        raise ConfigError(f"mode must be {', '.join(MODES[:-1])} or {MODES[-1]}, not {mode!r}")
     prof = load_profile(profile)
     data = load_dataset(dataset)
     if not data.examples:

@@ -194,7 +194,7 @@ def test_eval_replaces_a_run_with_other_settings_only_with_force(
 
 def test_eval_rejects_bad_mode_before_loading_anything(mini_qa_file: Path) -> None:
     code, _, err = _cli("eval", str(mini_qa_file), "--mode", "mixed")
-    assert code == 2 and "mode must be pooled or per-question, not 'mixed'" in err
+    assert code == 2 and "mode must be pooled, per-question or oracle, not 'mixed'" in err
 
 
 def _cli(*args: str) -> tuple[int, str, str]:
