@@ -7,8 +7,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-import yaml
-from cli_run import one_error_line, ragkit
+from cli_run import one_error_line, ragkit, reader_profile
 
 from ragkit.testing import OpenAICompatServer
 
@@ -17,32 +16,6 @@ EVIL_TEXT = (
     "\x1b[2J\x1b[H and ends\x07 in December\x9b31m. Zanzibar cloves are dried in the sun."
 )
 DEAD_URL = "http://127.0.0.1:9/v1"  # the discard port: nothing answers there
-
-
-def reader_profile(tmp_path: Path, base_url: str) -> Path:
-    """A profile whose reader is an OpenAI-compatible server at ``base_url`` (no local model)."""
-    profile = {
-        "components": {
-            "generator": {
-                "type": "haystack.components.generators.chat.openai.OpenAIChatGenerator",
-                "init_parameters": {
-                    "api_base_url": base_url,
-                    "model": "test",
-                    "api_key": {
-                        "type": "env_var",
-                        "env_vars": ["RAGKIT_TEST_KEY"],
-                        "strict": False,
-                    },
-                    "max_retries": 0,
-                    "timeout": 10,
-                },
-            },
-            "fitter": {"init_parameters": {"tokenizer": None}},
-        }
-    }
-    path = tmp_path / "reader-profile.yaml"
-    path.write_text(yaml.safe_dump(profile))
-    return path
 
 
 # ---------------------------------------------------------------- item 7: --store values

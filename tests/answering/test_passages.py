@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cli_run import ragkit
+from cli_run import ragkit, reader_profile
 from haystack.dataclasses import StreamingChunk
 
 from ragkit.answering.run import _CitationStream, remove_uncited
@@ -17,26 +17,6 @@ from ragkit.testing import OpenAICompatServer
 
 PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
 NONSENSE = "xyzzy plugh frobozz?"
-
-
-def reader_profile(tmp_path: Path, base_url: str) -> Path:
-    """A profile whose reader is an OpenAI-compatible server at ``base_url``."""
-    generator = {
-        "type": "haystack.components.generators.chat.openai.OpenAIChatGenerator",
-        "init_parameters": {
-            "api_base_url": base_url,
-            "model": "test",
-            "api_key": {"type": "env_var", "env_vars": ["RAGKIT_TEST_KEY"], "strict": False},
-            "max_retries": 0,
-            "timeout": 10,
-        },
-    }
-    profile = {
-        "components": {"generator": generator, "fitter": {"init_parameters": {"tokenizer": None}}}
-    }
-    path = tmp_path / "reader-profile.yaml"
-    path.write_text(yaml.safe_dump(profile))
-    return path
 
 
 def with_metadata(tmp_path: Path, name: str, metadata: dict) -> Path:

@@ -10,32 +10,12 @@ from typing import Any
 
 import pytest
 import yaml
-from cli_run import ragkit
+from cli_run import ragkit, reader_profile
 
 from ragkit.testing import OpenAICompatServer
 
 REPO = Path(__file__).resolve().parent.parent.parent
 SAMPLE = REPO / "ragkit" / "data" / "sample"
-
-
-def server_profile(tmp_path: Path, base_url: str) -> Path:
-    """A profile whose generator is an OpenAI-compatible server (remote: no tokenizer to fit)."""
-    generator = {
-        "type": "haystack.components.generators.chat.openai.OpenAIChatGenerator",
-        "init_parameters": {
-            "api_base_url": base_url,
-            "model": "test",
-            "api_key": {"type": "env_var", "env_vars": ["RAGKIT_TEST_KEY"], "strict": False},
-            "max_retries": 0,
-            "timeout": 10,
-        },
-    }
-    profile = {
-        "components": {"generator": generator, "fitter": {"init_parameters": {"tokenizer": None}}}
-    }
-    path = tmp_path / "server-profile.yaml"
-    path.write_text(yaml.safe_dump(profile))
-    return path
 
 
 QA = [
@@ -99,7 +79,7 @@ def test_query_trace_and_json_use_the_profile_generator(
 ) -> None:
     monkeypatch.setenv("RAGKIT_TEST_KEY", "sk-local")
     with OpenAICompatServer(scripted) as server:
-        profile = server_profile(tmp_path, server.base_url)
+        profile = reader_profile(tmp_path, server.base_url)
         args = ["query", "Which planet has the strongest winds?", "--pipeline", "adaptive_note"]
         args += ["--store", str(sample_store), "--profile", str(profile)]
         code, out, err = ragkit(*args, "--trace")
@@ -135,7 +115,7 @@ def test_eval_records_calls_tokens_and_recall_over_all_read_passages(
     monkeypatch.setenv("RAGKIT_TEST_KEY", "sk-local")
     dataset = make_dataset(tmp_path)
     with OpenAICompatServer(scripted) as server:
-        profile = server_profile(tmp_path, server.base_url)
+        profile = reader_profile(tmp_path, server.base_url)
         out_dir = tmp_path / "run"
         code, out, err = ragkit(
             "eval", str(dataset), "--pipeline", "adaptive_note", "--profile", str(profile),
