@@ -14,24 +14,21 @@ answer), each starting from a restored state instead of re-reading its window.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ragkit.memory import prompts
 from ragkit.memory.backend import (
-    MANIFEST,
     MEMORY_FORMAT,
     CorruptMemoryError,
     EmptyCorpusError,
     GlobalMemoryError,
     MemorySettings,
     MemoryUnit,
-    sha256_file,
 )
 from ragkit.memory.clues import ClueSet, build_clues, clue_lines
 
@@ -261,12 +258,6 @@ class WindowedMemory:
 
     # ------------------------------------------------------------------ persistence
 
-    def _extra_manifest(self) -> dict[str, Any]:
-        return {}
-
-    def _extra_files(self, tmp: Path) -> None:
-        """Backend-specific files written beside the units (none here)."""
-
     def save(self, directory: Path, meta: dict[str, Any] | None = None) -> Path:
         """Write units, window states and manifest atomically (temp dir, then rename).
 
@@ -277,59 +268,38 @@ class WindowedMemory:
         Returns:
             ``directory``.
         """
-        from ragkit.atomic import publish_dir
+        from ragkit.models.artifact import write_verified
 
         self._require()
         if meta:
             self.meta.update(meta)
-        target = Path(directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        try:
-            units = [
-                {"key": u.key, "source": u.source, "text": u.text, "window": i}
-                for i, w in enumerate(self.windows)
-                for u in w.units
-            ]
-            (tmp / _UNITS).write_text(json.dumps(units, ensure_ascii=False), encoding="utf-8")
-            self._extra_files(tmp)
-            windows = []
-            for i, w in enumerate(self.windows):
-                name = f"window-{i:03d}"
-                self.lm.save_state(w.state, tmp / name)
-                windows.append(
-                    {"dir": name, "num_tokens": w.state.num_tokens, "units": len(w.units)}
-                )
-            files = {}
-            for path in sorted(tmp.rglob("*")):
-                if path.is_file():
-                    entry: dict[str, Any] = {"size": path.stat().st_size}
-                    if entry["size"] < _HASH_LIMIT:  # state blobs carry their own sha256
-                        entry["sha256"] = sha256_file(path)
-                    files[str(path.relative_to(tmp))] = entry
-            manifest = {
-                "format": MEMORY_FORMAT,
-                "kind": self.kind,
-                "backend_version": BACKEND_VERSION,
-                "model": self.lm.identity(),
-                "settings": self.settings.model_dump(),
-                "num_tokens": self.num_tokens,
-                "windows": windows,
-                "build_seconds": round(self.build_seconds, 3),
-                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "files": files,
-                **self._extra_manifest(),
-                **self.meta,
-            }
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-            publish_dir(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return target
-
-    def _load_extra(self, directory: Path, manifest: dict[str, Any]) -> None:
-        """Read backend-specific files (none here)."""
+        units = [
+            {"key": u.key, "source": u.source, "text": u.text, "window": i}
+            for i, w in enumerate(self.windows)
+            for u in w.units
+        ]
+        files: dict[str, bytes | Callable[[Path], None]] = {
+            _UNITS: json.dumps(units, ensure_ascii=False).encode("utf-8")
+        }
+        windows = []
+        for i, w in enumerate(self.windows):
+            name = f"window-{i:03d}"
+            files[name] = partial(self.lm.save_state, w.state)
+            windows.append({"dir": name, "num_tokens": w.state.num_tokens, "units": len(w.units)})
+        manifest = {
+            "format": MEMORY_FORMAT,
+            "kind": self.kind,
+            "backend_version": BACKEND_VERSION,
+            "model": self.lm.identity(),
+            "settings": self.settings.model_dump(),
+            "num_tokens": self.num_tokens,
+            "windows": windows,
+            "build_seconds": round(self.build_seconds, 3),
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **self.meta,
+        }
+        # state blobs carry their own sha256; the manifest hashes only the small files
+        return write_verified(directory, files, manifest, recursive=True, hash_limit=_HASH_LIMIT)
 
     def _restore(self, directory: Path, manifest: dict[str, Any]) -> None:
         try:
@@ -339,7 +309,6 @@ class WindowedMemory:
                 by_window.setdefault(int(u["window"]), []).append(
                     MemoryUnit(str(u["key"]), str(u["source"]), str(u["text"]))
                 )
-            self._load_extra(directory, manifest)
             windows = []
             for i, entry in enumerate(manifest["windows"]):
                 state = self.lm.load_state(directory / entry["dir"])

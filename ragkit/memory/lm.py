@@ -103,8 +103,21 @@ def _messages(context: str, instruction: str) -> list[dict[str, str]]:
 class _TemplateLM:
     """Shared prompt splitting for the two local backends (both have ``chat_template_text``)."""
 
-    lm: Any
-    name: str
+    def __init__(self, lm: Any) -> None:
+        """Wrap a loaded ``LlamaCppLM`` or ``CausalLM``: both prefill a prefix into a reusable state."""
+        self.lm = lm
+        self.name = str(lm.name)
+
+    def prefill(self, context: str) -> MemoryState:
+        """Read ``context`` once (inside the memory prompt) into a reusable state."""
+        ids = self._prefix_ids(context)
+        return MemoryState(len(ids), self.lm.prefill(ids), ids)
+
+    def ask(self, state: MemoryState, instruction: str, max_new_tokens: int) -> str:
+        """Answer ``instruction`` from a prefilled context (the state is not changed)."""
+        ids = state.prefix_ids + self._suffix_ids(instruction)
+        out = self.lm.generate(ids, max_new_tokens=max_new_tokens, prefix_cache=state.payload)
+        return str(out.text).strip()
 
     def _split_text(self, context: str) -> tuple[str, str]:
         text = self.lm.chat_template_text(_messages(context, _MARKER))
@@ -133,22 +146,8 @@ class _TemplateLM:
 class LlamaCppMemoryLM(_TemplateLM):
     """A :class:`ragkit.models.LlamaCppLM` as memory model (states via ``LlamaPrefixState``)."""
 
-    def __init__(self, lm: Any) -> None:
-        """Wrap a loaded ``LlamaCppLM``."""
-        self.lm = lm
-        self.name = str(lm.name)
-
     def identity(self) -> dict[str, str]:
         return {"backend": "llama.cpp", "model": self.name, "sha256": self.lm.model_sha256}
-
-    def prefill(self, context: str) -> MemoryState:
-        ids = self._prefix_ids(context)
-        return MemoryState(len(ids), self.lm.prefill(ids), ids)
-
-    def ask(self, state: MemoryState, instruction: str, max_new_tokens: int) -> str:
-        ids = state.prefix_ids + self._suffix_ids(instruction)
-        out = self.lm.generate(ids, max_new_tokens=max_new_tokens, prefix_cache=state.payload)
-        return str(out.text).strip()
 
     def ask_cold(self, context: str, instruction: str, max_new_tokens: int) -> str:
         ids = self._prefix_ids(context) + self._suffix_ids(instruction)
@@ -168,11 +167,6 @@ class LlamaCppMemoryLM(_TemplateLM):
 class CausalMemoryLM(_TemplateLM):
     """A :class:`ragkit.models.CausalLM` (transformers) as memory model (``PrefixCache``)."""
 
-    def __init__(self, lm: Any) -> None:
-        """Wrap a loaded ``CausalLM``."""
-        self.lm = lm
-        self.name = str(lm.name)
-
     def identity(self) -> dict[str, str]:
         return {
             "backend": "transformers",
@@ -180,15 +174,6 @@ class CausalMemoryLM(_TemplateLM):
             "sha256": str(self.lm.fingerprint),
             "dtype": self.lm.dtype_name,
         }
-
-    def prefill(self, context: str) -> MemoryState:
-        ids = self._prefix_ids(context)
-        return MemoryState(len(ids), self.lm.prefill(ids), ids)
-
-    def ask(self, state: MemoryState, instruction: str, max_new_tokens: int) -> str:
-        ids = state.prefix_ids + self._suffix_ids(instruction)
-        out = self.lm.generate(ids, max_new_tokens=max_new_tokens, prefix_cache=state.payload)
-        return str(out.text).strip()
 
     def ask_cold(self, context: str, instruction: str, max_new_tokens: int) -> str:
         ids = self._prefix_ids(context) + self._suffix_ids(instruction)

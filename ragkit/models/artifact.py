@@ -67,17 +67,37 @@ def file_problem(directory: Path, files: Any, *, full: bool = True) -> str | Non
     return None
 
 
-def list_files(directory: Path) -> dict[str, dict[str, Any]]:
-    """``{name: {size, sha256}}`` of the regular files in ``directory`` (manifest excluded)."""
-    return {
-        p.name: {"size": p.stat().st_size, "sha256": file_sha256(p)}
-        for p in sorted(directory.iterdir())
-        if p.is_file() and p.name != MANIFEST_NAME
-    }
+def list_files(
+    directory: Path, *, recursive: bool = False, hash_limit: int | None = None
+) -> dict[str, dict[str, Any]]:
+    """``{name: {size, sha256}}`` of the regular files in ``directory`` (manifest excluded).
+
+    Args:
+        directory: The artifact directory.
+        recursive: Also list files in subdirectories, named by their relative path (a memory
+            keeps one state directory per window).
+        hash_limit: Files of this size or more get no ``sha256``: they are state blobs that carry
+            their own checksum, and hashing gigabytes twice would double a save.
+    """
+    paths = directory.rglob("*") if recursive else directory.iterdir()
+    listed: dict[str, dict[str, Any]] = {}
+    for path in sorted(paths):
+        if not path.is_file() or path == directory / MANIFEST_NAME:
+            continue
+        entry: dict[str, Any] = {"size": path.stat().st_size}
+        if hash_limit is None or entry["size"] < hash_limit:
+            entry["sha256"] = file_sha256(path)
+        listed[str(path.relative_to(directory))] = entry
+    return listed
 
 
 def write_verified(
-    target: str | Path, files: Mapping[str, bytes | Writer], manifest: Mapping[str, Any]
+    target: str | Path,
+    files: Mapping[str, bytes | Writer],
+    manifest: Mapping[str, Any],
+    *,
+    recursive: bool = False,
+    hash_limit: int | None = None,
 ) -> Path:
     """Write ``files`` and a manifest listing their sizes and sha256 into ``target`` atomically.
 
@@ -88,6 +108,8 @@ def write_verified(
         target: The artifact directory to create or replace.
         files: File name -> its bytes, or a function that writes it at a given path.
         manifest: The caller's manifest fields (``files`` is added here).
+        recursive: A writer may create a directory; list the files inside it too.
+        hash_limit: See :func:`list_files`.
 
     Returns:
         ``target`` as a ``Path``.
@@ -101,7 +123,10 @@ def write_verified(
                 (tmp / name).write_bytes(content)
             else:
                 content(tmp / name)
-        data = {**manifest, "files": list_files(tmp)}
+        data = {
+            **manifest,
+            "files": list_files(tmp, recursive=recursive, hash_limit=hash_limit),
+        }
         (tmp / MANIFEST_NAME).write_text(json.dumps(data, indent=1), encoding="utf-8")
         publish_dir(tmp, target)
     except BaseException:
