@@ -72,6 +72,7 @@ _EXPORTS: dict[str, str] = {
     "Profile": "ragkit.config",
     "RagkitStore": "ragkit.stores.store",
     "StoreWriter": "ragkit.indexing.writer",
+    "StoreConsumer": "ragkit.stores.components",
     "TextEmbedder": "ragkit.retrieval.embedders",
     "TextSplitter": "ragkit.indexing.splitter",
     "load_pipeline": "ragkit.pipeline",

@@ -306,8 +306,40 @@ def repair(
     ] = "default",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     as_json: JsonOpt = False,
+    migrate: Annotated[
+        bool,
+        typer.Option(
+            "--migrate",
+            help="Instead: move a Qdrant local-mode store to Qdrant Edge (HNSW), no re-embedding.",
+        ),
+    ] = False,
 ) -> None:
     """Repair a damaged store: rebuild lost metadata and BM25, re-index files with missing chunks."""
+
+    def migrate_body() -> None:
+        from ragkit.config import EmbeddedStore, store_from_location
+        from ragkit.stores.store import migrate_to_edge
+
+        cfg = store_from_location(store, _profile(profile))
+        if not isinstance(cfg, EmbeddedStore):
+            raise CLIError(
+                f"--migrate moves an embedded store (a directory) to Qdrant Edge; "
+                f"{cfg.kind} stores have no local mode",
+                2,
+            )
+        done = migrate_to_edge(cfg, progress=not quiet and not as_json)
+        if as_json:
+            _print_json(
+                {
+                    "directory": str(done.directory),
+                    "engine": "edge",
+                    "chunks": done.chunks,
+                    "already": done.already,
+                    "seconds": round(done.seconds, 3),
+                }
+            )
+        else:
+            _echo(done.line())
 
     def body() -> None:
         from ragkit.indexing.run import repair_store
@@ -331,7 +363,7 @@ def repair(
         if not result.ok:
             raise typer.Exit(1)
 
-    _run(body, as_json)
+    _run(migrate_body if migrate else body, as_json)
 
 
 @app.command()
@@ -474,6 +506,15 @@ def eval_(
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="Only the first N questions.")
     ] = None,
+    skip: Annotated[
+        int,
+        typer.Option(
+            "--skip",
+            min=0,
+            help="Leave out the first N questions (before --limit): tune on one slice, report "
+            "another.",
+        ),
+    ] = 0,
     mode: Annotated[
         str,
         typer.Option(
@@ -524,6 +565,7 @@ def eval_(
             mode,
             top_k=top_k,
             limit=limit,
+            skip=skip,
             out_dir=out,
             resume=resume,
             force=force,
@@ -816,11 +858,23 @@ def bench_bm25(
     _run(body, as_json)
 
 
+def _or_default_reader(name: str | None) -> str:
+    """``name``, or the registry's default causal model (imported here, not at CLI start)."""
+    if name:
+        return name
+    from ragkit.models.registry import DEFAULT_CAUSAL_MODEL
+
+    return DEFAULT_CAUSAL_MODEL
+
+
 @bench_app.command("generate")
 def bench_generate(
     model: Annotated[
-        str, typer.Option("--model", help="Causal model (transformers backend).")
-    ] = "smollm2-135m-instruct",
+        str | None,
+        typer.Option(
+            "--model", help="Causal model (transformers backend; default: packaged reader)."
+        ),
+    ] = None,
     max_new_tokens: Annotated[
         int, typer.Option("--max-new-tokens", help="Tokens per throughput run.")
     ] = 64,
@@ -841,8 +895,11 @@ def bench_generate(
         ),
     ] = True,
     llamacpp_model: Annotated[
-        str, typer.Option("--llamacpp-model", help="GGUF model for the llama.cpp rows.")
-    ] = "smollm2-135m-instruct",
+        str | None,
+        typer.Option(
+            "--llamacpp-model", help="GGUF model for the llama.cpp rows (default: packaged reader)."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Generation: ragkit vs transformers generate, first-token latency, cached-prefix speedup (+ llama.cpp)."""
@@ -854,7 +911,7 @@ def bench_generate(
 
         result: dict[str, Any] = {
             "transformers": run_generate_bench(
-                model,
+                _or_default_reader(model),
                 max_new_tokens,
                 doc_tokens,
                 progress=not as_json,
@@ -867,7 +924,7 @@ def bench_generate(
             from ragkit.bench import llamacpp_bench
 
             result["llamacpp"] = llamacpp_bench.run_llamacpp_bench(
-                model=llamacpp_model,
+                model=_or_default_reader(llamacpp_model),
                 max_new_tokens=max_new_tokens,
                 doc_tokens=doc_tokens,
                 progress=not as_json,
@@ -875,6 +932,74 @@ def bench_generate(
             )
             text += "\n\n" + llamacpp_bench.format_table(result["llamacpp"])
         _print_json(result, default=str) if as_json else _echo(text)
+
+    _run(body, as_json)
+
+
+@bench_app.command("reader")
+def bench_reader(
+    prompts: Annotated[
+        int, typer.Option("--prompts", min=1, help="Real prompts (first HotpotQA questions).")
+    ] = 8,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--setting",
+            help="A change from the baseline, key=value (+ joins several); repeat for more rows. "
+            "Default: flash_attn=true, n_threads=1, n_threads=2, n_batch=128, reuse_prefix=false.",
+        ),
+    ] = None,
+    prompt_tokens: Annotated[
+        int, typer.Option("--prompt-tokens", min=64, help="About this many tokens per prompt.")
+    ] = 700,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Passes over the prompts.")] = 1,
+    control: Annotated[
+        bool,
+        typer.Option("--control/--no-control", help="A second baseline reader: the noise level."),
+    ] = True,
+    profile: Annotated[
+        str, typer.Option("--profile", help="llama.cpp profile whose reader is the baseline.")
+    ] = "cpu-quality",
+    as_json: JsonOpt = False,
+) -> None:
+    """Reader latency: prefill and decode per prompt for each llama.cpp setting vs the baseline."""
+
+    def body() -> None:
+        import importlib.util
+
+        from ragkit.bench.llamacpp_bench import (
+            READER_SETTINGS,
+            format_reader_table,
+            parse_setting,
+            run_reader_bench,
+        )
+        from ragkit.errors import RagkitError
+
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise CLIError(
+                "the reader bench needs llama-cpp-python: pip install 'ragkit[llamacpp]'"
+            )
+        chosen = list(settings) if settings else list(READER_SETTINGS)
+        for spec in chosen:
+            try:
+                parse_setting(spec)
+            except ValueError as exc:
+                raise CLIError(f"--setting: {exc}", 2) from None
+        try:
+            result = run_reader_bench(
+                prompts,
+                chosen,
+                profile=profile,
+                prompt_tokens=prompt_tokens,
+                rounds=rounds,
+                control=control,
+                progress=not as_json,
+            )
+        except ValueError as exc:
+            if isinstance(exc, RagkitError):  # a setting out of range: reported as itself
+                raise
+            raise CLIError(str(exc), 2) from None
+        _print_json(result) if as_json else _echo(format_reader_table(result))
 
     _run(body, as_json)
 
@@ -963,8 +1088,12 @@ def bench_selection(
     iterations: Annotated[int, typer.Option("--iterations", min=1)] = 20,
     budget: Annotated[int, typer.Option("--budget", min=1, help="Tokens (reader's).")] = 1024,
     reader: Annotated[
-        str, typer.Option("--reader", help="Generator timed beside the search (qwen*: llama.cpp).")
-    ] = "smollm2-135m-instruct",
+        str | None,
+        typer.Option(
+            "--reader",
+            help="Generator timed beside the search (qwen*: llama.cpp; default: packaged reader).",
+        ),
+    ] = None,
     threads: Annotated[
         int | None, typer.Option("--threads", help="torch threads (default: torch's choice).")
     ] = None,
@@ -976,7 +1105,13 @@ def bench_selection(
         from ragkit.bench.selection_bench import format_table, run_selection_bench
 
         result = run_selection_bench(
-            queries, candidates, iterations, budget, reader, progress=not as_json, threads=threads
+            queries,
+            candidates,
+            iterations,
+            budget,
+            _or_default_reader(reader),
+            progress=not as_json,
+            threads=threads,
         )
         _print_json(result) if as_json else _echo(format_table(result))
 
@@ -1087,7 +1222,9 @@ def bench_memory(
     sizes: Annotated[
         str, typer.Option("--sizes", help="Corpus sizes in tokens, comma-separated.")
     ] = "2000,8000,30000",
-    model: Annotated[str, typer.Option("--model", help="Memory model.")] = "smollm2-135m-instruct",
+    model: Annotated[
+        str | None, typer.Option("--model", help="Memory model (default: packaged reader).")
+    ] = None,
     model_backend: Annotated[
         str, typer.Option("--model-backend", help="llamacpp or transformers.")
     ] = "llamacpp",
@@ -1111,7 +1248,14 @@ def bench_memory(
         except ValueError:
             raise CLIError(f"--sizes must be comma-separated integers, not {sizes!r}", 2) from None
         result = run_memory_bench(
-            size_list, model, model_backend, kind, n_ctx, threads, task_tokens, progress=not as_json
+            size_list,
+            _or_default_reader(model),
+            model_backend,
+            kind,
+            n_ctx,
+            threads,
+            task_tokens,
+            progress=not as_json,
         )
         _print_json(result, default=str) if as_json else _echo(format_table(result))
 

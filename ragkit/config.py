@@ -83,8 +83,8 @@ class EmbeddedStore(_Strict):
     collection: str = DEFAULT_COLLECTION
     engine: Literal["local", "edge"] | None = Field(
         default=None,
-        description="'local': Qdrant local mode (exact, Python); 'edge': Qdrant Edge (HNSW, "
-        "needs the edge extra). None: the engine an existing store was built with, else local.",
+        description="'local': Qdrant local mode (exact, Python); 'edge': Qdrant Edge (HNSW). "
+        "None: the engine an existing store was built with, else edge.",
     )
     hnsw_ef: int | None = Field(
         default=None, ge=1, description="Edge only: HNSW beam width per query (None: 512)."
@@ -383,6 +383,7 @@ def configs_dir() -> Path:
 
 
 DEFAULT_PROFILE_ENV = "RAGKIT_PROFILE"
+PROFILE_POINTER = "same_as"
 
 
 def default_profile_name() -> str:
@@ -404,16 +405,31 @@ def load_profile(name_or_path: str | Path | None) -> Profile:
 
     if name_or_path is None:
         return Profile()
-    path = Path(name_or_path)
-    if not path.suffix:
+
+    def locate(name: str | Path) -> Path:
+        path = Path(name)
+        if path.suffix:
+            return path
         try:
-            path = resolve_yaml(path, "configs")
+            return resolve_yaml(path, "configs")
         except ResourceNotFoundError:
             known = ", ".join(p.stem for p in shipped_files("configs"))
-            raise ConfigError(
-                f"unknown profile {str(name_or_path)!r}; known profiles: {known}"
-            ) from None
+            raise ConfigError(f"unknown profile {str(name)!r}; known profiles: {known}") from None
+
+    path = locate(name_or_path)
+    seen = [path.resolve()]
     data = read_yaml(path) or {}
+    # A profile that is only `same_as: NAME` points at another profile (configs/default.yaml ->
+    # cpu-quality), so the default is not a copy that can drift from the profile it names.
+    while isinstance(data, dict) and set(data) == {PROFILE_POINTER}:
+        target = data[PROFILE_POINTER]
+        if not isinstance(target, str) or not target.strip():
+            raise ConfigError(f"{path}: {PROFILE_POINTER} must name a profile, got {clip(target)}")
+        pointer, path = path, locate(target.strip())
+        if path.resolve() in seen:
+            raise ConfigError(f"{pointer}: {PROFILE_POINTER}: {target} points back at itself")
+        seen.append(path.resolve())
+        data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     try:

@@ -16,6 +16,7 @@ __all__ = [
     "InvalidInputError",
     "InvalidParameter",
     "RagkitError",
+    "check_count",
     "clip",
     "clip_line",
 ]
@@ -78,3 +79,23 @@ class InvalidParameter(InvalidInputError, ValueError):
         super().__init__(f"{parameter}: {message}")
         self.parameter = parameter
         self.message = message
+
+
+def check_count(name: str, value: object, minimum: int = 1) -> int:
+    """``value`` if it is an integer >= ``minimum``; the one check of every count parameter.
+
+    Booleans are refused although Python counts them as integers (``top_k: true`` is a typo,
+    not 1), and a string or float fails here with the parameter's name instead of as a
+    ``TypeError`` deep inside the first query.
+
+    Args:
+        name: The parameter, as the user spells it (``top_k``, ``search.iterations``).
+        value: What the user passed.
+        minimum: The smallest allowed value.
+
+    Raises:
+        InvalidParameter: ``value`` is not an integer >= ``minimum``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidParameter(name, f"must be an integer >= {minimum}, got {clip(value)}")
+    return value

@@ -607,9 +607,17 @@ def attribute_problem(
 
 
 def bind_store(pipe: Pipeline, store: RagkitStore) -> None:
-    """Hand one open store to every component that reads or writes a store."""
+    """Hand one open store to every component that reads or writes a store.
+
+    Only components deriving from :class:`ragkit.stores.components.StoreConsumer` get it
+    (ragkit's store-bound components and the query embedder, which follows the store's model):
+    the opt-in is the base class, so a component that merely has a ``bind_store`` attribute is
+    left alone. The caller keeps the store and releases it.
+    """
+    from ragkit.stores.components import StoreConsumer
+
     for _, comp in pipe.walk():
-        if hasattr(comp, "bind_store"):
+        if isinstance(comp, StoreConsumer):
             comp.bind_store(store)
 
 

@@ -89,7 +89,9 @@ def indexed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "Quokka notes. The quokka lives on Rottnest Island near Perth."
     )
     store = root / "store"
-    code, _, err = ragkit("index", str(docs), "--store", str(store), "-q")
+    local = root / "local.yaml"  # test_corrupt_qdrant_files_give_one_line damages local mode's
+    local.write_text("store:\n  kind: embedded\n  engine: local\n")
+    code, _, err = ragkit("index", str(docs), "--store", str(store), "-q", "--profile", str(local))
     assert code == 0, err
     return store
 

@@ -89,7 +89,7 @@ def test_repair_reindexes_lost_chunks_and_drops_missing_files(
 ) -> None:
     store = tmp_path / "store"
     ragkit.index_files(sample_corpus, store=str(store), profile="cpu-small")
-    shutil.rmtree(store / "qdrant" / "collection")
+    shutil.rmtree(store / "edge")  # the vector half is lost (Qdrant Edge: the default engine)
     (sample_corpus / "faq.jsonl").unlink()
     result = ragkit.repair_store(str(store), "cpu-small")
     assert result.ok and result.problems_left == []

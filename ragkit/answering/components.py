@@ -11,7 +11,7 @@ from typing import Any
 
 from haystack import Document, component
 
-from ragkit.errors import InvalidParameter
+from ragkit.errors import InvalidParameter, check_count
 from ragkit.models.base import truncate_passages_to_fit
 from ragkit.models.registry import DEFAULT_CAUSAL_MODEL
 
@@ -22,11 +22,23 @@ logger = logging.getLogger(__name__)
 class ContextFitter:
     """Keeps the best passages that fit the reader's context next to the question.
 
-    ### Usage example
-    ```python
-    fitter = ContextFitter(context_tokens=8192)
-    docs = fitter.run(question=q, documents=retrieved)["documents"]
-    ```
+    Examples:
+        Without a tokenizer a token counts as 3 characters. 50 tokens of room hold the
+        question (2) and the first two passages (10 and 20); the third is cut to the 18 left
+        and a warning says so:
+
+        >>> import warnings
+        >>> from haystack import Document
+        >>> from ragkit import ContextFitter
+        >>> fitter = ContextFitter(tokenizer=None, context_tokens=60, reserve_tokens=10)
+        >>> docs = [Document(content=c * n) for c, n in (("a", 30), ("b", 60), ("c", 90))]
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     out = fitter.run(question="Why?", documents=docs)["documents"]
+        >>> [len(d.content) for d in out], out[-1].meta["trimmed"]
+        ([30, 60, 54], True)
+        >>> print(caught[0].message)
+        prompt exceeds the 50-token budget: of 3 passages kept 2 whole, trimmed 1, dropped 0
     """
 
     def __init__(
@@ -46,7 +58,14 @@ class ContextFitter:
             reserve_tokens: room kept for the prompt template and the answer.
             max_passage_tokens: optional cap on passages in total, below the context limit
                 (small readers answer better from fewer tokens).
+
+        Raises:
+            InvalidParameter: Naming the bad parameter.
         """
+        check_count("context_tokens", context_tokens)
+        check_count("reserve_tokens", reserve_tokens, minimum=0)
+        if max_passage_tokens is not None:
+            check_count("max_passage_tokens", max_passage_tokens)
         if context_tokens <= reserve_tokens:
             raise InvalidParameter(
                 "reserve_tokens",

@@ -228,10 +228,11 @@ def ranking_components(pipe: Pipeline) -> list[str]:
 
 def _bound_stores(pipe: Pipeline) -> list[RagkitStore]:
     """The ragkit stores the pipeline's components read (each once)."""
+    from ragkit.stores.components import StoreBound
+
     stores = {}
     for _, comp in pipe.walk():
-        current = getattr(comp, "current_store", None)
-        store = current() if callable(current) else None
+        store = comp.current_store() if isinstance(comp, StoreBound) else None
         if store is not None:
             stores[id(store)] = store
     return list(stores.values())

@@ -11,6 +11,13 @@ keeps whole states keyed by prompt tokens. The rows show where ragkit's explicit
 states add something: two documents asked about alternately, and a question after a restart
 (state loaded from disk). Absolute numbers only compare on one machine; on a 2-core box shared with other work, pass ``n_threads=1`` (2 OpenMP threads on 2
 busy cores measured ~10x slower).
+
+``ragkit bench reader`` (:func:`run_reader_bench`) times the default profile's reader
+(``LlamaCppChatGenerator`` as ``configs/cpu-quality.yaml`` sets it up) on the same real RAG
+prompts (HotpotQA questions with their passages, in ``pipelines/rag.yaml``'s prompt) with one
+latency setting changed at a time (flash attention, threads, batch size, prefix reuse), prefill
+and decode apart, each against the baseline measured in the same run, and checks that the
+greedy answers stay the same.
 """
 
 from __future__ import annotations
@@ -18,14 +25,23 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ragkit.bench.table import make_row, render_rows
 from ragkit.models.registry import DEFAULT_CAUSAL_MODEL
 
-__all__ = ["OVERHEAD_TARGET", "format_table", "run_llamacpp_bench"]
+__all__ = [
+    "OVERHEAD_TARGET",
+    "READER_SETTINGS",
+    "format_reader_table",
+    "format_table",
+    "parse_setting",
+    "reader_prompts",
+    "run_llamacpp_bench",
+    "run_reader_bench",
+]
 
 OVERHEAD_TARGET = 0.95
 """ragkit's llama.cpp path must reach at least this fraction of direct llama-cpp-python speed."""
@@ -454,3 +470,352 @@ def format_table(result: Mapping[str, Any]) -> str:
             f"{lib['alternating_library_same_text']}, restart {lib['restart_library_same_text']}"
         )
     return "\n".join([note, *out, flags])
+
+
+# ---------------------------------------------------------------------- ragkit bench reader
+
+READER_SETTINGS: tuple[str, ...] = (
+    "flash_attn=true",
+    "n_threads=1",
+    "n_threads=2",
+    "n_batch=128",
+    "reuse_prefix=false",
+)
+"""What ``ragkit bench reader`` compares with the baseline by default, one change per setting."""
+
+_SETTING_KEYS = (
+    "n_threads",
+    "n_threads_batch",
+    "n_batch",
+    "n_ubatch",
+    "flash_attn",
+    "reuse_prefix",
+)
+
+
+def parse_setting(spec: str) -> dict[str, Any]:
+    """``"n_batch=128+n_ubatch=128"`` -> ``{"n_batch": 128, "n_ubatch": 128}``.
+
+    Values are integers, ``true``/``false`` or ``null``; the generator checks their ranges.
+
+    Raises:
+        ValueError: Not ``key=value`` pairs joined by ``+``, or a key that is not one of
+            ``LlamaCppChatGenerator``'s latency settings.
+    """
+    out: dict[str, Any] = {}
+    for part in spec.split("+"):
+        key, sep, raw = part.partition("=")
+        key, raw = key.strip(), raw.strip().lower()
+        if not sep or not key or not raw:
+            raise ValueError(f"setting {spec!r}: expected key=value (joined by + for several)")
+        if key not in _SETTING_KEYS:
+            raise ValueError(f"setting {spec!r}: {key!r} is not one of {', '.join(_SETTING_KEYS)}")
+        if raw in ("true", "false"):
+            out[key] = raw == "true"
+        elif raw in ("null", "none"):
+            out[key] = None
+        else:
+            try:
+                out[key] = int(raw)
+            except ValueError:
+                raise ValueError(
+                    f"setting {spec!r}: {key} takes an integer, true, false or null"
+                ) from None
+    return out
+
+
+def _rag_template() -> str:
+    """The prompt template of the shipped default answering pipeline (``pipelines/rag.yaml``)."""
+    from ragkit.config import read_yaml
+    from ragkit.resources import resolve_yaml
+
+    data = read_yaml(resolve_yaml("rag", "pipelines", "pipeline"))
+    return str(data["components"]["prompt_builder"]["init_parameters"]["template"])
+
+
+def reader_prompts(
+    count: int, count_tokens: Callable[[list[Any]], int], target_tokens: int = 700
+) -> list[dict[str, Any]]:
+    """``count`` real RAG prompts: the first HotpotQA questions with about ``target_tokens`` each.
+
+    Each prompt is ``pipelines/rag.yaml``'s template (through Haystack's ``ChatPromptBuilder``,
+    as the pipeline renders it) over the question's two gold passages plus its distractor
+    passages in dataset order until the rendered prompt reaches ``target_tokens``, formatted as
+    the evaluation's stores format them (title, newline, text). Fixed passages rather than a
+    retrieval run keep the prompts identical across runs and machines.
+
+    Args:
+        count: Prompts to build (the first ``count`` questions of ``../shared/data``'s HotpotQA).
+        count_tokens: Reader tokens of a list of chat messages (template applied).
+        target_tokens: Stop adding passages once the prompt has this many tokens.
+
+    Returns:
+        ``{"id", "question", "answers", "messages", "prompt_tokens"}`` per prompt.
+    """
+    from haystack import Document
+    from haystack.components.builders.chat_prompt_builder import ChatPromptBuilder
+
+    from ragkit.evaluation.datasets import load_dataset
+
+    builder = ChatPromptBuilder(template=_rag_template(), required_variables="*")
+    examples = load_dataset("hotpotqa").examples[:count]
+    out: list[dict[str, Any]] = []
+    for ex in examples:
+        gold = set(ex.gold_passage_ids)
+        order = [p for p in ex.passages if p.id in gold] + [
+            p for p in ex.passages if p.id not in gold
+        ]
+        chosen: list[Any] = []
+        messages: list[Any] = []
+        tokens = 0
+        for passage in order:
+            trial = [*chosen, passage]
+            docs = [
+                Document(content=f"{p.title}\n{p.text}" if p.title else p.text)
+                for p in ex.passages
+                if p in trial
+            ]
+            trial_messages = builder.run(question=ex.question, documents=docs)["prompt"]
+            trial_tokens = count_tokens(trial_messages)
+            if chosen and trial_tokens > target_tokens:
+                break
+            chosen, messages, tokens = trial, trial_messages, trial_tokens
+        out.append(
+            {
+                "id": ex.id,
+                "question": ex.question,
+                "answers": ex.answers,
+                "messages": messages,
+                "prompt_tokens": tokens,
+            }
+        )
+    return out
+
+
+def _warm_up_messages() -> list[Any]:
+    """``rag.yaml``'s prompt with no passages: short, and it starts as every real prompt does.
+
+    Answering it pages the weights in and leaves the system prompt and the fixed instruction in
+    the KV cache, as the previous question leaves them in an eval, at a fraction of a real
+    prompt's prefill.
+    """
+    from haystack.components.builders.chat_prompt_builder import ChatPromptBuilder
+
+    builder = ChatPromptBuilder(template=_rag_template(), required_variables="*")
+    return builder.run(question="Which city is the capital of France?", documents=[])["prompt"]
+
+
+def _profile_reader(profile: str) -> dict[str, Any]:
+    """The profile's ``generator`` init parameters; it must be the llama.cpp generator."""
+    from ragkit.config import load_profile
+
+    override = load_profile(profile).component_overrides().get("generator") or {}
+    kind = str(override.get("type") or "")
+    if not kind.endswith("LlamaCppChatGenerator"):
+        raise ValueError(
+            f"profile {profile!r} does not read with ragkit's LlamaCppChatGenerator "
+            f"(generator type {kind or 'not set'}); give a llama.cpp profile such as cpu-quality"
+        )
+    return dict(override.get("init_parameters") or {})
+
+
+def run_reader_bench(
+    prompts: int = 8,
+    settings: Sequence[str] = READER_SETTINGS,
+    *,
+    profile: str = "cpu-quality",
+    prompt_tokens: int = 700,
+    rounds: int = 1,
+    control: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Time the profile's reader on the same real prompts, one latency setting changed at a time.
+
+    One ``LlamaCppChatGenerator`` per setting, all loaded side by side (the weights are
+    memory-mapped once; each holds its own KV cache, so prefix reuse works per setting as in an
+    eval). Every setting answers every prompt; the order of the settings rotates from prompt
+    to prompt (A B C, B C A, ...) so that load from other work on the machine falls on all of
+    them alike. Each generator first answers a short prompt with the same instruction and no
+    passages (warm-up: weights paged in, and the KV cache starts as between two eval questions).
+
+    Args:
+        prompts: Real prompts (the first HotpotQA questions, see :func:`reader_prompts`).
+        settings: Changes from the baseline, ``key=value`` (``+`` joins several in one row).
+        profile: Profile whose ``generator`` is the baseline (model, n_ctx, generation kwargs).
+        prompt_tokens: About this many prompt tokens each.
+        rounds: Passes over the prompts (means are over all of them).
+        control: Add a second, identical baseline generator: its ratio shows the noise.
+        progress: One line per call on stderr.
+
+    Returns:
+        ``rows`` (``make_row`` format: per-prompt prefill and decode seconds per setting against
+        the baseline, ratio > 1 meaning faster than the baseline), ``settings`` (per setting:
+        init parameters, what llama.cpp made of them, mean seconds, tokens, whether every
+        answer equals the baseline's), the prompts' token counts, and the profile's reader.
+
+    Raises:
+        ValueError: A malformed setting, or a profile whose reader is not llama.cpp.
+        InvalidParameter: A setting's value is out of range.
+    """
+    from ragkit.models.llamacpp_components import LlamaCppChatGenerator
+
+    def say(message: str) -> None:
+        if progress:
+            print(f"[bench reader] {message}", file=sys.stderr, flush=True)
+
+    if prompts < 1 or rounds < 1:
+        raise ValueError("prompts and rounds must be at least 1")
+    base = _profile_reader(profile)
+    labels = ["baseline", *(["baseline (control)"] if control else []), *settings]
+    params = {label: dict(base) for label in labels}
+    for spec in settings:
+        params[spec].update(parse_setting(spec))
+    gens = {label: LlamaCppChatGenerator(**params[label]) for label in labels}
+    try:
+        say(f"loading {len(gens)} readers ({base.get('model')}) and building {prompts} prompts")
+        for gen in gens.values():
+            gen.warm_up()
+        lm = gens["baseline"]._lm  # noqa: SLF001 - the loaded model, for its tokenizer
+
+        def count_tokens(messages: list[Any]) -> int:
+            chat = [{"role": m.role.value, "content": m.text or ""} for m in messages]
+            return len(lm.apply_chat_template(chat))
+
+        items = reader_prompts(prompts, count_tokens, prompt_tokens)
+        say("warm-up: one short prompt with the same instruction per reader")
+        warm = _warm_up_messages()
+        for gen in gens.values():
+            gen.run(warm, generation_kwargs={"max_new_tokens": 1})
+        record: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
+        calls = [(r, i) for r in range(rounds) for i in range(len(items))]
+        for step, (rnd, i) in enumerate(calls):
+            order = labels[step % len(labels) :] + labels[: step % len(labels)]
+            for label in order:
+                reply = gens[label].run(items[i]["messages"])["replies"][0]
+                meta = reply.meta
+                timings, usage = meta["timings"], meta["usage"]
+                record[label].append(
+                    {
+                        "round": rnd,
+                        "prompt": i,
+                        "prefill_s": timings["prefill_s"],
+                        "decode_s": timings["decode_s"],
+                        "prompt_tokens": usage["prompt_tokens"],
+                        "completion_tokens": usage["completion_tokens"],
+                        "prefix_tokens_reused": timings["prefix_tokens_reused"],
+                        "text": reply.text or "",
+                    }
+                )
+                say(
+                    f"prompt {i + 1}/{len(items)} round {rnd + 1}: {label}: prefill "
+                    f"{timings['prefill_s']:.2f} s, decode {timings['decode_s']:.2f} s "
+                    f"({usage['completion_tokens']} tokens)"
+                )
+        per_setting = _reader_summary(labels, params, gens, record)
+    finally:
+        for gen in gens.values():
+            gen.close()
+    rows = _reader_rows(labels, per_setting)
+    return {
+        "profile": profile,
+        "model": base.get("model"),
+        "reader": base,
+        "prompts": len(items),
+        "rounds": rounds,
+        "prompt_tokens": [it["prompt_tokens"] for it in items],
+        "questions": [it["id"] for it in items],
+        "settings": per_setting,
+        "rows": rows,
+    }
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def _reader_summary(
+    labels: Sequence[str],
+    params: Mapping[str, dict[str, Any]],
+    gens: Mapping[str, Any],
+    record: Mapping[str, list[dict[str, Any]]],
+) -> dict[str, dict[str, Any]]:
+    """Per setting: parameters, llama.cpp's view of them, mean seconds and answer identity."""
+    reference = {(r["round"], r["prompt"]): r["text"] for r in record["baseline"]}
+    out: dict[str, dict[str, Any]] = {}
+    for label in labels:
+        calls = record[label]
+        out[label] = {
+            "init_parameters": {k: v for k, v in params[label].items() if k != "generation_kwargs"},
+            "llama_cpp": gens[label]._lm.latency_settings,  # noqa: SLF001 - the loaded model
+            "prefill_s": _mean([c["prefill_s"] for c in calls]),
+            "decode_s": _mean([c["decode_s"] for c in calls]),
+            "completion_tokens": _mean([c["completion_tokens"] for c in calls]),
+            "prefix_tokens_reused": _mean([c["prefix_tokens_reused"] for c in calls]),
+            "same_answers": all(reference[(c["round"], c["prompt"])] == c["text"] for c in calls),
+            "differing_answers": [
+                {
+                    "prompt": c["prompt"],
+                    "baseline": reference[(c["round"], c["prompt"])],
+                    "setting": c["text"],
+                }
+                for c in calls
+                if reference[(c["round"], c["prompt"])] != c["text"]
+            ],
+            "calls": calls,
+        }
+    return out
+
+
+def _reader_rows(
+    labels: Sequence[str], per_setting: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Prefill and decode rows per setting against the baseline (ratio > 1: faster)."""
+    base = per_setting["baseline"]
+    rows: list[dict[str, Any]] = []
+    for label in labels:
+        got = per_setting[label]
+        ref = None if label == "baseline" else base
+        for part in ("prefill_s", "decode_s"):
+            rows.append(
+                make_row(
+                    f"{label}: {part[:-2]} per prompt (s)",
+                    got[part],
+                    None if ref is None else ref[part],
+                    "baseline",
+                    "s",
+                )
+            )
+    return rows
+
+
+def format_reader_table(result: Mapping[str, Any]) -> str:
+    """Render :func:`run_reader_bench` output: rows, then answers identical to the baseline's."""
+    tokens = result["prompt_tokens"]
+    reader = result["reader"]
+    head = (
+        f"reader: {result['model']} via llama.cpp, profile {result['profile']} "
+        f"(n_ctx={reader.get('n_ctx')}, generation_kwargs={reader.get('generation_kwargs')}); "
+        f"{result['prompts']} HotpotQA prompts of {min(tokens)}-{max(tokens)} tokens "
+        f"(mean {_mean(tokens):.0f}), {result['rounds']} round(s), settings interleaved"
+    )
+    lines = [head, *render_rows(result["rows"], ratio_digits=2)]
+    for label, info in result["settings"].items():
+        cpp = info["llama_cpp"]
+        differ = len(info["differing_answers"])
+        same = f"{info['same_answers']}" + (
+            f" ({differ} of {len(info['calls'])} differ)" if differ else ""
+        )
+        lines.append(
+            f"{label}: same answers as baseline: {same}; "
+            f"threads {cpp['n_threads']}/{cpp['n_threads_batch']} (decode/prompt), "
+            f"n_batch {cpp['n_batch']}, n_ubatch {cpp['n_ubatch']}, flash_attn "
+            f"{cpp['flash_attn']}, reuse_prefix {cpp['reuse_prefix']}; mean "
+            f"{info['completion_tokens']:.1f} answer tokens, "
+            f"{info['prefix_tokens_reused']:.0f} prompt tokens reused"
+        )
+        for diff in info["differing_answers"]:
+            lines.append(
+                f"  prompt {diff['prompt'] + 1}: baseline {diff['baseline'][:60]!r}, "
+                f"{label} {diff['setting'][:60]!r}"
+            )
+    return "\n".join(lines)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ragkit.bench.table import make_row, render_rows
+from ragkit.models.registry import DEFAULT_CAUSAL_MODEL
 
 __all__ = ["RELOAD_GOAL", "format_table", "run_memory_bench"]
 
@@ -55,7 +56,7 @@ def _rss_mb() -> float:
 
 def run_memory_bench(
     sizes: Sequence[int] = (2000, 8000, 30000),
-    model: str = "smollm2-135m-instruct",
+    model: str = DEFAULT_CAUSAL_MODEL,
     model_backend: str = "llamacpp",
     kind: str = "kv",
     n_ctx: int = 8192,

@@ -3,18 +3,21 @@
 Everything is measured in one run on this machine, each figure next to its baseline:
 - BM25 (see :mod:`ragkit.bench.bm25_bench`): ragkit vs rank-bm25 vs bm25s at ``chunks``.
 - ``ragkit index`` chunks/s (load, split, embed, write dense + BM25, manifest) vs the raw
-  sentence-transformers ``encode`` throughput on the same texts and the same device (goal >= 0.8x).
+  encoder's throughput on the same texts and the same device (goal >= 0.8x), for today's MiniLM
+  on torch fp32 and for ``minilm-int8`` (onnxruntime, int8); then int8 against fp32, end to end
+  and raw (goal >= 2.0x end to end).
 - Hybrid query (MiniLM query embedding + Qdrant dense + BM25 + RRF) p50/p95 over the store the
-  indexing run built (``hybrid_chunks`` chunks, embedded Qdrant).
+  indexing run built (``hybrid_chunks`` chunks, embedded Qdrant), and p50 on the int8 store.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,85 +27,231 @@ from ragkit.bench.bm25_bench import format_table, run_bm25_bench
 from ragkit.bench.corpus import bench_queries, build_bench_corpus
 from ragkit.bench.table import make_row
 
+BASE_EMBEDDER = "minilm"
+"""Today's ``ragkit index`` embedder (sentence-transformers on torch, fp32): the baseline."""
+EMBEDDERS = (BASE_EMBEDDER, "minilm-int8")
+
 
 def _log(progress: bool, msg: str) -> None:
     if progress:
         print(msg, file=sys.stderr, flush=True)
 
 
-def _index_and_hybrid(n_chunks: int, n_queries: int, progress: bool) -> list[dict[str, Any]]:
-    from ragkit.config import EmbeddedStore
-    from ragkit.indexing.indexer import Indexer
+def _load() -> float:
+    """The 1-minute load average: the busier the shared machine, the lower every rate."""
+    return round(os.getloadavg()[0], 2)
+
+
+def _raw_encoder(model: str, device: str) -> tuple[Callable[[list[str]], Any], str]:
+    """The model's encoder without Haystack or ragkit around it: the ceiling of ``ragkit index``.
+
+    Returns:
+        ``encode(texts)`` and a label for the table.
+    """
+    from ragkit.models.registry import resolve_model
+
+    spec = resolve_model(model, kind="embedding")
+    if spec.backend == "onnx-int8":
+        from ragkit.models.onnx_embedder import OnnxEncoder, ensure_onnx_int8
+
+        assert spec.path is not None
+        encoder = OnnxEncoder(ensure_onnx_int8(spec.path))
+        return (lambda texts: encoder.encode(texts, normalize=True)), "raw onnxruntime int8, cpu"
     from ragkit.models.hf import load_sentence_transformer
+
+    st = load_sentence_transformer(model, device=device)
+    return (
+        lambda texts: st.encode(texts, batch_size=64, normalize_embeddings=True)
+    ), f"raw ST encode, {device}"
+
+
+def _write_corpus(chunks: list[tuple[int, str]], corpus: Path) -> None:
+    """100 jsonl files of one chunk-sized record per line: each record becomes one chunk."""
+    corpus.mkdir()
+    per_file = max(1, len(chunks) // 100)
+    for f in range(0, len(chunks), per_file):
+        lines = [json.dumps({"text": t, "id": i}) for i, t in chunks[f : f + per_file]]
+        (corpus / f"part{f // per_file:03d}.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def _index_rate(model: str, device: str, corpus: Path, store: Any, progress: bool) -> float:
+    """``ragkit index`` (load, split, embed, write dense + BM25, manifest) chunks/s into ``store``."""
+    from ragkit.indexing.indexer import Indexer
+    from ragkit.pipeline import bind_store, close_pipeline, load_pipeline
+    from ragkit.resources import shipped_dir
+
+    overrides = {
+        "embedder": {"init_parameters": {"model": model, "device": device}},
+        "writer": {"init_parameters": {"embedding_model": model}},
+    }
+    pipe = load_pipeline(shipped_dir("indexers") / "default.yaml", overrides=overrides)
+    bind_store(pipe, store)
+    pipe.warm_up()  # model load (and the one-off ONNX export) is not indexing, as for raw
+    indexer = Indexer(store, pipe, progress=progress)
+    t0 = time.perf_counter()
+    report = indexer.index([corpus])
+    rate = report.chunks_written / (time.perf_counter() - t0)
+    close_pipeline(pipe)
+    return rate
+
+
+def _hybrid_latency(store: Any, n_queries: int) -> tuple[float, float]:
+    """p50 and p95 seconds of the shipped hybrid pipeline (query embedding included) on ``store``."""
     from ragkit.pipeline import bind_store, close_pipeline, load_pipeline, run_inputs
     from ragkit.resources import shipped_dir
+
+    qpipe = load_pipeline(shipped_dir("pipelines") / "retrieve.yaml")
+    bind_store(qpipe, store)  # its query embedder takes the store's model
+    qpipe.warm_up()
+    lat = []
+    for q in bench_queries(n_queries):
+        t0 = time.perf_counter()
+        qpipe.run(run_inputs(qpipe, q, 10))
+        lat.append(time.perf_counter() - t0)
+    close_pipeline(qpipe)
+    p50, p95 = np.percentile(lat, [50, 95])
+    return float(p50), float(p95)
+
+
+def _usable(model: str, progress: bool) -> bool:
+    """Whether ``model``'s backend is installed (the int8 rows need the ``onnx`` extra)."""
+    from ragkit.errors import RagkitError
+    from ragkit.models.registry import resolve_model
+
+    try:
+        if resolve_model(model, kind="embedding").backend == "onnx-int8":
+            import importlib.util
+
+            if importlib.util.find_spec("onnxruntime") is None:
+                raise RagkitError("onnxruntime is not installed (pip install 'ragkit[onnx]')")
+    except RagkitError as exc:
+        _log(progress, f"skipping the {model} rows: {exc}")
+        return False
+    return True
+
+
+def _index_and_hybrid(
+    n_chunks: int,
+    n_queries: int,
+    progress: bool,
+    embedders: Sequence[str] = EMBEDDERS,
+    runs: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Raw encoder and ``ragkit index`` rates per embedder on the same texts, then hybrid latency.
+
+    The first embedder is the baseline of the others. Raw encoders run back to back, then the
+    indexing runs in the same order, so each pair of backends meets the same load as closely as
+    a shared machine allows; ``runs`` receives each timed run with the load average around it.
+    """
+    from ragkit.config import EmbeddedStore
+    from ragkit.models.device import resolve_device
+    from ragkit.models.registry import model_files, resolve_model
     from ragkit.stores.store import open_store, release_store
 
+    runs = runs if runs is not None else []
     chunks = build_bench_corpus(n_chunks)
     texts = [t for _, t in chunks]
+    models = [m for m in dict.fromkeys(embedders) if _usable(m, progress)]
     rows: list[dict[str, Any]] = []
+    # Both sides on the same device: the pipeline's embedder would otherwise pick "auto".
+    device, _ = resolve_device("auto")
+
+    def timed(what: str, model: str, fn: Callable[[], float | None], **extra: Any) -> float:
+        before = _load()
+        t0 = time.perf_counter()
+        rate = fn()
+        seconds = time.perf_counter() - t0
+        rate = rate if rate is not None else len(texts) / seconds
+        runs.append(
+            {"run": what, "model": model, "chunks_per_s": rate, "seconds": seconds,
+             "load_before": before, "load_after": _load(), **extra}
+        )  # fmt: skip
+        _log(progress, f"  {what} {model}: {rate:,.1f} chunks/s (load {before} -> {_load()})")
+        return rate
+
     with tempfile.TemporaryDirectory(prefix="ragkit-bench-") as tmp:
         corpus = Path(tmp) / "corpus"
-        corpus.mkdir()
-        # 100 jsonl files of one chunk-sized record per line: each record becomes one chunk
-        per_file = max(1, len(chunks) // 100)
-        for f in range(0, len(chunks), per_file):
-            lines = [json.dumps({"text": t, "id": i}) for i, t in chunks[f : f + per_file]]
-            (corpus / f"part{f // per_file:03d}.jsonl").write_text("\n".join(lines) + "\n")
+        _write_corpus(chunks, corpus)
+        raw: dict[str, float] = {}
+        labels: dict[str, str] = {}
+        for model in models:
+            _log(progress, f"raw encoder {model}: {len(texts):,} chunks ...")
+            encode, labels[model] = _raw_encoder(model, device)
+            encode(texts[:64])  # warm
 
-        from ragkit.models.device import resolve_device
+            def encode_all(enc: Callable[[list[str]], Any] = encode) -> None:
+                enc(texts)
 
-        # Both sides on the same device: the pipeline's embedder would otherwise pick "auto".
-        device, _ = resolve_device("auto")
-        _log(progress, f"raw embedder: encoding {len(texts):,} chunks on {device} ...")
-        model = load_sentence_transformer("minilm", device=device)
-        model.encode(texts[:64], batch_size=64)  # warm
-        t0 = time.perf_counter()
-        model.encode(texts, batch_size=64, normalize_embeddings=True)
-        raw_rate = len(texts) / (time.perf_counter() - t0)
-        del model
-
-        _log(progress, f"ragkit index: {len(texts):,} chunks into an embedded store ...")
-        store = open_store(EmbeddedStore(path=str(Path(tmp) / "store")))
+            raw[model] = timed("raw", model, encode_all)
+            del encode
+        index: dict[str, float] = {}
+        stores: dict[str, Any] = {}
         try:
-            pipe = load_pipeline(shipped_dir("indexers") / "default.yaml")
-            bind_store(pipe, store)
-            pipe.get_component("embedder").device = device
-            pipe.warm_up()  # model load is a one-off, like the raw embedder's
-            indexer = Indexer(store, pipe, progress=progress)
-            t0 = time.perf_counter()
-            report = indexer.index([corpus])
-            index_rate = report.chunks_written / (time.perf_counter() - t0)
-            close_pipeline(pipe)
-            rows.append(
-                make_row(
-                    "ragkit index (chunks/s)",
-                    index_rate,
-                    raw_rate,
-                    f"raw ST encode, {device}",
-                    "chunks/s",
+            for model in models:
+                _log(
+                    progress,
+                    f"ragkit index {model}: {len(texts):,} chunks into an embedded store ...",
                 )
-            )
-
-            _log(progress, f"hybrid query latency over {store.count():,} chunks ...")
-            qpipe = load_pipeline(shipped_dir("pipelines") / "retrieve.yaml")
-            bind_store(qpipe, store)
-            qpipe.warm_up()
-            lat = []
-            for q in bench_queries(n_queries):
-                t0 = time.perf_counter()
-                qpipe.run(run_inputs(qpipe, q, 10))
-                lat.append(time.perf_counter() - t0)
-            close_pipeline(qpipe)
-            p50, p95 = np.percentile(lat, [50, 95])
-            rows.append(
-                make_row(f"hybrid query p50 @{store.count():,} (s)", float(p50), None, "", "s")
-            )
-            rows.append(
-                make_row(f"hybrid query p95 @{store.count():,} (s)", float(p95), None, "", "s")
-            )
+                store = open_store(
+                    EmbeddedStore(path=str(Path(tmp) / f"store-{model}")),
+                    embedding_model=model,
+                    model_files=model_files,
+                )
+                stores[model] = store
+                # the int8 backend runs on the CPU whatever the device (see DocumentEmbedder)
+                cpu_only = resolve_model(model).backend == "onnx-int8"
+                where = "cpu" if cpu_only else device
+                index[model] = timed(
+                    "index",
+                    model,
+                    lambda m=model, s=store, w=where: _index_rate(m, w, corpus, s, progress),
+                    engine=store.engine,
+                )
+            base = models[0] if models else None
+            for model in models:
+                name = (
+                    "ragkit index (chunks/s)"
+                    if model == base
+                    else f"ragkit index {model} (chunks/s)"
+                )
+                rows.append(make_row(name, index[model], raw[model], labels[model], "chunks/s"))
+            for model in models[1:]:
+                assert base is not None
+                rows.append(
+                    make_row(
+                        f"ragkit index {model} vs {base} (chunks/s)",
+                        index[model],
+                        index[base],
+                        f"ragkit index {base}",
+                        "chunks/s",
+                    )
+                )
+                rows.append(
+                    make_row(
+                        f"raw encoder {model} vs {base} (chunks/s)",
+                        raw[model],
+                        raw[base],
+                        labels[base],
+                        "chunks/s",
+                    )
+                )
+            p50_base: float | None = None
+            for model in models:
+                store = stores[model]
+                _log(progress, f"hybrid query latency over {store.count():,} chunks ({model}) ...")
+                p50, p95 = _hybrid_latency(store, n_queries)
+                at = f"@{store.count():,}"
+                if model == base:
+                    p50_base = p50
+                    rows.append(make_row(f"hybrid query p50 {at} (s)", p50, None, "", "s"))
+                    rows.append(make_row(f"hybrid query p95 {at} (s)", p95, None, "", "s"))
+                else:
+                    rows.append(
+                        make_row(f"hybrid query p50 {at}, {model} (s)", p50, p50_base, base, "s")
+                    )
         finally:
-            release_store(store)
+            for store in stores.values():
+                release_store(store)
     return rows
 
 
@@ -113,14 +262,21 @@ def run_retrieval_bench(
     hybrid_queries: int = 100,
     progress: bool = True,
     store_sizes: Sequence[int] = (10_000,),
+    embedders: Sequence[str] = EMBEDDERS,
 ) -> dict[str, Any]:
     """Run every retrieval measurement; returns the BM25 result dict with extra rows appended.
 
     ``store_sizes`` adds the store-engine rows (local mode vs Qdrant Edge, see
-    :mod:`ragkit.bench.store_bench`) at each size; empty skips them.
+    :mod:`ragkit.bench.store_bench`) at each size; empty skips them. ``embedders`` are the
+    embedding models of the indexing rows, the first one the baseline; ``embedding_runs`` in the
+    result lists every timed run with the load average before and after it.
     """
     result = run_bm25_bench(chunks, queries, progress=progress)
-    result["rows"].extend(_index_and_hybrid(hybrid_chunks, hybrid_queries, progress))
+    runs: list[dict[str, Any]] = []
+    result["rows"].extend(
+        _index_and_hybrid(hybrid_chunks, hybrid_queries, progress, embedders, runs)
+    )
+    result["embedding_runs"] = runs
     if store_sizes:
         from ragkit.bench.store_bench import run_store_bench
 
@@ -132,4 +288,16 @@ def run_retrieval_bench(
 
 def format_report(result: dict[str, Any]) -> str:
     """The table printed by ``ragkit bench retrieval``."""
-    return format_table(result)
+    lines = [format_table(result)]
+    runs = result.get("embedding_runs") or []
+    if runs:
+        lines.append(
+            "embedding runs (load average before -> after): "
+            + ", ".join(
+                f"{r['run']} {r['model']}{' on ' + r['engine'] if r.get('engine') else ''} "
+                f"{r['chunks_per_s']:,.1f}/s "
+                f"({r['load_before']} -> {r['load_after']})"
+                for r in runs
+            )
+        )
+    return "\n".join(lines)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ragkit.bench.table import make_row, render_rows
+from ragkit.models.registry import DEFAULT_CAUSAL_MODEL
 
 __all__ = ["format_table", "run_selection_bench"]
 
@@ -66,7 +67,7 @@ def run_selection_bench(
     candidates: int = 30,
     iterations: int = 20,
     budget: int = 1024,
-    reader: str = "smollm2-135m-instruct",
+    reader: str = DEFAULT_CAUSAL_MODEL,
     max_new_tokens: int = 64,
     progress: bool = True,
     threads: int | None = None,

@@ -25,6 +25,7 @@ from ragkit.config import ConfigError
 if TYPE_CHECKING:
     from ragkit.config import Profile
     from ragkit.evaluation.datasets import Dataset
+    from ragkit.models.chat import ReaderTimings
 
 __all__ = [
     "MODES",
@@ -247,6 +248,7 @@ def evaluate(
     *,
     top_k: int | None = None,
     limit: int | None = None,
+    skip: int = 0,
     out_dir: str | Path | None = None,
     resume: bool = False,
     force: bool = False,
@@ -266,6 +268,8 @@ def evaluate(
         mode: ``pooled`` (one store with every passage) or ``per-question``.
         top_k: Passages handed to the reader; None keeps the pipeline's own.
         limit: Only the first ``limit`` questions (not part of the run key).
+        skip: Leave out the first ``skip`` questions (not part of the run key): tune on one
+            slice, report another.
         out_dir: Output folder; default :func:`default_out_dir` under ``./runs``.
         resume: Skip questions already in the folder's results (same settings only).
         force: Replace a ragkit run made with other settings in ``out_dir`` (never a folder
@@ -316,7 +320,9 @@ def evaluate(
     )
     out = Path(out_dir) if out_dir is not None else default_out_dir(settings)
     check_out_dir(out, settings, resume=resume, force=force)
-    summary = _run(data, pipe, prof, settings, out, limit, resume, progress, k_values)
+    if skip < 0:
+        raise ConfigError(f"skip must be 0 or more, not {skip}")
+    summary = _run(data, pipe, prof, settings, out, limit, resume, progress, k_values, skip)
     summary.update(
         pipeline=str(pipeline),
         profile=settings.profile,
@@ -365,6 +371,20 @@ def _ready_memories(pipe: Any) -> dict[str, dict[str, Any]]:
     return ready
 
 
+def _reader_split(reader: ReaderTimings, *, ran: bool) -> tuple[float | None, float | None]:
+    """A question's (seconds_prefill, seconds_decode) from its reader-timings ledger.
+
+    Summed over every ragkit generator reply of the question (Adaptive-Note and other loops call
+    the reader several times). No reply and no answer (reader skipped for want of passages, a
+    retrieval-only pipeline, an empty store): the reader took no time, 0.0. An answer but no
+    reply counted: the reader does not report a split (an OpenAI-compatible server, a scripted
+    test reader), so the time is unknown, None, and left out of the summary's means.
+    """
+    if reader.calls:
+        return reader.prefill_s, reader.decode_s
+    return (None, None) if ran else (0.0, 0.0)
+
+
 def _run(
     data: Dataset,
     pipe: Any,
@@ -375,12 +395,14 @@ def _run(
     resume: bool,
     progress: bool,
     k_values: Iterable[int],
+    skip: int = 0,
 ) -> dict[str, Any]:
     """Build the store(s), warm the pipeline, record the settings and run every question."""
     from ragkit.answering.run import answer_question, strip_citations
     from ragkit.atomic import write_json_atomic
     from ragkit.evaluation.runner import AnswerResult, run_eval
     from ragkit.evaluation.stores import empty_store, pooled_store, question_store
+    from ragkit.models.chat import reader_timings
     from ragkit.pipeline import bind_store, close_pipeline
     from ragkit.retrieval.embedders import DocumentEmbedder
     from ragkit.stores.store import release_store
@@ -412,18 +434,23 @@ def _run(
                 store = question_store(passages, data.name, embedder, model)
                 bind_store(pipe, store)
             try:
-                res = answer_question(pipe, example.question, settings.top_k)
+                with reader_timings() as reader:
+                    res = answer_question(pipe, example.question, settings.top_k)
             finally:
                 if pooled is None:
                     release_store(store)
             answer = None if res.answer is None else strip_citations(res.answer)
             if res.reader_skipped:
                 answer = ""  # no passages, so no answer: it scores 0, it is not left out
+            ran = res.answer is not None and not res.reader_skipped
+            prefill, decode = _reader_split(reader, ran=ran)
             return AnswerResult(
                 answer=answer,
                 retrieved_ids=[d.meta.get("passage_id", d.id) for d in res.ranked],
                 pool_ids=[d.meta.get("passage_id", d.id) for d in res.candidates],
                 seconds=res.seconds,
+                seconds_prefill=prefill,
+                seconds_decode=decode,
                 extra={
                     "raw_answer": res.answer,
                     **({"reader_skipped": True} if res.reader_skipped else {}),
@@ -457,6 +484,7 @@ def _run(
             resume=resume,
             progress=progress,
             k_values=k_values,
+            skip=skip,
         )
     finally:
         close_pipeline(pipe)

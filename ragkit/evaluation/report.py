@@ -55,8 +55,13 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     Args:
         records: Per-question records as written by the runner.
 
+    Reader timings (``seconds_prefill``, ``seconds_decode``) are averaged over the records that
+    measured them; a record without them (an older run, a reader that reports no split) is left
+    out of that mean rather than counted as zero, and the mean is None when no record has one.
+
     Returns:
-        {"count", "mean_seconds", "total_seconds", "metrics": {name: mean}, "metric_counts": {name: n},
+        {"count", "mean_seconds", "total_seconds", "mean_seconds_prefill",
+        "mean_seconds_decode", "metrics": {name: mean}, "metric_counts": {name: n},
         "mean_usage": {name: mean of extra.usage[name]}}.
     """
     sums: dict[str, float] = {}
@@ -83,11 +88,24 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         "count": len(records),
         "mean_seconds": total / len(seconds) if seconds else 0.0,
         "total_seconds": total,
+        # the reader's share of mean_seconds, split: prompt (prefill) vs answer tokens (decode)
+        "mean_seconds_prefill": _mean_field(records, "seconds_prefill"),
+        "mean_seconds_decode": _mean_field(records, "seconds_decode"),
         "metrics": {name: sums[name] / counts[name] for name in _ordered(sums)},
         "metric_counts": {name: counts[name] for name in _ordered(counts)},
         # per-question means of the generator usage the pipeline reported (LLM calls, tokens)
         "mean_usage": {name: usage_sums[name] / usage_counts[name] for name in sorted(usage_sums)},
     }
+
+
+def _mean_field(records: list[dict[str, Any]], name: str) -> float | None:
+    """Mean of a numeric top-level record field over the records that have it; None if none do."""
+    values = [
+        float(v)
+        for v in (r.get(name) for r in records)
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    ]
+    return sum(values) / len(values) if values else None
 
 
 def _ordered(names: dict[str, Any]) -> list[str]:
@@ -118,6 +136,9 @@ def format_summary_table(summary: dict[str, Any]) -> str:
     for name, value in summary.get("metrics", {}).items():
         rows.append((name, f"{value:.4f}", str(counts.get(name, ""))))
     rows.append(("mean_seconds", f"{summary.get('mean_seconds', 0.0):.3f}", ""))
+    for name in ("mean_seconds_prefill", "mean_seconds_decode"):
+        if isinstance(summary.get(name), int | float):
+            rows.append((name, f"{summary[name]:.3f}", ""))
     for name, value in (summary.get("mean_usage") or {}).items():
         rows.append((f"mean_{name}", f"{value:.1f}", ""))
     rows.append(("questions", str(summary.get("count", 0)), ""))

@@ -30,6 +30,9 @@ class AnswerResult:
         answer: The generated answer text.
         retrieved_ids: Passage ids in rank order (for recall@k); empty if nothing was retrieved.
         seconds: Time the pipeline spent; None lets the runner use its own wall-clock measure.
+        seconds_prefill: Reader time spent on prompts (until each reply's first token), summed
+            over the question's reader calls; 0.0 when no reader ran, None when not measured.
+        seconds_decode: Reader time spent generating after the first token, the same way.
         extra: Anything else worth keeping in the record (token counts, cost, notes).
     """
 
@@ -39,6 +42,8 @@ class AnswerResult:
     # candidate pool that selection and reranking methods choose from (for ``pool_recall``)
     pool_ids: list[str] = field(default_factory=list)
     seconds: float | None = None
+    seconds_prefill: float | None = None
+    seconds_decode: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -85,13 +90,15 @@ def run_eval(
     resume: bool = False,
     progress: bool = True,
     k_values: Iterable[int] = (1, 5, 10),
+    skip: int = 0,
 ) -> dict[str, Any]:
     """Evaluate `answer_fn` on a dataset, writing `results.jsonl` and `summary.json` in `out_dir`.
 
     Each record is appended and flushed as soon as its question is scored, so an interrupted run
     keeps its work; with `resume=True` questions already in results.jsonl are skipped (a truncated
     last line is dropped and that question redone). Without `resume` the results file starts afresh.
-    The summary covers the selected questions (first `limit`, or all) present in the results file.
+    The summary covers the selected questions (`limit` of them after the first `skip`, or all)
+    present in the results file.
 
     Args:
         dataset: The loaded dataset.
@@ -101,6 +108,9 @@ def run_eval(
         resume: Continue a previous run in the same folder.
         progress: Show a tqdm progress bar on stderr.
         k_values: Cut-offs for recall@k.
+        skip: Leave out the first `skip` examples: tune settings on one slice of a dataset
+            (e.g. `skip=100, limit=100`) and report another, so a gain is not fitted to the
+            questions it is reported on.
 
     Returns:
         The summary dict (also written to out_dir/summary.json).
@@ -113,8 +123,10 @@ def run_eval(
         raise ValueError(f"k_values must all be >= 1, got {ks}")
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
+    if skip < 0:
+        raise ValueError(f"skip must be >= 0, got {skip}")
 
-    examples = dataset.examples if limit is None else dataset.examples[:limit]
+    examples = dataset.examples[skip:] if limit is None else dataset.examples[skip : skip + limit]
     done: set[str] = {str(r.get("id")) for r in read_records(results_path)} if resume else set()
     todo = [ex for ex in examples if ex.id not in done]
 
@@ -141,6 +153,8 @@ def run_eval(
                             example, result.answer, result.retrieved_ids, ks, result.pool_ids
                         ),
                         "seconds": result.seconds if result.seconds is not None else elapsed,
+                        "seconds_prefill": result.seconds_prefill,
+                        "seconds_decode": result.seconds_decode,
                         "extra": result.extra,
                     }
                 )
@@ -157,6 +171,6 @@ def run_eval(
         if rid in wanted and rid not in records:
             records[rid] = record
     summary = summarize(list(records.values()))
-    summary = {"dataset": dataset.name, **summary, "k_values": ks, "limit": limit}
+    summary = {"dataset": dataset.name, **summary, "k_values": ks, "limit": limit, "skip": skip}
     write_json_atomic(out_dir / SUMMARY_FILE, summary)
     return summary

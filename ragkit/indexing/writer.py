@@ -8,6 +8,7 @@ from haystack import Document, component
 
 from ragkit.models.registry import model_files
 from ragkit.stores.components import StoreBound
+from ragkit.stores.store import RagkitStore  # at run time: the loader resolves the hints
 
 
 @component
@@ -25,21 +26,21 @@ class StoreWriter(StoreBound):
 
     def __init__(
         self,
-        store: str | None = None,
+        store: str | RagkitStore | None = None,
         embedding_model: str = "minilm",
         replace_sources: bool = True,
     ) -> None:
         """Create a writer.
 
         Args:
-            store: store location (directory, ``:memory:`` or URL); ``ragkit index --store``
-                binds the open store instead.
+            store: store location (directory, ``:memory:`` or URL), or an open store
+                (``ragkit.open_store``); ``ragkit index --store`` binds its own store.
             embedding_model: recorded in the store so queries use the same model.
             replace_sources: delete the earlier chunks of every source in the batch before
                 writing, so a changed file never keeps stale chunks. Files that failed to load
                 never reach the writer, so their earlier chunks stay.
         """
-        self.store = store
+        self.init_store(store)
         self.embedding_model = embedding_model
         self.replace_sources = replace_sources
 

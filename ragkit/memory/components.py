@@ -17,19 +17,19 @@ from typing import TYPE_CHECKING, Any, Literal
 from haystack import Document, component
 from pydantic import Field
 
-from ragkit.errors import InvalidParameter
+from ragkit.errors import InvalidParameter, check_count
 from ragkit.memory.backend import MemorySettings
 from ragkit.memory.store import NAME_PATTERN
 from ragkit.models.registry import model_files
 from ragkit.models.spec import ModelSpec, resolve_spec
 from ragkit.settings import Settings, coerce, put_nested, upgrade_flat
 from ragkit.stores.components import StoreBound
+from ragkit.stores.store import RagkitStore  # at run time: the loader resolves the hints
 
 if TYPE_CHECKING:
     from ragkit.memory.kv import WindowedMemory
     from ragkit.memory.lm import MemoryLM
     from ragkit.memory.store import MemorySpec
-    from ragkit.stores.store import RagkitStore
 
 __all__ = ["ClueRetriever", "MemoryOptions", "MemoryRecall", "memory_spec_for_pipeline"]
 
@@ -91,7 +91,7 @@ class MemoryRecall(StoreBound):
 
     def __init__(
         self,
-        store: str | None = None,
+        store: str | RagkitStore | None = None,
         model: ModelSpec | dict[str, Any] | str | None = None,
         memory: MemoryOptions | dict[str, Any] | None = None,
         draft: bool = True,
@@ -102,7 +102,8 @@ class MemoryRecall(StoreBound):
         """Configure the memory; the model loads in :meth:`warm_up`.
 
         Args:
-            store: Store location (bound by the pipeline loader when it has a store).
+            store: Store location, or an open store (``ragkit.open_store``); the pipeline
+                loader binds its own store.
             model: The memory model (:class:`~ragkit.models.spec.ModelSpec`: ``name``,
                 ``backend``, ``n_ctx``, ``n_threads``; a name alone is ``{name: NAME}``); it
                 must be the one that built the memory. Default: the registry's packaged model
@@ -117,9 +118,9 @@ class MemoryRecall(StoreBound):
             embedding_model: The store's embedding model (the store checks it).
 
         Raises:
-            InvalidParameter: Naming the bad key (``model.n_ctx``, ``memory.kind``).
+            InvalidParameter: Naming the bad key (``store``, ``model.n_ctx``, ``memory.kind``).
         """
-        self.store = store
+        self.init_store(store)
         self.model = resolve_spec(model, _DEFAULT_MEMORY_MODEL, "model")
         self.memory_options = coerce(MemoryOptions, memory, "memory")
         self.draft = draft
@@ -136,7 +137,7 @@ class MemoryRecall(StoreBound):
 
         return default_to_dict(
             self,
-            store=self.store,
+            store=self.serialized_store(),
             model=self.model.to_dict(),
             memory=self.memory_options.to_dict(),
             draft=self.draft,
@@ -244,17 +245,32 @@ class MemoryRecall(StoreBound):
 class ClueRetriever(StoreBound):
     """Clues -> passages: hybrid retrieval per clue, union ordered by corpus position or score.
 
-    ### Usage example
-    ```python
-    docs = ClueRetriever(store=".ragkit", top_k=3).run(clues=clues)["documents"]
-    ```
+    Examples:
+        ``clues`` is ``MemoryRecall``'s output; BM25 alone needs no model:
+
+        >>> from haystack import Document
+        >>> from ragkit import ClueRetriever, MemoryStore, open_store, release_store
+        >>> store = open_store(MemoryStore())
+        >>> store.write([
+        ...     Document(content="The Nile flows north into the Mediterranean."),
+        ...     Document(content="Etna is an active volcano in Sicily."),
+        ...     Document(content="Jupiter is the largest planet of the solar system."),
+        ... ])
+        3
+        >>> clues = {"queries": [{"kind": "clue", "text": "volcano in Sicily"},
+        ...                      {"kind": "clue", "text": "largest planet"}]}
+        >>> retriever = ClueRetriever(store=store, top_k=1, dense=False)
+        >>> out = retriever.run(clues=clues)
+        >>> sorted(d.content for d in out["documents"])
+        ['Etna is an active volcano in Sicily.', 'Jupiter is the largest planet of the solar system.']
+        >>> release_store(store)
     """
 
     model_files = staticmethod(model_files)
 
     def __init__(
         self,
-        store: str | None = None,
+        store: str | RagkitStore | None = None,
         top_k: int = 3,
         order: Literal["position", "score"] = "position",
         candidates: int = 10,
@@ -266,8 +282,10 @@ class ClueRetriever(StoreBound):
         """Configure retrieval per clue.
 
         Args:
-            store: Store location (bound by the pipeline loader).
-            top_k: Passages kept per query (upstream ``ret_hit=3``).
+            store: Store location, or an open store (``ragkit.open_store``); the pipeline
+                loader binds its own store.
+            top_k: Passages kept per query (upstream ``ret_hit=3``); a call's ``top_k``
+                overrides it.
             order: ``position`` (corpus order, upstream) or ``score`` (reciprocal-rank fusion
                 over all queries).
             candidates: Hits per retriever per query before fusion.
@@ -275,19 +293,25 @@ class ClueRetriever(StoreBound):
             bm25: Use BM25 retrieval.
             max_documents: Cap on the union (best fused score kept), ``None`` for all.
             embedding_model: The store's embedding model.
+
+        Raises:
+            InvalidParameter: Naming the bad parameter.
         """
-        for name, value in (("top_k", top_k), ("candidates", candidates)):
-            if not isinstance(value, int) or value < 1:
-                raise InvalidParameter(name, f"must be an integer >= 1, got {value!r}")
+        check_count("top_k", top_k)
+        check_count("candidates", candidates)
         if not (dense or bm25):
             raise InvalidParameter("bm25", "dense and bm25 are both off; enable one or both")
         if order not in ("position", "score"):
             raise InvalidParameter("order", f"must be 'position' or 'score', got {order!r}")
-        if max_documents is not None and (not isinstance(max_documents, int) or max_documents < 1):
+        if max_documents is not None and (
+            not isinstance(max_documents, int)
+            or isinstance(max_documents, bool)
+            or max_documents < 1
+        ):
             raise InvalidParameter(
                 "max_documents", f"must be an integer >= 1 or null, got {max_documents!r}"
             )
-        self.store = store
+        self.init_store(store)
         self.top_k = top_k
         self.order = order
         self.candidates = candidates
@@ -327,18 +351,19 @@ class ClueRetriever(StoreBound):
 
         Args:
             clues: ``MemoryRecall``'s ``clues`` output.
-            top_k: Per-query override of ``top_k``.
+            top_k: This call's passages per query (default: the init ``top_k``).
 
         Returns:
             ``documents`` (``meta["found_by"]``: indexes of the queries that found each) and
             ``trace`` (each query with the passages it found).
+
+        Raises:
+            InvalidParameter: ``top_k`` is not an integer >= 1.
         """
         from ragkit.memory.clues import Query, union_hits
 
-        if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
-            raise InvalidParameter("top_k", f"must be an integer >= 1, got {top_k!r}")
+        k = self.top_k if top_k is None else check_count("top_k", top_k)
         store = self.open_bound_store()
-        k = top_k or self.top_k
         queries = [
             Query(q.get("kind", "question"), q["text"], q.get("window"))
             for q in clues.get("queries") or []

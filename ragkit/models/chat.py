@@ -5,10 +5,20 @@ and timings), ``from_model``, ``warm_up``/``close`` and the generation-kwargs ch
 :class:`ragkit.models.components.LocalChatGenerator` (transformers) and
 :class:`ragkit.models.llamacpp_components.LlamaCppChatGenerator` (llama.cpp) only say how to load
 their model. Profiles can therefore swap backends without changing pipelines or reply meta.
+
+Each reply's ``meta["timings"]`` splits its wall time into ``prefill_s`` (prompt preparation and
+evaluation, until the first token is chosen) and ``decode_s`` (the rest), because the two scale
+with different things (prompt length vs answer length) and are tuned by different settings.
+:func:`reader_timings` sums them over every reply made while it is open, however deep in a
+pipeline the generator sits (Adaptive-Note's loop calls its generator several times per question).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from haystack import component
@@ -22,12 +32,75 @@ from haystack.dataclasses.streaming_chunk import (
 from ragkit.errors import InvalidParameter
 from ragkit.models.base import SamplingOptions
 
-__all__ = ["GENERATION_KEYS", "ChatGeneratorBase", "chat_reply", "merge_generation_kwargs"]
+__all__ = [
+    "GENERATION_KEYS",
+    "ChatGeneratorBase",
+    "ReaderTimings",
+    "chat_reply",
+    "merge_generation_kwargs",
+    "reader_timings",
+    "split_timings",
+]
 
 GENERATION_KEYS = tuple(SamplingOptions.__annotations__)
 """``max_new_tokens``, ``temperature``, ``top_p``, ``seed``, ``stop``."""
 _ALIASES = {"stop_words": "stop", "stop_sequences": "stop", "max_tokens": "max_new_tokens"}
 _FINISH = {"eos": "stop", "stop": "stop", "length": "length"}
+
+
+@dataclass
+class ReaderTimings:
+    """Prefill and decode seconds summed over the replies made while :func:`reader_timings` is open.
+
+    Attributes:
+        calls: Replies ragkit's chat generators made (each adds its split).
+        prefill_s: Sum of the replies' ``prefill_s``.
+        decode_s: Sum of the replies' ``decode_s``.
+    """
+
+    calls: int = 0
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+
+    def add(self, prefill_s: float, decode_s: float) -> None:
+        """Count one reply's split."""
+        self.calls += 1
+        self.prefill_s += prefill_s
+        self.decode_s += decode_s
+
+
+# The open ledger, if any. A context variable rather than an argument because the generators
+# that report into it sit anywhere in a pipeline (nested in Adaptive-Note's answerer, wrapped by
+# RAPID's reader), and Haystack passes no per-run context down to them; it is unset outside a
+# ``with reader_timings()`` block, and asyncio/to_thread copies carry it to worker threads.
+_LEDGER: ContextVar[ReaderTimings | None] = ContextVar("ragkit_reader_timings", default=None)
+
+
+@contextlib.contextmanager
+def reader_timings() -> Iterator[ReaderTimings]:
+    """Sum the prefill/decode split of every ragkit chat reply made inside the block.
+
+    Yields:
+        The ledger; ``calls == 0`` after the block means no ragkit generator replied (no reader
+        ran, or the reader is one that does not report a split, e.g. an OpenAI-compatible server).
+    """
+    ledger = ReaderTimings()
+    token = _LEDGER.set(ledger)
+    try:
+        yield ledger
+    finally:
+        _LEDGER.reset(token)
+
+
+def split_timings(seconds: float, first_token_seconds: float) -> tuple[float, float]:
+    """(prefill_s, decode_s) of one generation: until the first token is chosen, then the rest.
+
+    The first token comes out of the prompt's last position, so the time until it is chosen is
+    the prefill (plus prompt rendering and tokenization, which are milliseconds); every later
+    token is a one-token decode step.
+    """
+    prefill = min(max(first_token_seconds, 0.0), seconds)
+    return prefill, max(seconds - prefill, 0.0)
 
 
 def merge_generation_kwargs(*layers: dict[str, Any] | None) -> dict[str, Any]:
@@ -77,7 +150,8 @@ def chat_reply(
 
     Returns:
         ``{"replies": [ChatMessage]}`` with ``model``, ``finish_reason``, ``usage`` and
-        ``timings`` in its meta.
+        ``timings`` (``seconds``, ``prefill_s``, ``decode_s``, ...) in its meta; the split is
+        also added to the open :func:`reader_timings` ledger, if any.
     """
     kwargs = merge_generation_kwargs(init_kwargs, call_kwargs)
     callback = select_streaming_callback(None, streaming_callback, requires_async=False)
@@ -106,12 +180,18 @@ def chat_reply(
         "completion_tokens": result.completion_tokens,
         "total_tokens": result.prompt_tokens + result.completion_tokens,
     }
+    prefill_s, decode_s = split_timings(result.seconds, result.first_token_seconds)
     timings = {
         "seconds": result.seconds,
         "first_token_seconds": result.first_token_seconds,
+        "prefill_s": prefill_s,
+        "decode_s": decode_s,
         "tokens_per_second": result.tokens_per_second,
         "prefix_tokens_reused": result.prefix_tokens_reused,
     }
+    ledger = _LEDGER.get()
+    if ledger is not None:
+        ledger.add(prefill_s, decode_s)
     if callback is not None:
         callback(
             StreamingChunk(

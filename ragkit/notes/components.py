@@ -22,12 +22,13 @@ from haystack.dataclasses import ChatMessage, GeneratedAnswer
 from haystack.dataclasses.streaming_chunk import SyncStreamingCallbackT
 
 from ragkit.answering.components import ContextFitter
-from ragkit.errors import InvalidParameter, clip
+from ragkit.errors import InvalidParameter, check_count, clip
 from ragkit.models.registry import DEFAULT_CAUSAL_MODEL, model_files
 from ragkit.notes.loop import ChatLLM, Fit, LLMReply, NoteSettings, Passage, run_adaptive_note
 from ragkit.notes.prompts import load_prompt_set
 from ragkit.settings import upgrade_flat
 from ragkit.stores.components import StoreBound
+from ragkit.stores.store import RagkitStore  # at run time: the loader resolves the hints
 
 __all__ = [
     "DEFAULT_FITTER",
@@ -181,7 +182,7 @@ class AdaptiveNoteAnswerer(StoreBound):
         self,
         generator: ChatGenerator | dict[str, Any] | None = None,
         fitter: ContextFitter | dict[str, Any] | None = None,
-        store: str | None = None,
+        store: str | RagkitStore | None = None,
         embedding_model: str = "minilm",
         candidates: int = 20,
         weights: list[float] | None = None,
@@ -197,7 +198,8 @@ class AdaptiveNoteAnswerer(StoreBound):
             fitter: Context fitter (component or mapping) that trims notes and passages to the
                 reader's context, never the question (default: the packaged model's tokenizer,
                 8k).
-            store: Store location; bound by ``ragkit.load_pipeline`` when it has a store.
+            store: Store location, or an open store (``ragkit.open_store``);
+                ``ragkit.load_pipeline`` binds its own store.
             embedding_model: Query embedder (the model the store was built with).
             candidates: Passages each of BM25 and dense retrieval hand to the fusion.
             weights: Fusion weights of BM25 and dense (default equal).
@@ -211,11 +213,10 @@ class AdaptiveNoteAnswerer(StoreBound):
         Raises:
             InvalidParameter: Naming the bad parameter or key (``loop.dedup``).
         """
-        if not isinstance(candidates, int) or candidates < 1:
-            raise InvalidParameter("candidates", f"must be an integer >= 1, got {candidates!r}")
+        check_count("candidates", candidates)
         self.generator: ChatGenerator = _component(generator, DEFAULT_GENERATOR, "generator")
         self.fitter: ContextFitter = _component(fitter, DEFAULT_FITTER, "fitter")
-        self.store = store
+        self.init_store(store)
         self.embedding_model = embedding_model
         self.candidates = candidates
         self.weights = list(weights) if weights is not None else None
@@ -233,7 +234,7 @@ class AdaptiveNoteAnswerer(StoreBound):
             self,
             generator=component_to_dict(self.generator, "generator"),
             fitter=component_to_dict(self.fitter, "fitter"),
-            store=self.store,
+            store=self.serialized_store(),
             embedding_model=self.embedding_model,
             candidates=self.candidates,
             weights=self.weights,

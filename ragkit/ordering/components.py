@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from haystack import Document, component
 
-from ragkit.errors import InvalidParameter
+from ragkit.errors import InvalidParameter, check_count, clip
 from ragkit.ordering.hard_negatives import HardNegativePolicy, plan_order
 
 __all__ = ["Reorderer", "edge_layout"]
@@ -49,11 +49,20 @@ class Reorderer:
     ranks whose relevance is below ``demote_below``, go to the middle; below ``drop_below`` they
     are removed. The ``shaping`` output says what was done (``ragkit query --json`` / ``--trace``).
 
-    ### Usage example
-    ```python
-    reorderer = Reorderer(min_k=3, demote_below=0.5)
-    docs = reorderer.run(documents=scored_docs)["documents"]
-    ```
+    Examples:
+        Five passages, best first, the third one scored as irrelevant by a relevance scorer:
+
+        >>> from haystack import Document
+        >>> from ragkit import Reorderer
+        >>> docs = [
+        ...     Document(content=f"d{i}", meta={"relevance": 0.1 if i == 3 else 0.9})
+        ...     for i in range(1, 6)
+        ... ]
+        >>> out = Reorderer(min_k=3, demote_below=0.5).run(documents=docs)
+        >>> [d.content for d in out["documents"]]
+        ['d1', 'd4', 'd3', 'd5', 'd2']
+        >>> out["shaping"]["hard_negatives"][0]["action"]
+        'demoted'
     """
 
     def __init__(
@@ -81,9 +90,15 @@ class Reorderer:
             drop_below: Relevance below which a hard negative is dropped (<= demote_below).
             top_ranks: Only the retriever's top ``top_ranks`` can be hard negatives (None: all).
             min_keep: Never drop below this many passages.
+
+        Raises:
+            InvalidParameter: Naming the bad parameter.
         """
-        if min_k < 0:
-            raise InvalidParameter("min_k", f"must be >= 0, got {min_k}")
+        check_count("min_k", min_k, minimum=0)
+        if not isinstance(mirror, bool):
+            raise InvalidParameter("mirror", f"must be true or false, got {clip(mirror)}")
+        if not isinstance(score_key, str) or not score_key:
+            raise InvalidParameter("score_key", f"must be a meta key, got {clip(score_key)}")
         if rank_by not in ("retrieval", "relevance"):
             raise InvalidParameter(
                 "rank_by", f"must be 'retrieval' or 'relevance', got {rank_by!r}"

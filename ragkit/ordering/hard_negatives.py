@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ragkit.errors import InvalidParameter
+from ragkit.errors import InvalidParameter, check_count, clip
 
 __all__ = ["HardNegativePolicy", "Treatment", "edge_positions", "plan_order"]
 
@@ -41,6 +41,14 @@ class HardNegativePolicy:
     min_keep: int = 1
 
     def __post_init__(self) -> None:
+        for name in ("demote_below", "drop_below"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+            ):
+                raise InvalidParameter(name, f"must be a finite number or null, got {clip(value)}")
         if self.drop_below is not None and self.demote_below is None:
             raise InvalidParameter(
                 "drop_below", "needs demote_below (dropping is the stronger demotion); set both"
@@ -54,10 +62,9 @@ class HardNegativePolicy:
                 "drop_below",
                 f"{self.drop_below} must not exceed demote_below ({self.demote_below})",
             )
-        if self.top_ranks is not None and self.top_ranks < 1:
-            raise InvalidParameter("top_ranks", f"must be >= 1 or null, got {self.top_ranks}")
-        if self.min_keep < 0:
-            raise InvalidParameter("min_keep", f"must be >= 0, got {self.min_keep}")
+        if self.top_ranks is not None:
+            check_count("top_ranks", self.top_ranks)
+        check_count("min_keep", self.min_keep, minimum=0)
 
 
 @dataclass(frozen=True)
@@ -97,9 +104,16 @@ def plan_order(
         retrieval rank, then the demoted ones from most to least relevant (so the weakest ends
         up deepest in the middle after edge placement); ``treated`` lists every hard negative
         with its action.
+
+    Raises:
+        InvalidParameter: ``relevance`` and ``retrieval_ranks`` differ in length.
     """
     if len(retrieval_ranks) != len(relevance):
-        raise ValueError("retrieval_ranks and relevance differ in length")
+        raise InvalidParameter(
+            "relevance",
+            f"has {len(relevance)} scores for {len(retrieval_ranks)} retrieval ranks; "
+            "give one per passage",
+        )
     by_rank = sorted(range(len(retrieval_ranks)), key=lambda i: (retrieval_ranks[i], i))
     if policy.demote_below is None:
         return by_rank, []

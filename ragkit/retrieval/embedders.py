@@ -1,24 +1,69 @@
 """Embedding components that resolve ragkit model names (``minilm``) to local model directories.
 
 They wrap sentence-transformers-haystack's embedders, so ragkit only adds name resolution and
-sensible defaults (normalized vectors, no progress bar inside pipelines).
+sensible defaults (normalized vectors, no progress bar inside pipelines). A model name whose
+registry backend is ``onnx-int8`` (``minilm-int8``) runs on onnxruntime instead
+(:mod:`ragkit.models.onnx_embedder`): the same weights exported once to int8, several times
+faster on a CPU. Its vectors differ slightly from the torch ones, which is why it is another
+model name: a store records it, and queries embed with the store's model. It embeds one text
+per call (``batch_size`` does not apply), so a text's vector never depends on its batch mates.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import TYPE_CHECKING, Any
 
 from haystack import Document, component
 
+from ragkit.stores.components import StoreConsumer
 
-def _embedding_model_path(name: str) -> str:
+if TYPE_CHECKING:
+    from ragkit.models.onnx_embedder import OnnxEncoder
+    from ragkit.models.registry import ResolvedModel
+
+
+def _resolve(name: str) -> ResolvedModel:
     from ragkit.models.hf import quiet_progress_bars
     from ragkit.models.registry import resolve_model
 
     quiet_progress_bars()  # "Loading weights" bars would interleave with ours
+    return resolve_model(name)
 
-    spec = resolve_model(name)
+
+def _embedding_model_path(name: str) -> str:
+    spec = _resolve(name)
     return str(spec.path) if spec.path is not None else str(spec.hub_id or spec.name)
+
+
+def _onnx_encoder(name: str, device: str) -> OnnxEncoder | None:
+    """The int8 ONNX encoder of an ``onnx-int8`` model (exported on first use); None for torch.
+
+    Raises:
+        ModelLoadError: A GPU device was asked for (this backend runs on the CPU), onnxruntime
+            is missing, or the export fails.
+    """
+    spec = _resolve(name)
+    if spec.backend != "onnx-int8":
+        return None
+    from ragkit.models.errors import ModelLoadError
+    from ragkit.models.onnx_embedder import OnnxEncoder, ensure_onnx_int8
+
+    if device not in ("auto", "cpu"):
+        raise ModelLoadError(
+            f"embedding model {name!r} runs on the CPU (onnxruntime, int8), not on "
+            f"{device!r}; set device: cpu, or use the torch model for a GPU"
+        )
+    if spec.path is None:
+        raise ModelLoadError(f"embedding model {name!r} has no local files to export")
+    return OnnxEncoder(ensure_onnx_int8(spec.path))
+
+
+def _is_onnx(impl: Any) -> bool:
+    """Whether a warmed-up embedder is the ONNX encoder (else a Haystack ST embedder)."""
+    from ragkit.models.onnx_embedder import OnnxEncoder  # light: onnxruntime loads on use
+
+    return isinstance(impl, OnnxEncoder)
 
 
 @component
@@ -44,6 +89,9 @@ class DocumentEmbedder:
         """Load the model once."""
         if self._impl is not None:
             return
+        self._impl = _onnx_encoder(self.model, self.device)
+        if self._impl is not None:
+            return
         from haystack.utils import ComponentDevice
         from haystack_integrations.components.embedders.sentence_transformers import (
             SentenceTransformersDocumentEmbedder,
@@ -66,11 +114,20 @@ class DocumentEmbedder:
         self.warm_up()
         if not documents:
             return {"documents": []}
+        if _is_onnx(self._impl):
+            # what SentenceTransformersDocumentEmbedder embeds with ragkit's settings: the content
+            vectors = self._impl.encode([d.content or "" for d in documents], normalize=True)
+            return {
+                "documents": [
+                    dataclasses.replace(d, embedding=v.tolist())
+                    for d, v in zip(documents, vectors, strict=True)
+                ]
+            }
         return {"documents": self._impl.run(documents=documents)["documents"]}
 
 
 @component
-class TextEmbedder:
+class TextEmbedder(StoreConsumer):
     """Embeds a query string with the same model the documents were indexed with.
 
     Bound to a store (``ragkit query``, ``ragkit.load_pipeline(..., store=...)``) it takes the
@@ -94,6 +151,9 @@ class TextEmbedder:
         """Load the model once."""
         if self._impl is not None:
             return
+        self._impl = _onnx_encoder(self.model, self.device)
+        if self._impl is not None:
+            return
         from haystack.utils import ComponentDevice
         from haystack_integrations.components.embedders.sentence_transformers import (
             SentenceTransformersTextEmbedder,
@@ -113,4 +173,6 @@ class TextEmbedder:
     def run(self, text: str) -> dict[str, list[float]]:
         """Embed one query."""
         self.warm_up()
+        if _is_onnx(self._impl):
+            return {"embedding": self._impl.encode([text], normalize=True)[0].tolist()}
         return {"embedding": self._impl.run(text=text)["embedding"]}

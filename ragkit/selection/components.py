@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from haystack import Document, component
 
-from ragkit.errors import InvalidParameter
+from ragkit.errors import InvalidParameter, check_count
 from ragkit.models.registry import DEFAULT_CAUSAL_MODEL
 from ragkit.selection.agent import rule_config
 from ragkit.selection.mcts import Selection, greedy_fill, mcts_select
@@ -59,19 +59,32 @@ class _ModelStateScorer:
         return self.model.score(self.query, joined)
 
 
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
 @component
 class ChunkSelector:
     """Picks which retrieved chunks (and in what order) fill a token budget, by CORAG's MCTS.
 
-    ### Usage example
-    ```python
-    selector = ChunkSelector(budget=1024, search={"iterations": 20, "lam": 0.1})
-    docs = selector.run(query=question, documents=retrieved)["documents"]
-    ```
+    Examples:
+        Without a tokenizer a token counts as 3 characters; the default state score embeds
+        the chunks with the packaged MiniLM. 50 tokens hold two of these three chunks (about
+        23 tokens each): the two about Etna.
+
+        >>> from haystack import Document
+        >>> from ragkit import ChunkSelector
+        >>> docs = [
+        ...     Document(content="Etna is an active volcano on the east coast of Sicily."),
+        ...     Document(content="Jupiter is the largest planet of the solar system."),
+        ...     Document(content="Etna erupts often; lava from it has buried whole villages."),
+        ... ]
+        >>> selector = ChunkSelector(budget=50, tokenizer=None, search={"iterations": 10})
+        >>> question = "Where is the volcano Etna and how often does it erupt?"
+        >>> out = selector.run(query=question, documents=docs)
+        >>> sorted(out["shaping"]["selected"]), out["shaping"]["tokens"] <= 50
+        ([1, 3], True)
+
+        A call's ``budget`` overrides the init one:
+
+        >>> len(selector.run(query=question, documents=docs, budget=25)["documents"])
+        1
     """
 
     def __init__(
@@ -109,20 +122,13 @@ class ChunkSelector:
         Raises:
             InvalidParameter: Naming the bad parameter or key (``search.lam``).
         """
-        checks = [
-            ("budget", _positive_int(budget), "an integer >= 1"),
-            ("candidates", _positive_int(candidates), "an integer >= 1"),
-            (
-                "chunk_overhead_tokens",
-                isinstance(chunk_overhead_tokens, int) and chunk_overhead_tokens >= 0,
-                "an integer >= 0",
-            ),
-            ("on_tiny_budget", on_tiny_budget in ("trim", "empty"), "'trim' or 'empty'"),
-        ]
-        for name, ok, what in checks:
-            if not ok:
-                value = locals()[name]
-                raise InvalidParameter(name, f"must be {what}, got {value!r}")
+        check_count("budget", budget)
+        check_count("candidates", candidates)
+        check_count("chunk_overhead_tokens", chunk_overhead_tokens, minimum=0)
+        if on_tiny_budget not in ("trim", "empty"):
+            raise InvalidParameter(
+                "on_tiny_budget", f"must be 'trim' or 'empty', got {on_tiny_budget!r}"
+            )
         self.budget = budget
         self.tokenizer = tokenizer
         self.candidates = candidates
@@ -258,10 +264,11 @@ class ChunkSelector:
             ``documents``: the selected chunks in the chosen order; ``shaping``: budget, tokens
             used, the retriever ranks chosen, the per-query settings, scorer calls, cache hits,
             search time and any fallback.
+
+        Raises:
+            InvalidParameter: ``budget`` is not an integer >= 1.
         """
-        if budget is not None and not _positive_int(budget):
-            raise InvalidParameter("budget", f"must be an integer >= 1, got {budget!r}")
-        budget = self.budget if budget is None else budget
+        budget = self.budget if budget is None else check_count("budget", budget)
         self.warm_up()
         cands: list[tuple[int, Document]] = []
         seen: set[str] = set()

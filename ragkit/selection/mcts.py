@@ -159,13 +159,16 @@ def mcts_select(
     Returns:
         The best explored combination (empty when no single candidate fits, or there are none),
         with counts of scored states, cache hits and batched calls.
+
+    Raises:
+        InvalidParameter: ``budget`` is not positive, or a candidate costs no token.
     """
     cfg = config or MCTSConfig()
     if budget <= 0:
-        raise ValueError(f"budget must be > 0, got {budget}")
+        raise InvalidParameter("budget", f"must be > 0, got {budget}")
     cost_arr = [int(c) for c in costs]
     if any(c <= 0 for c in cost_arr):
-        raise ValueError("every candidate must cost at least one token")
+        raise InvalidParameter("costs", "every candidate must cost at least one token")
     started = time.perf_counter()
     cache: dict[tuple[int, ...], float] = {}
     stats = {"scored": 0, "hits": 0, "calls": 0}

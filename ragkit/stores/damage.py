@@ -6,7 +6,10 @@ it, so a damaged file gets one report whichever command met it: the file, what i
 it, and one remedy. Metadata that the intact data still determines (``store.json``: embedding
 model, dimension and engine; Qdrant local mode's ``qdrant/meta.json``: the collection config)
 is rebuilt by ``ragkit repair`` (:func:`rebuild_metadata`) instead of the store being thrown
-away; what cannot be rebuilt says "delete the store and re-index" everywhere.
+away; what cannot be rebuilt says "delete the store and re-index" everywhere. A Qdrant Edge
+shard whose files differ from their seal (:mod:`ragkit.stores.edge`) is moved aside by
+``ragkit repair``, which then re-indexes every file from disk: the engine cannot say which
+points survived, and the source files and the manifest can.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ __all__ = ["STORE_FILES", "StoreDamage", "diagnose_store", "holds_store", "rebui
 
 # what a ragkit store directory holds besides store.json (the lock file is not store data)
 STORE_FILES = frozenset({"qdrant", "edge", "bm25", "manifest.json"})
+# where `ragkit repair` moves a Qdrant Edge shard that failed its seal (kept for inspection)
+EDGE_QUARANTINE = "edge.damaged"
 # a stored chunk re-embedded with the model that made it comes back (almost) the same vector
 SAME_MODEL_SIMILARITY = 0.99
 
@@ -170,12 +175,32 @@ def _diagnose_local_qdrant(directory: Path, collection: str) -> StoreDamage | No
     )
 
 
+def _diagnose_edge(directory: Path) -> StoreDamage | None:
+    """A file of the Qdrant Edge shard that differs from its seal, before the engine reads it.
+
+    A shard without segments is not checked here: a read-only open reports it and a writer's
+    open replays the engine's log, and ``index`` / ``repair`` re-index what it held.
+    """
+    from ragkit.stores.edge import EDGE_DIR, check_seal
+
+    path = directory / EDGE_DIR
+    segments = path / "segments"
+    if not (segments.is_dir() and any(segments.iterdir())):
+        return None
+    found = check_seal(path)
+    if found is None:
+        return None
+    file, problem = found
+    return StoreDamage(directory, file, problem)
+
+
 def diagnose_store(directory: Path, collection: str) -> StoreDamage | None:
     """The first damaged metadata or collection file of the store in ``directory``, or None.
 
     This is the one diagnosis every command makes before opening an embedded store; it only
     reads. Chunk-level disagreements between the store's halves are
-    :mod:`ragkit.indexing.integrity`'s business, and a Qdrant Edge shard is checked by its engine.
+    :mod:`ragkit.indexing.integrity`'s business; a Qdrant Edge shard is checked against its seal
+    (:func:`ragkit.stores.edge.check_seal`) and then by its engine.
 
     Args:
         directory: The store directory.
@@ -191,6 +216,12 @@ def diagnose_store(directory: Path, collection: str) -> StoreDamage | None:
     if meta is None and damage is None:
         return None  # no store here yet
     engine = meta.get("engine", "local") if meta is not None else _data_engine(directory, None)
+    if engine == "edge":
+        # a shard that fails its seal outranks lost metadata: rebuilding store.json reads the
+        # shard, and damaged shard files can abort the process that loads them
+        edge = _diagnose_edge(directory)
+        if edge is not None:
+            return edge
     qdrant = _diagnose_local_qdrant(directory, collection) if engine == "local" else None
     if qdrant is not None and not qdrant.repairable:
         return qdrant  # lost points outrank lost metadata: only re-indexing helps
@@ -236,7 +267,7 @@ def _cannot_rebuild(damage: StoreDamage) -> Iterator[None]:
 
 def _data_engine(directory: Path, config: EmbeddedStore | None) -> str:
     """The vector engine whose files the store directory holds (else the config's, or local)."""
-    if (directory / "edge").exists():
+    if (directory / "edge").exists() or (directory / EDGE_QUARANTINE).exists():
         return "edge"
     if (directory / "qdrant").exists() or config is None:
         return "local"
@@ -258,7 +289,10 @@ def rebuild_metadata(
     repairing pipeline's embedding model, once a stored chunk re-embedded with ``embed`` comes
     back as the vector stored for it (another model would make queries silently wrong). Qdrant's
     ``meta.json`` gets the collection config ragkit creates for that dimension, and must then
-    load every stored point. Nothing is rebuilt that these checks do not confirm.
+    load every stored point. Nothing is rebuilt that these checks do not confirm. A Qdrant Edge
+    shard that fails its seal is moved to ``edge.damaged`` (the writer that opens next creates
+    an empty one, and ``repair`` re-indexes every file from disk); an unreadable seal is removed
+    (the shard is then checked by its chunk counts, and sealed again when the writer closes).
 
     Args:
         config: The embedded store.
@@ -282,25 +316,76 @@ def rebuild_metadata(
     lock.acquire()
     done: list[str] = []
     try:
-        damage = diagnose_store(directory, config.collection)
-        if damage is None or damage.writers_heal or not damage.repairable:
-            return done
-        with _cannot_rebuild(damage):
-            if damage.file.name == "store.json":
-                if _data_engine(directory, config) == "local":
-                    # Qdrant reads the stored vectors only through an intact meta.json
-                    qdrant = _diagnose_local_qdrant(directory, config.collection)
-                    if qdrant is not None and qdrant.repairable and not qdrant.writers_heal:
-                        with _cannot_rebuild(qdrant):
-                            done.append(_rebuild_qdrant_meta(directory, config, embedding_dim))
-                done.append(
-                    _rebuild_store_json(directory, config, embedding_model, embedding_dim, embed)
-                )
-            elif damage.file.name == "meta.json":
-                done.append(_rebuild_qdrant_meta(directory, config, embedding_dim))
+        for _ in range(3):  # a moved Edge shard can leave a lost store.json to rebuild after it
+            damage = diagnose_store(directory, config.collection)
+            if damage is None or damage.writers_heal or not damage.repairable:
+                return done
+            if _in_edge_shard(directory, damage.file):
+                done.append(_set_edge_shard_aside(directory, damage))
+                continue
+            _rebuild_file(directory, config, damage, done, embedding_model, embedding_dim, embed)
+            break
     finally:
         lock.release()
     return done
+
+
+def _in_edge_shard(directory: Path, file: Path) -> bool:
+    """Whether ``file`` is the Edge shard's (or its seal), which repair sets aside, not rebuilds."""
+    from ragkit.stores.edge import EDGE_DIR, seal_path
+
+    shard = directory / EDGE_DIR
+    return file == seal_path(shard) or file.is_relative_to(shard)
+
+
+def _set_edge_shard_aside(directory: Path, damage: StoreDamage) -> str:
+    """Remove an unreadable seal, or move a shard that failed its seal to ``edge.damaged``."""
+    import shutil
+
+    from ragkit.stores.edge import EDGE_DIR, seal_path
+
+    shard = directory / EDGE_DIR
+    seal = seal_path(shard)
+    if damage.file == seal:
+        seal.unlink()
+        return (
+            f"removed {seal} ({damage.problem.removeprefix('is ')}); the shard is checked by its "
+            "chunk counts and sealed again when repair finishes"
+        )
+    aside = directory / EDGE_QUARANTINE
+    if aside.exists():  # an older damaged shard: the newest one is the one worth keeping
+        shutil.rmtree(aside)
+    os.replace(shard, aside)
+    seal.unlink(missing_ok=True)
+    return (
+        f"moved the Qdrant Edge shard to {aside} ({damage.file} {damage.problem}); every "
+        f"indexed file is re-indexed from disk (delete {aside} once you no longer need it)"
+    )
+
+
+def _rebuild_file(
+    directory: Path,
+    config: EmbeddedStore,
+    damage: StoreDamage,
+    done: list[str],
+    embedding_model: str,
+    embedding_dim: int | None,
+    embed: Callable[[Document], list[float] | None] | None,
+) -> None:
+    """Rebuild the damaged ``store.json`` or ``qdrant/meta.json`` (lock held by the caller)."""
+    with _cannot_rebuild(damage):
+        if damage.file.name == "store.json":
+            if _data_engine(directory, config) == "local":
+                # Qdrant reads the stored vectors only through an intact meta.json
+                qdrant = _diagnose_local_qdrant(directory, config.collection)
+                if qdrant is not None and qdrant.repairable and not qdrant.writers_heal:
+                    with _cannot_rebuild(qdrant):
+                        done.append(_rebuild_qdrant_meta(directory, config, embedding_dim))
+            done.append(
+                _rebuild_store_json(directory, config, embedding_model, embedding_dim, embed)
+            )
+        elif damage.file.name == "meta.json":
+            done.append(_rebuild_qdrant_meta(directory, config, embedding_dim))
 
 
 def _local_dim(directory: Path, collection: str) -> int | None:
@@ -360,7 +445,12 @@ def _first_stored(
 ) -> tuple[int | None, Document | None]:
     """(vector size, document) of one stored chunk, or (None, None) for an empty store."""
     if engine == "edge":
-        from ragkit.stores.edge import EDGE_DIR, EdgeDocumentStore, edge_files_present
+        from ragkit.stores.edge import (
+            EDGE_DIR,
+            EdgeDocumentStore,
+            edge_files_present,
+            engine_failure,
+        )
 
         path = directory / EDGE_DIR
         if not edge_files_present(path):
@@ -371,7 +461,9 @@ def _first_stored(
                 doc = store.first_document()
             finally:
                 store.close()
-        except Exception as exc:  # noqa: BLE001 - the engine raises one Exception type for all
+        except BaseException as exc:  # Rust panics are BaseExceptions; engine_failure sorts them
+            if not engine_failure(exc):
+                raise
             raise _CannotRebuild(f"its Qdrant Edge shard is unreadable ({_reason(exc)})") from None
         if doc is None or doc.embedding is None:
             return None, doc

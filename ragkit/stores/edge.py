@@ -9,16 +9,29 @@ engines return the same :class:`~haystack.Document` objects.
 
 Edge has no background optimizer: :meth:`EdgeDocumentStore.commit` flushes and runs the
 optimizers in-process, which is where segments past the indexing threshold get their HNSW graph.
+
+Edge checks little of what it loads (measured on 0.9.0): a segment whose vector matrix is
+truncated or deleted loads and answers with other vectors, a damaged deletion bitmap drops points
+silently, and some corrupt id-tracker bytes abort the process. So ragkit *seals* the shard: a
+writer that closes records the size, mtime and CRC-32 of every file of the shard in
+``<store>/edge.seal.json`` (:func:`write_seal`), and every open checks the files against it
+before the engine reads them (:func:`check_seal`). A writer removes the seal before the engine
+touches a file, so a writer killed mid-session leaves no seal, never a wrong one; its store is
+then checked by the engine's own write-ahead log and ragkit's chunk counts, as before.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ragkit.atomic import write_json_atomic
 from ragkit.errors import RagkitError
 
 if TYPE_CHECKING:
@@ -32,6 +45,8 @@ EDGE_PIN = "qdrant-edge-py==0.9.0"
 # 1024 (dense p95 3.7 / 3.2 / 4.0 / 4.3 / 5.1 ms); 512 is the smallest that passes 0.98.
 DEFAULT_HNSW_EF = 512
 _SCROLL_BATCH = 1024
+SEAL_FORMAT = 1
+_CRC_BLOCK = 1 << 22
 _RANGE_OPS = {">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
 
 
@@ -55,6 +70,156 @@ def edge_files_present(path: Path) -> bool:
     """Whether ``path`` holds an Edge shard with at least one segment (read-only opens need one)."""
     segments = path / "segments"
     return (path / "edge_config.json").is_file() and segments.is_dir() and any(segments.iterdir())
+
+
+def engine_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is the engine failing on its files: its errors or a Rust panic.
+
+    qdrant-edge-py raises plain ``Exception`` for its errors and pyo3's ``PanicException``
+    (a ``BaseException``, so ``except Exception`` misses it) when a Rust assertion fails on
+    damaged bytes; both mean "this shard cannot be read", never Ctrl-C or an exit.
+    """
+    if isinstance(exc, Exception):
+        return True
+    return type(exc).__name__ == "PanicException"
+
+
+# ------------------------------------------------------------------ the seal
+
+
+def seal_path(path: Path) -> Path:
+    """Where the seal of the shard in ``path`` lives: beside it, never inside the engine's files."""
+    return path.parent / f"{path.name}.seal.json"
+
+
+def _crc32(path: Path) -> str:
+    crc = 0
+    with path.open("rb") as fh:
+        while block := fh.read(_CRC_BLOCK):
+            crc = zlib.crc32(block, crc)
+    return f"{crc:08x}"
+
+
+def _shard_files(path: Path) -> dict[str, Path]:
+    """Every file of the shard by its path relative to it (hidden files are not the engine's)."""
+    return {
+        p.relative_to(path).as_posix(): p
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and not p.name.startswith(".")
+    }
+
+
+def read_seal(path: Path) -> dict[str, list[Any]] | None:
+    """The sealed files of the shard in ``path`` (None: no seal).
+
+    Raises:
+        ValueError: the seal file is unreadable or not a seal.
+    """
+    file = seal_path(path)
+    if not file.exists():
+        return None
+    data = json.loads(file.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"a JSON {type(data).__name__}, not an object")
+    files = data.get("files")
+    if data.get("format") != SEAL_FORMAT or not isinstance(files, dict):
+        raise ValueError(f"not a ragkit seal of format {SEAL_FORMAT}")
+    for rel, entry in files.items():
+        if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[2], str)):
+            raise ValueError(f"bad entry for {rel!r}")
+    return files
+
+
+def write_seal(path: Path, previous: dict[str, list[Any]] | None = None) -> None:
+    """Record every file of the closed shard in ``path``: size, mtime and CRC-32.
+
+    Files whose size and mtime match ``previous`` keep its CRC (immutable HNSW segments are
+    not read again on every close).
+    """
+    previous = previous or {}
+    files: dict[str, list[Any]] = {}
+    for rel, file in _shard_files(path).items():
+        st = file.stat()
+        old = previous.get(rel)
+        if old is not None and old[0] == st.st_size and old[1] == st.st_mtime_ns:
+            files[rel] = old
+        else:
+            files[rel] = [st.st_size, st.st_mtime_ns, _crc32(file)]
+    write_json_atomic(seal_path(path), {"format": SEAL_FORMAT, "engine": EDGE_PIN, "files": files})
+
+
+def unseal(path: Path) -> dict[str, list[Any]] | None:
+    """Remove the seal before a writer lets the engine change files; returns what it held.
+
+    The removal is made durable first, so a crash after it can leave an unsealed shard but
+    never a seal that disagrees with the files.
+    """
+    file = seal_path(path)
+    try:
+        previous = read_seal(path)
+    except (OSError, ValueError):
+        previous = None
+    if file.exists():
+        file.unlink()
+        fd = os.open(file.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return previous
+
+
+def check_seal(path: Path) -> tuple[Path, str] | None:
+    """The first file of the shard in ``path`` that differs from its seal, and how; else None.
+
+    Only reads. A file whose size and mtime are sealed is trusted without reading it; any other
+    is read and its CRC-32 compared, so a read-only open (which rewrites a few small files with
+    the same bytes) stays cheap and a truncated, overwritten, deleted or added file is caught.
+    A shard without a seal (never closed by a writer, or its writer killed) returns None.
+    """
+    try:
+        sealed = read_seal(path)
+    except (OSError, ValueError) as exc:
+        reason = " ".join(str(exc).split())[:160]
+        return seal_path(path), f"is unreadable ({type(exc).__name__}: {reason})"
+    if sealed is None:
+        return None
+    present = _shard_files(path)
+    for rel, (size, mtime_ns, crc) in sealed.items():
+        file = path / rel
+        if rel not in present:
+            return file, "is missing (it was there when the store was last closed)"
+        st = file.stat()
+        if st.st_size != size:
+            return file, (
+                f"has {st.st_size} bytes, not the {size} it had when the store was last closed "
+                "(truncated or overwritten)"
+            )
+        if st.st_mtime_ns != mtime_ns and _crc32(file) != crc:
+            return file, "does not match its checksum from when the store was last closed (corrupt)"
+    added = sorted(set(present) - set(sealed))
+    if added:
+        return path / added[0], "was not there when the store was last closed"
+    return None
+
+
+def _drop_unfinished_builds(path: Path) -> None:
+    """Remove segments an optimizer was building when its process died (0.9.0 leaves them).
+
+    The optimizer builds a new segment under ``temp_segments/`` and moves it into
+    ``segments/`` when done; a SIGKILL mid-build leaves the half-built one there for good (the
+    engine does not clean it on load), as large as the segment it replaced. Only a writer calls
+    this, holding the store's lock, so no optimizer of another process is running.
+    """
+    import shutil
+
+    temp = path / "temp_segments"
+    if temp.is_dir():
+        for child in temp.iterdir():
+            if child.is_dir():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
 
 
 def convert_filters(filters: dict[str, Any] | None, qe: Any) -> Any:
@@ -135,6 +300,10 @@ class EdgeDocumentStore:
         self.read_only = read_only
         self.hnsw_ef = hnsw_ef or DEFAULT_HNSW_EF
         qe = self._qe
+        # writers: the engine may change any file from here on (even loading rewrites some)
+        self._sealed = None if read_only else unseal(path)
+        if not read_only:
+            _drop_unfinished_builds(path)
         if (path / "edge_config.json").is_file():
             self._shard = qe.EdgeShard.load(str(path))
         else:
@@ -245,12 +414,12 @@ class EdgeDocumentStore:
         }
 
     def close(self) -> None:
-        """Flush (writers) and release the shard's files.
+        """Flush (writers) and release the shard's files; a writer then seals them.
 
         A writer also loads and closes the shard once more: the first load after a write session
         rewrites ``edge_config.json`` and folds the payload tracker's journal in (measured on
         0.9.0), and that must happen here, not in a later read-only open that promises to
-        change no file.
+        change no file. Only then are the files final, and sealed (:func:`write_seal`).
         """
         if self.read_only:
             self._shard.close()
@@ -258,6 +427,7 @@ class EdgeDocumentStore:
         self._shard.flush()
         self._shard.close()
         self._qe.EdgeShard.load(str(self.path)).close()
+        write_seal(self.path, self._sealed)
 
     # ------------------------------------------------------------------ helpers
     def _scroll(self, flt: Any, with_vector: bool) -> Iterator[Document]:

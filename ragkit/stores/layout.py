@@ -16,6 +16,7 @@ __all__ = [
     "DEFAULT_EMBEDDING_MODEL",
     "DEFAULT_ENGINE",
     "EMBEDDING_DIM",
+    "LOCAL_HINT_CHUNKS",
     "STORE_FORMAT",
     "StoreError",
     "local_qdrant",
@@ -24,8 +25,11 @@ __all__ = [
 STORE_FORMAT = 1
 DEFAULT_EMBEDDING_MODEL = "minilm"
 EMBEDDING_DIM = 384  # MiniLM's; the dimension of a new store when nothing else is known
-# the vector engine of a new embedded store without `engine:`; stores record theirs in store.json
-DEFAULT_ENGINE = "local"
+# the vector engine of a new embedded store without `engine:`; stores record theirs in store.json.
+# Qdrant Edge (HNSW) since it keeps every guarantee local mode keeps (tests/stores/test_edge_faults.py)
+DEFAULT_ENGINE = "edge"
+# past this many chunks a local-mode store says once that Qdrant Edge is faster, and how to move
+LOCAL_HINT_CHUNKS = 20_000
 
 
 class StoreError(RagkitError, RuntimeError):

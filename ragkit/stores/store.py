@@ -9,8 +9,11 @@ cannot destroy an intact half of a damaged store. A BM25 index that fails its ch
 in ``bm25_problem``; writers (``ragkit index``, ``ragkit repair``) call :meth:`rebuild_bm25` or
 re-index the affected files. ``store.json`` records the embedding model and its dimension, and
 writes or queries with vectors of another dimension are refused. Embedded stores run on one of
-two vector engines, recorded in ``store.json`` too: Qdrant local mode (exact, in Python) or Qdrant
-Edge (``engine: edge``, HNSW in Rust, :mod:`ragkit.stores.edge`).
+two vector engines, recorded in ``store.json`` too: Qdrant Edge (HNSW in Rust,
+:mod:`ragkit.stores.edge`; the default for new stores since it keeps every guarantee local mode
+keeps) or Qdrant local mode (``engine: local``, exact, in Python; what older stores recorded).
+:func:`migrate_to_edge` (``ragkit repair --migrate``) moves a local-mode store to Edge without
+re-embedding.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +36,7 @@ from ragkit.stores.layout import (
     DEFAULT_EMBEDDING_MODEL,
     DEFAULT_ENGINE,
     EMBEDDING_DIM,
+    LOCAL_HINT_CHUNKS,
     STORE_FORMAT,
     StoreError,
     local_qdrant,
@@ -123,7 +129,8 @@ class RagkitStore:
             self._lock.acquire()
             self.directory = directory
             try:
-                if cfg.engine == "edge":  # before store.json names an engine that cannot run
+                if _planned_engine(directory, cfg) == "edge":
+                    # before store.json names an engine that cannot run
                     from ragkit.stores.edge import import_edge
 
                     import_edge()
@@ -139,7 +146,9 @@ class RagkitStore:
                     self.qdrant = local_qdrant(
                         directory / "qdrant", cfg.collection, self.embedding_dim
                     )
-                    _probe_local_qdrant(self.qdrant, directory)
+                    chunks = _probe_local_qdrant(self.qdrant, directory)
+                    if chunks > LOCAL_HINT_CHUNKS:
+                        logger.warning(local_mode_hint(directory, chunks))
                 self._bm25 = self._load_bm25()
             except BaseException:
                 self._lock.release()
@@ -185,7 +194,13 @@ class RagkitStore:
 
     def _open_edge(self, directory: Path) -> Any:
         """Open (or, for writers, create) the Qdrant Edge shard in ``directory/edge``."""
-        from ragkit.stores.edge import EDGE_DIR, EdgeDocumentStore, edge_files_present, import_edge
+        from ragkit.stores.edge import (
+            EDGE_DIR,
+            EdgeDocumentStore,
+            edge_files_present,
+            engine_failure,
+            import_edge,
+        )
 
         assert isinstance(self.config, EmbeddedStore)
         path = directory / EDGE_DIR
@@ -199,7 +214,9 @@ class RagkitStore:
                 path, self.embedding_dim, read_only=self.read_only, hnsw_ef=self.config.hnsw_ef
             )
             store.count_documents()
-        except Exception as exc:  # noqa: BLE001 - the engine raises one Exception type for all
+        except BaseException as exc:  # Rust panics are BaseExceptions; engine_failure sorts them
+            if not engine_failure(exc):
+                raise
             reason = " ".join(str(exc).split())[:200]
             damage = StoreDamage(directory, path, f"is unreadable ({reason})", repairable=False)
             raise StoreError(damage.message()) from None
@@ -353,7 +370,9 @@ class RagkitStore:
                 )
                 for d in docs
             ]
-        written = self.qdrant.write_documents(docs, policy=DuplicatePolicy.OVERWRITE)
+        with warnings.catch_warnings():  # local mode's "use a server" past 20k: see the hint
+            warnings.filterwarnings("ignore", message="Local mode is not recommended")
+            written = self.qdrant.write_documents(docs, policy=DuplicatePolicy.OVERWRITE)
         if self._bm25 is not None:
             self._bm25.add(
                 [d.id for d in docs],
@@ -549,10 +568,40 @@ def _probe_server(qdrant: Any, url: str) -> None:
         ) from None
 
 
-def _probe_local_qdrant(qdrant: Any, directory: Path) -> None:
-    """Open Qdrant's local files now, so a corrupt one is one line instead of a traceback."""
+def _planned_engine(directory: Path, cfg: EmbeddedStore) -> str:
+    """The engine the store in ``directory`` runs on once opened: the config's, else the
+    recorded one, else (a new store) :data:`DEFAULT_ENGINE`."""
+    if cfg.engine is not None:
+        return cfg.engine
     try:
-        qdrant.count_documents()
+        found = json.loads((directory / "store.json").read_text(encoding="utf-8"))
+        return str(found.get("engine", "local"))
+    except FileNotFoundError:
+        return "local" if holds_store(directory) else DEFAULT_ENGINE
+    except (OSError, ValueError, AttributeError):
+        return "local"  # damaged: diagnose_store names it before any engine is needed
+
+
+def local_mode_hint(directory: Path, chunks: int) -> str:
+    """The one line that points a large local-mode store at Qdrant Edge (and how to move it)."""
+    return (
+        f"store {directory} holds {chunks:,} chunks in Qdrant local mode, which scans every vector "
+        f"in Python (slow past {LOCAL_HINT_CHUNKS:,}); `ragkit repair --migrate --store "
+        f"{directory}` moves it to Qdrant Edge (HNSW) without re-embedding"
+    )
+
+
+def _probe_local_qdrant(qdrant: Any, directory: Path) -> int:
+    """Open Qdrant's local files now, so a corrupt one is one line instead of a traceback.
+
+    Returns:
+        The number of chunks. qdrant-client's own warning past 20,000 points (use a server) is
+        left out: ragkit says it once, with the embedded way out (:func:`local_mode_hint`).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Local mode is not recommended")
+            return int(qdrant.count_documents())
     except Exception as exc:  # noqa: BLE001 - sqlite, json, pickle and qdrant errors alike
         reason = " ".join(str(exc).split())[:200]
         damage = StoreDamage(
@@ -664,3 +713,166 @@ def open_store(
 def release_store(store: RagkitStore) -> None:
     """Give back a store from :func:`open_store`; the last release closes it."""
     _OPEN.release(store)
+
+
+# ------------------------------------------------------------------ local mode -> Qdrant Edge
+
+_MIGRATING = "edge.migrating"
+_MIGRATED_LOCAL = "qdrant.migrated"
+
+
+@dataclasses.dataclass(frozen=True)
+class Migration:
+    """What :func:`migrate_to_edge` did.
+
+    Attributes:
+        directory: The store directory.
+        chunks: Chunks copied (0 when the store was on Edge already).
+        already: The store was on Qdrant Edge already; nothing changed.
+        seconds: Wall time of the copy, the HNSW build and the swap.
+    """
+
+    directory: Path
+    chunks: int
+    already: bool = False
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        """The one line ``ragkit repair --migrate`` prints."""
+        if self.already:
+            return f"store {self.directory} is on Qdrant Edge already; nothing to migrate"
+        return (
+            f"migrated store {self.directory} from Qdrant local mode to Qdrant Edge: "
+            f"{self.chunks} chunks copied without re-embedding ({self.seconds:.1f} s)"
+        )
+
+
+def migrate_to_edge(config: EmbeddedStore, progress: bool = False) -> Migration:
+    """Move an embedded store from Qdrant local mode to Qdrant Edge, vectors and payloads as-is.
+
+    Nothing is re-embedded: every point is copied with its id, vector and payload, so the Edge
+    store returns the same documents, and BM25 and the manifest stay valid as they are. The
+    Edge shard is built beside the store (``edge.migrating``), committed, sealed and counted;
+    only then is it renamed into place and ``store.json`` switched to ``engine: edge`` (the one
+    atomic step that changes which engine the store uses). Until that step the local-mode
+    store is untouched, so a failure or a kill at any point leaves it working as before; a
+    rerun discards the half-built shard. The old ``qdrant/`` folder is removed last.
+
+    Args:
+        config: The embedded store (its ``engine`` setting is ignored: the data decides).
+        progress: Show a progress bar on stderr.
+
+    Returns:
+        The :class:`Migration`; ``already`` when the store was on Edge.
+
+    Raises:
+        StoreError: No store there, a damaged one (repair it first), or the copy disagrees.
+        StoreInUseError: Another process holds the store.
+    """
+    import shutil
+    import time
+
+    from ragkit.stores.edge import (
+        EDGE_DIR,
+        EdgeDocumentStore,
+        engine_failure,
+        import_edge,
+        seal_path,
+    )
+    from ragkit.stores.lock import StoreLock
+
+    directory = Path(config.path).expanduser().resolve()
+    if not holds_store(directory):
+        raise StoreError(f"no ragkit store at {directory}; nothing to migrate")
+    import_edge()
+    lock = StoreLock(directory)
+    lock.acquire()
+    try:
+        damage = diagnose_store(directory, config.collection)
+        if damage is not None:
+            raise StoreError(f"{damage.message()}, then migrate")
+        meta = json.loads((directory / "store.json").read_text(encoding="utf-8"))
+        if meta.get("engine", "local") == "edge":
+            return Migration(directory, 0, already=True)
+        start = time.perf_counter()
+        building = directory / _MIGRATING
+        for stale in (building, directory / EDGE_DIR):  # left by an interrupted migration
+            if stale.exists():
+                shutil.rmtree(stale)
+            seal_path(stale).unlink(missing_ok=True)
+        dim = int(meta.get("embedding_dim", EMBEDDING_DIM))
+        local = local_qdrant(directory / "qdrant", config.collection, dim)
+        try:
+            total = _probe_local_qdrant(local, directory)
+            edge = EdgeDocumentStore(building, dim)
+            try:
+                copied = _copy_points(local, config.collection, edge, total, progress)
+                edge.commit()  # the HNSW build, before anything points at the new shard
+                count = edge.count_documents()
+            finally:
+                edge.close()
+        finally:
+            local.close()
+        if copied != total or count != total:
+            raise StoreError(
+                f"migrating {directory}: copied {copied} and Qdrant Edge counts {count} of the "
+                f"{total} chunks; the local-mode store is unchanged"
+            )
+        os.replace(building, directory / EDGE_DIR)
+        os.replace(seal_path(building), seal_path(directory / EDGE_DIR))
+        write_json_atomic(directory / "store.json", {**meta, "engine": "edge"})
+        # migrated: the local-mode files are no longer read; a crash here only leaves them
+        old = directory / _MIGRATED_LOCAL
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(directory / "qdrant", old)
+        shutil.rmtree(old, ignore_errors=True)
+        return Migration(directory, total, seconds=time.perf_counter() - start)
+    except BaseException as exc:
+        building = directory / _MIGRATING
+        if building.exists():  # the store still reads local mode: the half-built shard goes
+            shutil.rmtree(building, ignore_errors=True)
+        seal_path(building).unlink(missing_ok=True)
+        if isinstance(exc, StoreError) or not engine_failure(exc):
+            raise  # ours already says what to do; Ctrl-C and exits stay what they are
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise StoreError(
+            f"migrating {directory} to Qdrant Edge failed ({type(exc).__name__}: {reason}); "
+            "the local-mode store is unchanged"
+        ) from exc
+    finally:
+        lock.release()
+
+
+def _copy_points(local: Any, collection: str, edge: Any, total: int, progress: bool) -> int:
+    """Copy every point (id, vector, payload) from local mode into the Edge shard; returns how many."""
+    import sys
+
+    from tqdm import tqdm
+
+    qe = edge._qe
+    client = local._client
+    copied = 0
+    offset = None
+    with tqdm(
+        total=total, unit="chunk", desc="migrating", file=sys.stderr, disable=not progress
+    ) as bar:
+        while True:
+            points, offset = client.scroll(
+                collection_name=collection,
+                limit=1024,
+                offset=offset,
+                with_payload=True,
+                with_vectors=True,
+            )
+            batch = []
+            for point in points:
+                vector = point.vector
+                if isinstance(vector, dict):  # a named dense vector: the store's only one
+                    vector = next(iter(vector.values()))
+                batch.append(qe.Point(id=str(point.id), vector=list(vector), payload=point.payload))
+            if batch:
+                edge._shard.update(qe.UpdateOperation.upsert_points(batch))
+                copied += len(batch)
+                bar.update(len(batch))
+            if offset is None:
+                return copied

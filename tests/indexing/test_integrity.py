@@ -97,7 +97,9 @@ def test_stats_on_damaged_qdrant_writes_nothing_and_index_repairs(
     sample_corpus: Path, tmp_path: Path
 ) -> None:
     store = tmp_path / "store"
-    assert index(sample_corpus, store)[0] == 0
+    local = tmp_path / "local.yaml"  # Qdrant local mode's files are damaged below
+    local.write_text("store:\n  kind: embedded\n  engine: local\n")
+    assert index(sample_corpus, store, "--profile", str(local))[0] == 0
     good, _ = stats(store)
     assert good["integrity"] == "ok"
     (store / "qdrant" / "collection" / "ragkit" / "storage.sqlite").write_bytes(b"")
@@ -121,7 +123,9 @@ def test_stats_on_damaged_qdrant_writes_nothing_and_index_repairs(
 
 def test_repair_restores_a_deleted_collection(sample_corpus: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
-    assert index(sample_corpus, store)[0] == 0
+    local = tmp_path / "local.yaml"  # Qdrant local mode's files are damaged below
+    local.write_text("store:\n  kind: embedded\n  engine: local\n")
+    assert index(sample_corpus, store, "--profile", str(local))[0] == 0
     good, _ = stats(store)
     shutil.rmtree(store / "qdrant" / "collection")
     (sample_corpus / "faq.jsonl").unlink()  # a damaged file that is gone from disk is dropped

@@ -230,6 +230,12 @@ def test_chat_generator_in_haystack_pipeline(llm: LlamaCppLM, reference) -> None
         "n_ctx": 1024,
         "n_threads": None,
         "generation_kwargs": {"max_tokens": 8},
+        # latency settings (tests/models/test_llamacpp_latency.py): llama.cpp's own defaults
+        "n_threads_batch": None,
+        "n_batch": 512,
+        "n_ubatch": None,
+        "flash_attn": False,
+        "reuse_prefix": True,
     }
     restored = component_from_dict(LlamaCppChatGenerator, data, "llm")
     assert restored.n_ctx == 1024

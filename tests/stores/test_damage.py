@@ -42,7 +42,11 @@ def indexed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     corpus = root / "corpus"
     shutil.copytree(SAMPLE, corpus)
     store = root / "store"
-    code, _, err = ragkit("index", str(corpus), "--store", str(store), "-q")
+    local = root / "local.yaml"  # these damages are Qdrant local mode's files
+    local.write_text("store:\n  kind: embedded\n  engine: local\n")
+    code, _, err = ragkit(
+        "index", str(corpus), "--store", str(store), "-q", "--profile", str(local)
+    )
     assert code == 0, err
     return corpus, store
 

@@ -187,8 +187,11 @@ def test_mismatched_engine_is_refused_in_one_line(tmp_path: Path) -> None:
     msg = str(err.value)
     assert "\n" not in msg and "store.engine: edge" in msg and "another --store" in msg
     local = tmp_path / "old"
-    release_store(open_store(EmbeddedStore(path=str(local))))  # a new store: local by default
+    release_store(open_store(EmbeddedStore(path=str(tmp_path / "new"))))  # new: edge by default
+    assert json.loads((tmp_path / "new" / "store.json").read_text())["engine"] == "edge"
+    release_store(open_store(EmbeddedStore(path=str(local), engine="local")))
     assert json.loads((local / "store.json").read_text())["engine"] == "local"
+    release_store(open_store(EmbeddedStore(path=str(local))))  # no engine: the recorded one
     with pytest.raises(StoreError, match="'local' vector engine, not 'edge'"):
         open_store(EmbeddedStore(path=str(local), engine="edge"))
 
@@ -268,11 +271,13 @@ def test_cli_edge_profile_indexes_queries_and_repairs(sample_corpus: Path, tmp_p
     assert code == 0 and "repaired 5 files" in out, err
     assert passages(edge) == hits
 
-    # a corrupt segment cannot be read at all: one line saying what to do
+    # a corrupt segment fails its seal: one line saying what to do, and repair does it
     segment = next((edge / "edge" / "segments").iterdir())
     (segment / "segment.json").write_text("")
-    code, _, err = run("stats", "--store", str(edge))
-    assert code == 1 and err.count("\n") == 1 and "delete" in err and "re-index" in err, err
+    damaged_read_only_writes_nothing()
+    code, out, err = run("repair", "--store", str(edge), "-q")
+    assert code == 0 and "5 files re-indexed" in out, err
+    assert passages(edge) == hits
 
 
 def test_missing_engine_package_is_one_line_and_writes_no_store_json(
