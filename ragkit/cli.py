@@ -66,6 +66,34 @@ ProfileOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+RayOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        metavar="ADDRESS",
+        help="Fan the work out on a Ray cluster: auto, HOST:PORT, ray://HOST:10001, or local "
+        "(needs the ragkit extra named ray).",
+    ),
+]
+RayWorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--ray-workers",
+        min=1,
+        help="Parallel Ray workers (default: one per GPU, else one per CPU of the cluster).",
+    ),
+]
+
+
+def _ray_options(address: str | None, workers: int | None) -> Any:
+    """``--ray``/``--ray-workers`` as :class:`ragkit.scale.cluster.RayOptions` (None: no Ray)."""
+    if address is None:
+        if workers is not None:
+            raise CLIError("--ray-workers needs --ray ADDRESS", 2)
+        return None
+    from ragkit.scale.cluster import RayOptions, check_address
+
+    return RayOptions(address=check_address(address), workers=workers)
 
 
 class CLIError(Exception):
@@ -242,6 +270,8 @@ def index(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     as_json: JsonOpt = False,
+    ray: RayOpt = None,
+    ray_workers: RayWorkersOpt = None,
 ) -> None:
     """Index files incrementally: new files are added, changed ones replaced, removed ones deleted."""
 
@@ -255,6 +285,7 @@ def index(
             profile=profile,
             indexer=indexer,
             progress=not quiet and not as_json,
+            ray=_ray_options(ray, ray_workers),
         )
         for line in result.warnings:  # a --delete path that matched nothing: likely a typo
             _warn(line)
@@ -551,6 +582,8 @@ def eval_(
     ] = None,
     profile: ProfileOpt = None,
     as_json: JsonOpt = False,
+    ray: RayOpt = None,
+    ray_workers: RayWorkersOpt = None,
 ) -> None:
     """Evaluate a pipeline on a QA dataset: EM, F1, accuracy, ROUGE-L, recall@k; per-question jsonl + summary."""
 
@@ -558,6 +591,7 @@ def eval_(
         from ragkit.evaluation.evaluate import evaluate
         from ragkit.evaluation.report import format_summary_table
 
+        ray_options = _ray_options(ray, ray_workers)
         summary = evaluate(
             dataset,
             pipeline,
@@ -570,6 +604,7 @@ def eval_(
             resume=resume,
             force=force,
             progress=not as_json,
+            ray=ray_options,
         )
         if as_json:
             _print_json(summary)
@@ -696,6 +731,32 @@ def pipelines_list() -> None:
                 (ln[1:].strip() for ln in path.read_text().splitlines() if ln.startswith("#")), ""
             )
             _echo(f"{folder}/{path.name:24} {first}")
+
+
+@pipelines_app.command("show")
+def pipelines_show(
+    name: Annotated[str, typer.Argument(help="A pipeline name (rag, memorag_lite) or file.")],
+) -> None:
+    """Print a pipeline as plain Haystack YAML, any ``same_as`` base merged in.
+
+    A variant file (``same_as: memorag`` plus the settings it changes) is ragkit's; this prints
+    the whole pipeline it stands for, which ``haystack.Pipeline.loads`` reads after
+    ``import ragkit``.
+    """
+    import yaml
+
+    from ragkit.pipeline import pipeline_chain, read_pipeline_yaml
+    from ragkit.resources import find_pipeline_file
+
+    def body() -> None:
+        path = find_pipeline_file(name, "pipelines", "pipeline")
+        chain = pipeline_chain(path)
+        data, _ = read_pipeline_yaml(path)
+        if len(chain) > 1:
+            _echo(f"# {path}, resolved over {' -> '.join(str(p) for p in chain[1:])}")
+        _echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True).rstrip())
+
+    _run(body, False)
 
 
 @pipelines_app.command("validate")

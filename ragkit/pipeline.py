@@ -372,13 +372,110 @@ def _build(
     return pipe, problems
 
 
-def read_pipeline_yaml(path: str | Path) -> tuple[Any, str]:
-    """Parse a pipeline file; errors name the file."""
-    p = Path(path)
+PIPELINE_BASE = "same_as"
+
+
+def _locate_base(pointer: Path, name: str) -> Path:
+    """The pipeline a ``same_as: NAME`` names: beside the pointer first, then by name."""
+    from ragkit.resources import ResourceNotFoundError, resolve_yaml
+
+    for cand in (pointer.parent / name, pointer.parent / f"{name}.yaml"):
+        if cand.is_file():
+            return cand
     try:
-        return read_yaml(p), str(path)
-    except ConfigError as exc:
-        raise PipelineError([str(exc)]) from None
+        return resolve_yaml(name, "pipelines", "pipeline")
+    except ResourceNotFoundError as exc:
+        raise PipelineError([f"{pointer}: {PIPELINE_BASE}: {exc}"]) from None
+
+
+def pipeline_chain(path: str | Path) -> list[Path]:
+    """The files a pipeline is made of: ``path``, then each ``same_as`` base it points at.
+
+    A variant such as ``memorag_lite.yaml`` is ``same_as: memorag`` plus the settings it
+    changes, so the two cannot drift apart. Loops and missing bases are one-line errors.
+    """
+    chain = [Path(path)]
+    while True:
+        try:
+            data = read_yaml(chain[-1])
+        except ConfigError as exc:
+            raise PipelineError([str(exc)]) from None
+        if not isinstance(data, dict) or PIPELINE_BASE not in data:
+            return chain
+        target = data[PIPELINE_BASE]
+        if not isinstance(target, str) or not target.strip():
+            raise PipelineError(
+                [f"{chain[-1]}: {PIPELINE_BASE}: must name a pipeline, got {clip(target)}"]
+            )
+        extra = sorted(set(data) - {PIPELINE_BASE, "components"})
+        if extra:
+            raise PipelineError(
+                [
+                    f"{chain[-1]}: {extra[0]}: a same_as pipeline holds only {PIPELINE_BASE} "
+                    "and components (the settings it changes)"
+                ]
+            )
+        base = _locate_base(chain[-1], target.strip())
+        if base.resolve() in {p.resolve() for p in chain}:
+            raise PipelineError(
+                [f"{chain[-1]}: {PIPELINE_BASE}: {target} points back at {chain[0]}"]
+            )
+        chain.append(base)
+
+
+def read_pipeline_yaml(path: str | Path) -> tuple[Any, str]:
+    """Parse a pipeline file, with any ``same_as`` base resolved; errors name the file.
+
+    A ``same_as`` file's ``components`` are settings over its base's components, merged the
+    way a profile's overrides are (:func:`apply_overrides`); each must name a component the
+    base has.
+    """
+    chain = pipeline_chain(path)
+    data = read_yaml(chain[-1])
+    for pointer in reversed(chain[:-1]):
+        changes = read_yaml(pointer).get("components") or {}
+        if not isinstance(changes, dict):
+            raise PipelineError([f"{pointer}: components: expected a mapping of component names"])
+        own = data.get("components") if isinstance(data, dict) else None
+        own = own if isinstance(own, dict) else {}
+        for name, change in changes.items():
+            if name not in own:
+                close = difflib.get_close_matches(str(name), [str(n) for n in own], n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise PipelineError(
+                    [f"{pointer}: components.{name}: its base has no component {name!r}{hint}"]
+                )
+            params = change.get("init_parameters", {}) if isinstance(change, dict) else None
+            if (
+                not isinstance(change, dict)
+                or set(change) - {"type", "init_parameters"}
+                or not isinstance(params, dict)
+            ):
+                raise PipelineError(
+                    [
+                        f"{pointer}: components.{name}: expected init_parameters (and "
+                        "optionally type) to change"
+                    ]
+                )
+        data = apply_overrides(data, changes)
+    return data, str(path)
+
+
+def pipeline_sha256(path: str | Path) -> str:
+    """sha256 of a pipeline's bytes, every ``same_as`` base included (an eval run's key).
+
+    A plain file hashes to the sha256 of its bytes, as before pointers existed, so runs made
+    earlier still resume.
+    """
+    import hashlib
+
+    chain = pipeline_chain(path)
+    if len(chain) == 1:
+        return hashlib.sha256(chain[0].read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    for p in chain:
+        digest.update(hashlib.sha256(p.read_bytes()).digest())
+    return digest.hexdigest()
 
 
 def validate_pipeline_file(path: str | Path) -> list[str]:

@@ -11,10 +11,18 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-__all__ = ["STOPWORDS", "bm25_rank", "tokenize", "tokenize_many"]
+__all__ = [
+    "STOPWORDS",
+    "bm25_rank",
+    "match_text",
+    "title_key",
+    "tokenize",
+    "tokenize_many",
+]
 
 # Unicode-aware: `\w` matches letters and digits of any script, so non-English text still indexes.
 _WORD_RE = re.compile(r"\w+")
@@ -52,6 +60,33 @@ def tokenize(text: str, stopwords: bool = True) -> list[str]:
         return words
     stop = STOPWORDS
     return [w for w in words if w not in stop]
+
+
+_PARENTHETICAL = re.compile(r"\s*\([^)]*\)\s*$")
+MIN_TITLE_CHARS = 4
+"""Shorter titles are too ambiguous to count as a mention ("US", "Io")."""
+
+
+def match_text(text: str) -> str:
+    """The text's words (stopwords kept), accents dropped, space-padded.
+
+    ``" key " in match_text(text)`` is then a whole-word, case- and accent-insensitive match:
+    how a passage's title is found in another passage or in a question.
+    """
+    text = unicodedata.normalize("NFKD", text.casefold())
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return " " + " ".join(tokenize(text, stopwords=False)) + " "
+
+
+def title_key(title: str | None) -> str | None:
+    """A title as matched in text (:func:`match_text`), the suffix ``(2013 film)`` dropped.
+
+    None for no title, or one under :data:`MIN_TITLE_CHARS` characters.
+    """
+    if not title:
+        return None
+    key = match_text(_PARENTHETICAL.sub("", title))
+    return key if len(key.strip()) >= MIN_TITLE_CHARS else None
 
 
 def tokenize_many(texts: Iterable[str], stopwords: bool = True) -> list[list[str]]:

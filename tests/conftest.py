@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,15 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("RAGKIT_PROFILE", "cpu-small")
 # one model/eval-store cache per test session: SmolLM2 is converted from GGUF once, not per test
 os.environ.setdefault("RAGKIT_CACHE", tempfile.mkdtemp(prefix="ragkit-test-cache-"))
+# On a 2-core machine (CI, or one shared with other jobs) two OpenMP threads spin-wait on each
+# other: the small models here take several times the CPU time they take on one thread. Set before
+# torch is imported (its default thread count reads it) and inherited by the CLI processes the
+# tests start. numba's OpenMP threading layer (bm25s's numba backend, in the BM25 bench) would
+# raise the process-wide OpenMP thread count back to the core count for torch as well; its
+# workqueue layer leaves OpenMP alone.
+if (os.cpu_count() or 1) <= 2:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "ragkit" / "data" / "sample"
@@ -50,6 +60,32 @@ def sample_corpus(tmp_path: Path) -> Path:
     return dest
 
 
+def _store_files(store: Path) -> dict[str, bytes]:
+    """Every file of a store but the process locks (their content is the holder's pid)."""
+    return {
+        str(p.relative_to(store)): p.read_bytes()
+        for p in sorted(store.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
+
+
+@pytest.fixture(scope="session")
+def sample_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The bundled sample corpus indexed once per session by ``ragkit index`` (default profile).
+
+    Shared by the tests that only read it: none may change it (checked when the session ends).
+    A test that changes its store builds (or copies) its own in ``tmp_path``.
+    """
+    from cli_run import ragkit
+
+    store = tmp_path_factory.mktemp("sample-store") / "store"
+    code, _, err = ragkit("index", str(SAMPLE), "--store", str(store), "-q")
+    assert code == 0, err
+    before = _store_files(store)
+    yield store
+    assert _store_files(store) == before, "a test changed the shared sample_store"
+
+
 @pytest.fixture
 def mini_qa_file(tmp_path: Path) -> Path:
     """A two-question QA jsonl (passages with gold marks) for eval-style runs without shared data."""
@@ -77,13 +113,12 @@ def mini_qa_file(tmp_path: Path) -> Path:
 def errors_match_cli():
     """Check library calls against the CLI: each ``(call, cli_args, error_class)`` case raises
     that ragkit error, and the CLI with those arguments prints it as one line with its exit code."""
-    from typer.testing import CliRunner
+    from cli_run import runner
 
     from ragkit.cli import app
     from ragkit.errors import RagkitError
 
     def check(cases) -> None:
-        runner = CliRunner()
         for call, args, cls in cases:
             with pytest.raises(RagkitError) as info:
                 call()

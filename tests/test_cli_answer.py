@@ -12,15 +12,6 @@ from cli_run import ragkit
 from ragkit.testing import OpenAICompatServer
 
 
-@pytest.fixture(scope="module")
-def sample_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    store = tmp_path_factory.mktemp("answer") / "store"
-    sample = Path(__file__).resolve().parent.parent / "ragkit" / "data" / "sample"
-    code, _, err = ragkit("index", str(sample), "--store", str(store), "-q")
-    assert code == 0, err
-    return store
-
-
 def server_profile(tmp_path: Path, base_url: str) -> Path:
     profile = {
         "components": {

@@ -14,11 +14,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
+from cli_run import runner
 
 from ragkit.cli import app
-
-runner = CliRunner()
 
 REPO = Path(__file__).resolve().parent.parent
 TITLE = "\x1b]0;pwned\x07"  # sets the terminal's window title

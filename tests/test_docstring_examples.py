@@ -20,6 +20,7 @@ MODULES = [
     "ragkit.memory.components",
     "ragkit.ordering.components",
     "ragkit.retrieval.components",
+    "ragkit.retrieval.links",
     "ragkit.selection.components",
 ]
 """Every ragkit module with a ``>>>`` example (checked below, so a new one is not forgotten)."""
@@ -30,6 +31,7 @@ WITH_EXAMPLES = [
     "ClueRetriever",
     "ContextFitter",
     "DenseRetriever",
+    "LinkedPassages",
     "Reorderer",
 ]
 

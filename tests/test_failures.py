@@ -65,7 +65,7 @@ def test_not_json_from_an_openai_component_names_the_component() -> None:
 
 @pytest.mark.parametrize("exit_code", [1, 2])
 def test_cli_prints_the_described_line(exit_code: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    from typer.testing import CliRunner
+    from cli_run import runner
 
     from ragkit import cli
     from ragkit.errors import RagkitError
@@ -80,7 +80,7 @@ def test_cli_prints_the_described_line(exit_code: int, monkeypatch: pytest.Monke
         raise wrapped(Boom("the one line"))
 
     monkeypatch.setattr(run, "inspect_store", fail)  # what `ragkit stats` calls
-    result = CliRunner().invoke(cli.app, ["stats"])
+    result = runner.invoke(cli.app, ["stats"])
     assert result.exit_code == exit_code
     assert result.output.strip().splitlines()[-1] == "error: the one line"
 

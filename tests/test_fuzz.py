@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 import yaml
+from cli_run import runner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
 from ragkit.cli import app
 
@@ -52,7 +52,7 @@ def run_property(mode: str, examples: int, strategy: Any, check: Callable[[Any],
 
 
 def invoke(*args: str) -> Any:
-    return CliRunner().invoke(app, list(args))
+    return runner.invoke(app, list(args))
 
 
 def assert_clean(result: Any, *, validate: bool = False) -> None:

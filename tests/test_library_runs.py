@@ -24,13 +24,10 @@ SAMPLE = Path(__file__).resolve().parent.parent / "ragkit" / "data" / "sample"
 WINDS = "Which planet has the strongest winds?"
 
 
-@pytest.fixture(scope="module")
-def indexed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A store of the sample corpus, built once for the read-only tests of this module."""
-    store = tmp_path_factory.mktemp("library") / "store"
-    result = ragkit.index_files([SAMPLE], store=str(store), profile="cpu-small")
-    assert result.errors == [] and result.report is not None and result.report.added == 5
-    return store
+@pytest.fixture
+def indexed(sample_store: Path) -> Path:
+    """The session's store of the sample corpus, for the read-only tests of this module."""
+    return sample_store
 
 
 def sources(result: Any) -> list[str]:

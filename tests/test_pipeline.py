@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from cli_run import runner
 
 from ragkit.cli import app
 from ragkit.pipeline import PipelineError, load_pipeline, run_inputs, validate_pipeline_file
@@ -127,11 +127,11 @@ def test_malformed_yaml_and_missing_file(tmp_path: Path) -> None:
 
 def test_cli_validate_exit_code_2(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("top_k: 20", "top_k: ten", 1))
-    result = CliRunner().invoke(app, ["pipelines", "validate", str(path)])
+    result = runner.invoke(app, ["pipelines", "validate", str(path)])
     assert result.exit_code == 2
     assert (
         result.stderr.strip()
         == f"{path}: components.dense.init_parameters.top_k: expected int, got 'ten'"
     )
-    ok = CliRunner().invoke(app, ["pipelines", "list"])
+    ok = runner.invoke(app, ["pipelines", "list"])
     assert "retrieve.yaml" in ok.stdout and "default.yaml" in ok.stdout

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
+from cli_run import runner
 
 from ragkit.cli import app
 from ragkit.config import MAX_YAML_BYTES, ConfigError, load_profile
@@ -15,7 +15,6 @@ from ragkit.pipeline import PipelineError, load_pipeline, validate_pipeline_file
 
 REPO = Path(__file__).resolve().parent.parent
 RETRIEVE = REPO / "pipelines" / "retrieve.yaml"
-runner = CliRunner()
 
 
 def test_misspelled_override_names_it_and_the_pipeline_components() -> None:

@@ -44,13 +44,18 @@ def _given_in(given: Any, dumped: Any) -> bool:
 def test_shipped_pipeline_round_trips_through_plain_haystack(path: Path) -> None:
     import yaml
 
+    from ragkit.pipeline import pipeline_chain, read_pipeline_yaml
+
+    text = path.read_text()
+    if len(pipeline_chain(path)) > 1:  # a same_as variant: plain Haystack reads what it resolves to
+        text = yaml.safe_dump(read_pipeline_yaml(path)[0], sort_keys=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)  # shipped YAML uses the current form
-        first = Pipeline.loads(path.read_text())
+        first = Pipeline.loads(text)
         second = Pipeline.loads(first.dumps())
     assert _normalized(second.to_dict()) == _normalized(first.to_dict())
     assert set(second.to_dict()["components"]) == set(first.to_dict()["components"])
-    source = yaml.safe_load(path.read_text())["components"]
+    source = yaml.safe_load(text)["components"]
     dumped = first.to_dict()["components"]
     for name, body in source.items():
         assert dumped[name]["type"] == body["type"]

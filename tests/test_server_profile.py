@@ -69,7 +69,8 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServ
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model),
            "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port),
-           "--n_ctx", "4096", "--n_threads", "1", "--verbose", "False"]  # fmt: skip
+           "--n_ctx", "4096", "--n_threads", "1", "--n_threads_batch", "1",
+           "--verbose", "False"]  # fmt: skip
     with log.open("wb") as sink:
         proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}/v1"

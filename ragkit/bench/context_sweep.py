@@ -15,9 +15,11 @@ import importlib.util
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
+from ragkit.bench.table import markdown_table
 from ragkit.errors import InvalidInputError
 from ragkit.evaluation.compare import paired_bootstrap
 
@@ -96,13 +98,42 @@ def run_context_sweep(
     Returns:
         ``{"runs": [{variant, k, em, f1, recall, n, seconds, answers}], ...}``.
     """
-    from ragkit.answering.run import answer_question, strip_citations
+    sweep = _setup(dataset, pipeline, out_dir, ks, variants, limit, overrides, embedding_model)
+    if any(sweep.todo.values()):
+        _answer_all(sweep, progress)
+    return _report(sweep)
+
+
+@dataclass
+class _Sweep:
+    """What a sweep answers and what it already has: the setup every step shares."""
+
+    examples: Any  # the loaded dataset
+    questions: list[Any]
+    pipeline: Path
+    out_dir: Path
+    ks: Sequence[int]
+    variants: Sequence[str]
+    overrides: dict[str, dict[str, Any]] | None
+    embedding_model: str
+    key: str
+    done: dict[tuple[str, int, str], dict[str, Any]]
+    todo: dict[tuple[str, int], list[Any]]
+
+
+def _setup(
+    dataset: str,
+    pipeline: Path,
+    out_dir: Path,
+    ks: Sequence[int],
+    variants: Sequence[str],
+    limit: int | None,
+    overrides: dict[str, dict[str, Any]] | None,
+    embedding_model: str,
+) -> _Sweep:
+    """Check the inputs before anything loads, then find what is left to answer."""
     from ragkit.evaluation.datasets import load_dataset
-    from ragkit.evaluation.metrics import exact_match, f1
-    from ragkit.evaluation.stores import pooled_store
-    from ragkit.pipeline import close_pipeline, load_pipeline, read_pipeline_yaml
-    from ragkit.retrieval.embedders import DocumentEmbedder
-    from ragkit.stores.store import release_store
+    from ragkit.pipeline import read_pipeline_yaml
 
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
@@ -115,76 +146,105 @@ def run_context_sweep(
     examples = load_dataset(dataset)
     questions = examples.examples[:limit] if limit else examples.examples
     out_dir.mkdir(parents=True, exist_ok=True)
-    answers_path = out_dir / "answers.jsonl"
     key = _settings_key(examples.name, pipeline, overrides, embedding_model)
-    done = _load_done(answers_path, key)
+    done = _load_done(out_dir / "answers.jsonl", key)
     todo = {
         (v, k): [ex for ex in questions if (v, k, ex.id) not in done] for v in variants for k in ks
     }
-    if any(todo.values()):
-        embedder = DocumentEmbedder(model=embedding_model)
-        embedder.warm_up()
-        store = pooled_store(examples, embedder, embedding_model, progress=progress)
-        try:
-            with answers_path.open("a") as sink:
-                for variant in variants:
-                    if not any(todo[variant, k] for k in ks):
-                        continue
-                    merged = dict(overrides or {})
-                    reorderer = dict(merged.get("reorderer") or {})
-                    params = {**(reorderer.get("init_parameters") or {}), **VARIANTS[variant]}
-                    merged["reorderer"] = {**reorderer, "init_parameters": params}
-                    pipe = load_pipeline(pipeline, store=store, overrides=merged)
-                    pipe.warm_up()
-                    try:
-                        for k in ks:
-                            for ex in todo[variant, k]:
-                                res = answer_question(pipe, ex.question, k)
-                                answer = strip_citations(res.answer or "")
-                                handed = {d.meta.get("passage_id", d.id) for d in res.ranked}
-                                gold = set(ex.gold_passage_ids)
-                                info = res.shaping.get("reorderer", {})
-                                row = {
-                                    "settings": key,
-                                    "variant": variant,
-                                    "k": k,
-                                    "id": ex.id,
-                                    "answer": answer,
-                                    "em": exact_match(answer, ex.answers),
-                                    "f1": f1(answer, ex.answers),
-                                    "recall": len(gold & handed) / len(gold) if gold else None,
-                                    "hard_negatives": len(info.get("hard_negatives") or []),
-                                    "prompt_tokens": res.usage.get("prompt_tokens"),
-                                    "seconds": res.seconds,
-                                }
-                                sink.write(json.dumps(row) + "\n")
-                                sink.flush()
-                                done[variant, k, ex.id] = row
-                            if progress and todo[variant, k]:
-                                rows = [done[variant, k, ex.id] for ex in questions]
-                                print(
-                                    f"[bench context] {variant:15} k={k:<3} "
-                                    f"F1 {_mean(r['f1'] for r in rows):.3f} "
-                                    f"EM {_mean(r['em'] for r in rows):.3f}",
-                                    file=sys.stderr,
-                                    flush=True,
-                                )
-                    finally:
-                        close_pipeline(pipe)
-        finally:
-            release_store(store)
+    return _Sweep(examples, questions, pipeline, out_dir, ks, variants, overrides,
+                  embedding_model, key, done, todo)  # fmt: skip
+
+
+def _answer_all(sweep: _Sweep, progress: bool) -> None:
+    """Answer every missing (variant, k, question) over one pooled store, one pipeline a variant."""
+    from ragkit.evaluation.stores import pooled_store
+    from ragkit.pipeline import close_pipeline, load_pipeline
+    from ragkit.retrieval.embedders import DocumentEmbedder
+    from ragkit.stores.store import release_store
+
+    embedder = DocumentEmbedder(model=sweep.embedding_model)
+    embedder.warm_up()
+    store = pooled_store(sweep.examples, embedder, sweep.embedding_model, progress=progress)
+    try:
+        with (sweep.out_dir / "answers.jsonl").open("a") as sink:
+            for variant in sweep.variants:
+                if not any(sweep.todo[variant, k] for k in sweep.ks):
+                    continue
+                merged = dict(sweep.overrides or {})
+                reorderer = dict(merged.get("reorderer") or {})
+                params = {**(reorderer.get("init_parameters") or {}), **VARIANTS[variant]}
+                merged["reorderer"] = {**reorderer, "init_parameters": params}
+                pipe = load_pipeline(sweep.pipeline, store=store, overrides=merged)
+                pipe.warm_up()
+                try:
+                    for k in sweep.ks:
+                        _answer_cell(sweep, pipe, variant, k, sink, progress)
+                finally:
+                    close_pipeline(pipe)
+    finally:
+        release_store(store)
+
+
+def _answer_cell(
+    sweep: _Sweep, pipe: Any, variant: str, k: int, sink: TextIO, progress: bool
+) -> None:
+    """Answer one (variant, k)'s missing questions; each answer is written as soon as it is made."""
+    for ex in sweep.todo[variant, k]:
+        row = _answer_row(sweep.key, pipe, variant, k, ex)
+        sink.write(json.dumps(row) + "\n")
+        sink.flush()
+        sweep.done[variant, k, ex.id] = row
+    if progress and sweep.todo[variant, k]:
+        rows = [sweep.done[variant, k, ex.id] for ex in sweep.questions]
+        print(
+            f"[bench context] {variant:15} k={k:<3} "
+            f"F1 {_mean(r['f1'] for r in rows):.3f} "
+            f"EM {_mean(r['em'] for r in rows):.3f}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _answer_row(key: str, pipe: Any, variant: str, k: int, ex: Any) -> dict[str, Any]:
+    """Answer one question with k passages and score it (EM, F1, gold-passage recall)."""
+    from ragkit.answering.run import answer_question, strip_citations
+    from ragkit.evaluation.metrics import exact_match, f1
+
+    res = answer_question(pipe, ex.question, k)
+    answer = strip_citations(res.answer or "")
+    handed = {d.meta.get("passage_id", d.id) for d in res.ranked}
+    gold = set(ex.gold_passage_ids)
+    info = res.shaping.get("reorderer", {})
+    return {
+        "settings": key,
+        "variant": variant,
+        "k": k,
+        "id": ex.id,
+        "answer": answer,
+        "em": exact_match(answer, ex.answers),
+        "f1": f1(answer, ex.answers),
+        "recall": len(gold & handed) / len(gold) if gold else None,
+        "hard_negatives": len(info.get("hard_negatives") or []),
+        "prompt_tokens": res.usage.get("prompt_tokens"),
+        "seconds": res.seconds,
+    }
+
+
+def _report(sweep: _Sweep) -> dict[str, Any]:
+    """Summarize each (variant, k) and write sweep.json, table.md and (with matplotlib) the PNG."""
     runs = [
-        _summarize(variant, k, [done[variant, k, ex.id] for ex in questions])
-        for variant in variants
-        for k in ks
+        _summarize(variant, k, [sweep.done[variant, k, ex.id] for ex in sweep.questions])
+        for variant in sweep.variants
+        for k in sweep.ks
     ]
     result = {
-        "dataset": examples.name,
-        "pipeline": str(pipeline),
-        "questions": len(questions),
-        "ks": list(ks),
+        "dataset": sweep.examples.name,
+        "pipeline": str(sweep.pipeline),
+        "questions": len(sweep.questions),
+        "ks": list(sweep.ks),
         "runs": runs,
     }
+    out_dir = sweep.out_dir
     (out_dir / "sweep.json").write_text(json.dumps(result, indent=1))
     (out_dir / "table.md").write_text(format_markdown(result) + "\n")
     # the PNG needs the bench extra; without it the JSON and the table still stand (the CLI
@@ -220,25 +280,38 @@ def format_markdown(result: dict[str, Any]) -> str:
     ks = result["ks"]
     variants = list(dict.fromkeys(r["variant"] for r in result["runs"]))
     cell = {(r["variant"], r["k"]): r for r in result["runs"]}
+    header = ["variant", *(f"k={k}" for k in ks)]
+    rows = [
+        [v, *(f"{cell[v, k]['f1']:.3f} ({cell[v, k]['em']:.3f})" if (v, k) in cell else "-"
+              for k in ks)]
+        for v in variants
+    ]  # fmt: skip
+    recall = {k: cell[variants[0], k].get("recall") for k in ks if (variants[0], k) in cell}
+    if any(r is not None for r in recall.values()):
+        rows.append(
+            ["gold-passage recall",
+             *(f"{recall[k]:.3f}" if recall.get(k) is not None else "-" for k in ks)]
+        )  # fmt: skip
     lines = [
         f"{result['dataset']}, {result['questions']} questions, {result['pipeline']}: F1 (EM)",
         "",
-        "| variant | " + " | ".join(f"k={k}" for k in ks) + " |",
-        "|---|" + "---|" * len(ks),
+        *markdown_table(header, rows),
     ]
-    for v in variants:
-        vals = [
-            f"{cell[v, k]['f1']:.3f} ({cell[v, k]['em']:.3f})" if (v, k) in cell else "-"
-            for k in ks
+    diffs = _bootstrap_rows(variants, ks, cell)
+    if diffs:
+        lines += [
+            "",
+            f"F1 difference vs {variants[0]} on the same questions, 95% paired bootstrap interval:",
+            "",
+            *markdown_table(header, diffs),
         ]
-        lines.append(f"| {v} | " + " | ".join(vals) + " |")
-    recall = {k: cell[variants[0], k].get("recall") for k in ks if (variants[0], k) in cell}
-    if any(r is not None for r in recall.values()):
-        lines.append(
-            "| gold-passage recall | "
-            + " | ".join(f"{recall[k]:.3f}" if recall.get(k) is not None else "-" for k in ks)
-            + " |"
-        )
+    return "\n".join(lines)
+
+
+def _bootstrap_rows(
+    variants: list[str], ks: Sequence[int], cell: dict[tuple[str, int], dict[str, Any]]
+) -> list[list[str]]:
+    """Per variant after the first, its F1 difference from the first with a 95% interval."""
     diffs = []
     for v in variants[1:]:
         vals = []
@@ -252,17 +325,8 @@ def format_markdown(result: dict[str, Any]) -> str:
             )
             vals.append(f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]")
         if any(x != "-" for x in vals):
-            diffs.append(f"| {v} | " + " | ".join(vals) + " |")
-    if diffs:
-        lines += [
-            "",
-            f"F1 difference vs {variants[0]} on the same questions, 95% paired bootstrap interval:",
-            "",
-            "| variant | " + " | ".join(f"k={k}" for k in ks) + " |",
-            "|---|" + "---|" * len(ks),
-            *diffs,
-        ]
-    return "\n".join(lines)
+            diffs.append([v, *vals])
+    return diffs
 
 
 def write_plot(result: dict[str, Any], path: Path) -> Path:

@@ -22,14 +22,14 @@ greedy answers stay the same.
 
 from __future__ import annotations
 
-import sys
 import tempfile
-import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ragkit.bench.table import make_row, render_rows
+from ragkit.bench.timing import Stopwatch, progress_printer, timed
 from ragkit.models.registry import DEFAULT_CAUSAL_MODEL
 
 __all__ = [
@@ -47,16 +47,6 @@ OVERHEAD_TARGET = 0.95
 """ragkit's llama.cpp path must reach at least this fraction of direct llama-cpp-python speed."""
 
 _THROUGHPUT_PROMPT = "Explain step by step how a hash table stores and finds a key."
-
-
-def _best(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    """Fastest wall time of ``repeats`` runs (the least disturbed on a shared machine)."""
-    best, out = float("inf"), None
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
 
 
 def run_llamacpp_bench(
@@ -86,206 +76,98 @@ def run_llamacpp_bench(
         baseline_name, unit, ratio, where ratio > 1 means ragkit is faster), plus
         ``identical_tokens`` (ragkit vs direct greedy) and ``prefix_identical`` (cached vs cold).
     """
-    from ragkit.bench.generate_bench import document_prompt
-    from ragkit.models.llamacpp import LlamaCppLM, LlamaPrefixState
+    from ragkit.models.llamacpp import LlamaCppLM
 
-    def say(message: str) -> None:
-        if progress:
-            print(f"[bench generate/llama.cpp] {message}", file=sys.stderr, flush=True)
-
+    say = progress_printer("[bench generate/llama.cpp] ", progress)
     say(f"loading {model}")
-    t0 = time.perf_counter()
-    lm = LlamaCppLM.load(model, n_ctx=n_ctx, n_threads=n_threads)
-    load_seconds = time.perf_counter() - t0
+    load_seconds, lm = timed(lambda: LlamaCppLM.load(model, n_ctx=n_ctx, n_threads=n_threads))
     llm = lm.llm
     assert llm is not None
-    rows: list[dict[str, Any]] = []
     try:
-        ids = lm.apply_chat_template([{"role": "user", "content": _THROUGHPUT_PROMPT}])
-        lm.reset()
-        lm.generate(ids, max_new_tokens=4)  # warm-up: page in weights, allocate buffers
-
-        def ragkit_run() -> Any:
-            lm.reset()
-            return lm.generate(ids, max_new_tokens=max_new_tokens)
-
-        def direct_generate() -> tuple[list[int], float]:
-            """The raw llama-cpp-python loop: ``Llama.generate`` with the same greedy sampler."""
-            llm.reset()
-            start = time.perf_counter()
-            first = 0.0
-            out: list[int] = []
-            gen = llm.generate(ids, top_k=0, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0)
-            for tok in gen:
-                if not out and not first:
-                    first = time.perf_counter() - start
-                if tok in lm.eos_token_ids:
-                    break
-                out.append(int(tok))
-                if len(out) >= max_new_tokens:
-                    break
-            gen.close()
-            return out, first
-
-        def direct_completion() -> dict[str, Any]:
-            """llama-cpp-python's public API on the same prompt ids."""
-            llm.reset()
-            return llm.create_completion(
-                ids,
-                max_tokens=max_new_tokens,
-                temperature=0.0,
-                top_k=0,
-                top_p=1.0,
-                min_p=0.0,
-                repeat_penalty=1.0,
-            )
-
-        say(f"decode: {repeats} alternating runs per side")
-        ours: list[tuple[float, Any]] = []
-        raw: list[tuple[float, tuple[list[int], float]]] = []
-        api: list[tuple[float, dict[str, Any]]] = []
-        for _ in range(max(1, repeats)):
-            ours.append(_best(ragkit_run, 1))
-            raw.append(_best(direct_generate, 1))
-            api.append(_best(direct_completion, 1))
-        result = min(ours, key=lambda x: x[0])[1]
-        n_new = result.completion_tokens
-
-        def decode_tps(total: float, first: float, n: int) -> float:
-            return (n - 1) / (total - first) if n > 1 and total > first else 0.0
-
-        ours_decode = max(
-            decode_tps(r.seconds, r.first_token_seconds, r.completion_tokens) for _, r in ours
-        )
-        raw_decode = max(decode_tps(t, first, len(toks)) for t, (toks, first) in raw)
-        ours_e2e = max(r.completion_tokens / t for t, r in ours if t > 0)
-        api_e2e = max(a["usage"]["completion_tokens"] / t for t, a in api if t > 0)
-        identical = result.token_ids == raw[0][1][0]
-        rows.append(
-            make_row(
-                f"decode tok/s ({n_new} tok)", ours_decode, raw_decode, "Llama.generate", "tok/s"
-            )
-        )
-        rows.append(
-            make_row(
-                f"end-to-end tok/s ({len(ids)}-tok prompt)",
-                ours_e2e,
-                api_e2e,
-                "create_completion",
-                "tok/s",
-            )
-        )
-        rows.append(
-            make_row(
-                "first token, short prompt (s)",
-                min(r.first_token_seconds for _, r in ours),
-                min(first for _, (_, first) in raw),
-                "Llama.generate",
-                "s",
-            )
-        )
-
-        say(f"prefix: building a ~{doc_tokens}-token document")
-        prefix_ids, prompt = document_prompt(lm, doc_tokens)
-        if len(prompt) + max_new_tokens > lm.context_length:
-            raise ValueError(
-                f"document + question ({len(prompt)} tokens) + {max_new_tokens} new tokens do "
-                f"not fit n_ctx={lm.context_length}; raise n_ctx or lower doc_tokens"
-            )
-
-        def direct_prefill() -> None:
-            llm.reset()
-            llm.eval(prefix_ids)
-
-        say(f"prefix: prefill {len(prefix_ids)} tokens")
-        t_ours_prefill = float("inf")
-        t_direct_prefill = float("inf")
-        state = None
-        for _ in range(max(1, repeats)):
-            t, state = _best(lambda: lm.prefill(prefix_ids), 1)
-            t_ours_prefill = min(t_ours_prefill, t)
-            t_direct_prefill = min(t_direct_prefill, _best(direct_prefill, 1)[0])
-        assert state is not None
-        rows.append(
-            make_row(
-                f"prefill tok/s ({len(prefix_ids)}-tok document)",
-                len(prefix_ids) / t_ours_prefill,
-                len(prefix_ids) / t_direct_prefill,
-                "Llama.eval",
-                "tok/s",
-            )
-        )
-
-        say("prefix: second question, cold then cached")
-        lm.reset()
-        cold = lm.generate(prompt, max_new_tokens=max_new_tokens)
-        lm.reset()
-        warm = lm.generate(prompt, max_new_tokens=max_new_tokens, prefix_cache=state)
-        rows.append(
-            make_row(
-                f"2nd question on {len(prefix_ids)}-tok doc, total (s)",
-                warm.seconds,
-                cold.seconds,
-                "cold prefill",
-                "s",
-            )
-        )
-        rows.append(
-            make_row(
-                "2nd question, first token (s)",
-                warm.first_token_seconds,
-                cold.first_token_seconds,
-                "cold prefill",
-                "s",
-            )
-        )
-
+        decode_rows, n_new, identical = _measure_decode(lm, llm, max_new_tokens, repeats, say)
+        prefix = _measure_prefix(lm, llm, doc_tokens, max_new_tokens, repeats, say)
         library = _library_prefix_rows(
-            lm, llm, state, prompt, warm, doc_tokens, max_new_tokens, say, repeats
-        )
-        rows.extend(library.pop("rows"))
-
+            lm, llm, prefix.state, prefix.prompt, prefix.warm, doc_tokens, max_new_tokens, say,
+            repeats,
+        )  # fmt: skip
+        rows = [*decode_rows, *prefix.rows, *library.pop("rows")]
         say("prefix: save and load the state on disk")
-        with tempfile.TemporaryDirectory(prefix="ragkit-llama-bench-") as tmp:
-            lm.model_sha256  # noqa: B018 - hash the GGUF once (memoized), outside the timings
-            t_save, _ = _best(lambda: state.save(Path(tmp) / "prefix", lm), 1)
-            t_load, loaded = _best(lambda: LlamaPrefixState.load(Path(tmp) / "prefix", lm), 1)
-        lm.reset()
-        reloaded = lm.generate(prompt, max_new_tokens=max_new_tokens, prefix_cache=loaded)
-        rows.append(make_row("prefix state save (s)", t_save, None, "", "s"))
-        rows.append(make_row("prefix state load (s)", t_load, None, "", "s"))
+        t_load, reloaded, disk_rows = _measure_reload(lm, prefix.state, prefix.prompt,
+                                                      max_new_tokens)  # fmt: skip
+        rows += disk_rows
         say("prefix: after a restart, vs llama-cpp-python's LlamaDiskCache")
-        restart = _restart_rows(lm, llm, prompt, doc_tokens, max_new_tokens, t_load, reloaded)
+        restart = _restart_rows(lm, llm, prefix.prompt, doc_tokens, max_new_tokens, t_load,
+                                reloaded)  # fmt: skip
         rows.extend(restart.pop("rows"))
         library.update(restart)
         say("done")
-        return {
-            "model": model,
-            "model_path": str(lm.model_path),
-            "llama_cpp_python_version": lm.llama_cpp_version,
-            "n_ctx": lm.context_length,
-            "n_threads": lm.n_threads,
-            "load_seconds": load_seconds,
-            "max_new_tokens": max_new_tokens,
-            "completion_tokens": n_new,
-            "document_tokens": len(prefix_ids),
-            "prompt_tokens": len(prompt),
-            "prefix_state_megabytes": state.nbytes / 1e6,
-            "identical_tokens": identical,
-            "prefix_identical": warm.token_ids == cold.token_ids,
-            "reloaded_identical": reloaded.token_ids == cold.token_ids,
-            "library_prefix": library,
-            "overhead_target": OVERHEAD_TARGET,
-            "rows": rows,
-        }
+        return _llama_result(model, lm, load_seconds, max_new_tokens, n_new, identical, prefix,
+                             reloaded, library, rows)  # fmt: skip
     finally:
         lm.close()
 
 
-def _completion(llm: Any, prompt: list[int], max_new_tokens: int) -> tuple[float, str]:
-    """Seconds and text of one greedy ``create_completion`` (the library's public API)."""
-    start = time.perf_counter()
-    out = llm.create_completion(
+def _llama_result(
+    model: str,
+    lm: Any,
+    load_seconds: float,
+    max_new_tokens: int,
+    n_new: int,
+    identical: bool,
+    prefix: _Prefix,
+    reloaded: Any,
+    library: dict[str, Any],
+    rows: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The JSON result: setup, whether outputs matched, the library comparison and the rows."""
+    return {
+        "model": model,
+        "model_path": str(lm.model_path),
+        "llama_cpp_python_version": lm.llama_cpp_version,
+        "n_ctx": lm.context_length,
+        "n_threads": lm.n_threads,
+        "load_seconds": load_seconds,
+        "max_new_tokens": max_new_tokens,
+        "completion_tokens": n_new,
+        "document_tokens": len(prefix.prefix_ids),
+        "prompt_tokens": len(prefix.prompt),
+        "prefix_state_megabytes": prefix.state.nbytes / 1e6,
+        "identical_tokens": identical,
+        "prefix_identical": prefix.warm.token_ids == prefix.cold.token_ids,
+        "reloaded_identical": reloaded.token_ids == prefix.cold.token_ids,
+        "library_prefix": library,
+        "overhead_target": OVERHEAD_TARGET,
+        "rows": rows,
+    }
+
+
+def _direct_generate(
+    lm: Any, llm: Any, ids: list[int], max_new_tokens: int
+) -> tuple[list[int], float]:
+    """The raw llama-cpp-python loop: ``Llama.generate`` with the same greedy sampler.
+
+    Returns the tokens and the first token's latency.
+    """
+    llm.reset()
+    first = 0.0
+    out: list[int] = []
+    with Stopwatch() as clock:
+        gen = llm.generate(ids, top_k=0, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0)
+        for tok in gen:
+            if not out and not first:
+                first = clock.elapsed()
+            if tok in lm.eos_token_ids:
+                break
+            out.append(int(tok))
+            if len(out) >= max_new_tokens:
+                break
+        gen.close()
+    return out, first
+
+
+def _greedy_completion(llm: Any, prompt: list[int], max_new_tokens: int) -> dict[str, Any]:
+    """One greedy ``create_completion`` (llama-cpp-python's public API) on prompt ids."""
+    return llm.create_completion(
         prompt,
         max_tokens=max_new_tokens,
         temperature=0.0,
@@ -294,7 +176,179 @@ def _completion(llm: Any, prompt: list[int], max_new_tokens: int) -> tuple[float
         min_p=0.0,
         repeat_penalty=1.0,
     )
-    return time.perf_counter() - start, out["choices"][0]["text"]
+
+
+def _decode_tps(total: float, first: float, n: int) -> float:
+    """Tokens per second after the first token (the decode phase alone)."""
+    return (n - 1) / (total - first) if n > 1 and total > first else 0.0
+
+
+def _measure_decode(
+    lm: Any, llm: Any, max_new_tokens: int, repeats: int, say: Callable[[str], None]
+) -> tuple[list[dict[str, Any]], int, bool]:
+    """Decode, end-to-end and first-token speed of ragkit against the library on a short prompt.
+
+    The three sides alternate run by run (best of each), so load elsewhere hits them alike.
+    Returns the rows, the tokens ragkit generated and whether its tokens equal the library's.
+    """
+    ids = lm.apply_chat_template([{"role": "user", "content": _THROUGHPUT_PROMPT}])
+    lm.reset()
+    lm.generate(ids, max_new_tokens=4)  # warm-up: page in weights, allocate buffers
+
+    def ragkit_run() -> Any:
+        lm.reset()
+        return lm.generate(ids, max_new_tokens=max_new_tokens)
+
+    def direct_completion() -> dict[str, Any]:
+        llm.reset()
+        return _greedy_completion(llm, ids, max_new_tokens)
+
+    say(f"decode: {repeats} alternating runs per side")
+    ours: list[tuple[float, Any]] = []
+    raw: list[tuple[float, tuple[list[int], float]]] = []
+    api: list[tuple[float, dict[str, Any]]] = []
+    for _ in range(max(1, repeats)):
+        ours.append(timed(ragkit_run))
+        raw.append(timed(lambda: _direct_generate(lm, llm, ids, max_new_tokens)))
+        api.append(timed(direct_completion))
+    result = min(ours, key=lambda x: x[0])[1]
+    n_new = result.completion_tokens
+    ours_decode = max(
+        _decode_tps(r.seconds, r.first_token_seconds, r.completion_tokens) for _, r in ours
+    )
+    raw_decode = max(_decode_tps(t, first, len(toks)) for t, (toks, first) in raw)
+    ours_e2e = max(r.completion_tokens / t for t, r in ours if t > 0)
+    api_e2e = max(a["usage"]["completion_tokens"] / t for t, a in api if t > 0)
+    rows = [
+        make_row(f"decode tok/s ({n_new} tok)", ours_decode, raw_decode, "Llama.generate", "tok/s"),
+        make_row(
+            f"end-to-end tok/s ({len(ids)}-tok prompt)",
+            ours_e2e,
+            api_e2e,
+            "create_completion",
+            "tok/s",
+        ),
+        make_row(
+            "first token, short prompt (s)",
+            min(r.first_token_seconds for _, r in ours),
+            min(first for _, (_, first) in raw),
+            "Llama.generate",
+            "s",
+        ),
+    ]
+    return rows, n_new, result.token_ids == raw[0][1][0]
+
+
+@dataclass
+class _Prefix:
+    """A document's prefix state, a second question on it cold and from the state, their rows."""
+
+    prefix_ids: list[int]
+    prompt: list[int]
+    state: Any  # LlamaPrefixState
+    cold: Any
+    warm: Any
+    rows: list[dict[str, Any]]
+
+
+def _measure_prefill(
+    lm: Any, llm: Any, prefix_ids: list[int], repeats: int
+) -> tuple[float, float, Any]:
+    """Best prefill time of ragkit and of ``Llama.eval``, alternating; and ragkit's state."""
+
+    def direct_prefill() -> None:
+        llm.reset()
+        llm.eval(prefix_ids)
+
+    t_ours_prefill = t_direct_prefill = float("inf")
+    state = None
+    for _ in range(max(1, repeats)):  # alternating, best of each
+        t, state = timed(lambda: lm.prefill(prefix_ids))
+        t_ours_prefill = min(t_ours_prefill, t)
+        t_direct_prefill = min(t_direct_prefill, timed(direct_prefill)[0])
+    assert state is not None
+    return t_ours_prefill, t_direct_prefill, state
+
+
+def _measure_prefix(
+    lm: Any,
+    llm: Any,
+    doc_tokens: int,
+    max_new_tokens: int,
+    repeats: int,
+    say: Callable[[str], None],
+) -> _Prefix:
+    """Prefill speed against ``Llama.eval``, then a second question cold and from the state."""
+    from ragkit.bench.generate_bench import document_prompt
+
+    say(f"prefix: building a ~{doc_tokens}-token document")
+    prefix_ids, prompt = document_prompt(lm, doc_tokens)
+    if len(prompt) + max_new_tokens > lm.context_length:
+        raise ValueError(
+            f"document + question ({len(prompt)} tokens) + {max_new_tokens} new tokens do "
+            f"not fit n_ctx={lm.context_length}; raise n_ctx or lower doc_tokens"
+        )
+
+    say(f"prefix: prefill {len(prefix_ids)} tokens")
+    t_ours_prefill, t_direct_prefill, state = _measure_prefill(lm, llm, prefix_ids, repeats)
+    n = len(prefix_ids)
+    say("prefix: second question, cold then cached")
+    lm.reset()
+    cold = lm.generate(prompt, max_new_tokens=max_new_tokens)
+    lm.reset()
+    warm = lm.generate(prompt, max_new_tokens=max_new_tokens, prefix_cache=state)
+    rows = [
+        make_row(
+            f"prefill tok/s ({n}-tok document)",
+            n / t_ours_prefill,
+            n / t_direct_prefill,
+            "Llama.eval",
+            "tok/s",
+        ),
+        make_row(
+            f"2nd question on {n}-tok doc, total (s)",
+            warm.seconds,
+            cold.seconds,
+            "cold prefill",
+            "s",
+        ),
+        make_row(
+            "2nd question, first token (s)",
+            warm.first_token_seconds,
+            cold.first_token_seconds,
+            "cold prefill",
+            "s",
+        ),
+    ]
+    return _Prefix(prefix_ids, prompt, state, cold, warm, rows)
+
+
+def _measure_reload(
+    lm: Any, state: Any, prompt: list[int], max_new_tokens: int
+) -> tuple[float, Any, list[dict[str, Any]]]:
+    """Save and load the prefix state on disk, then answer from the loaded one.
+
+    Returns the load time, the answer and the save/load rows.
+    """
+    from ragkit.models.llamacpp import LlamaPrefixState
+
+    with tempfile.TemporaryDirectory(prefix="ragkit-llama-bench-") as tmp:
+        lm.model_sha256  # noqa: B018 - hash the GGUF once (memoized), outside the timings
+        t_save, _ = timed(lambda: state.save(Path(tmp) / "prefix", lm))
+        t_load, loaded = timed(lambda: LlamaPrefixState.load(Path(tmp) / "prefix", lm))
+    lm.reset()
+    reloaded = lm.generate(prompt, max_new_tokens=max_new_tokens, prefix_cache=loaded)
+    rows = [
+        make_row("prefix state save (s)", t_save, None, "", "s"),
+        make_row("prefix state load (s)", t_load, None, "", "s"),
+    ]
+    return t_load, reloaded, rows
+
+
+def _completion(llm: Any, prompt: list[int], max_new_tokens: int) -> tuple[float, str]:
+    """Seconds and text of one greedy ``create_completion`` (the library's public API)."""
+    seconds, out = timed(lambda: _greedy_completion(llm, prompt, max_new_tokens))
+    return seconds, out["choices"][0]["text"]
 
 
 def _library_prefix_rows(
@@ -319,7 +373,6 @@ def _library_prefix_rows(
     """
     from ragkit.bench.generate_bench import question_prompts
 
-    rows: list[dict[str, Any]] = []
     _, (a_q1, a_q2) = question_prompts(lm, doc_tokens)
     assert a_q2 == prompt
     say("prefix: same document, ragkit's state vs llama-cpp-python reusing the last prompt")
@@ -333,17 +386,31 @@ def _library_prefix_rows(
         _completion(llm, a_q1, max_new_tokens)  # the first question on the doc: a cold prefill
         t, text_auto = _completion(llm, a_q2, max_new_tokens)
         t_auto = min(t_auto, t)
-    rows.append(
-        make_row(
-            "2nd question, same doc, total, best (s)",
-            t_ours,
-            t_auto,
-            "Llama last-prompt reuse",
-            "s",
-        )
-    )
-
+    row = make_row("2nd question, same doc, total, best (s)", t_ours, t_auto,
+                   "Llama last-prompt reuse", "s")  # fmt: skip
     say("prefix: two documents alternately (A, B, A, B)")
+    alternating = _alternating_rows(lm, llm, state, (a_q1, a_q2), doc_tokens, max_new_tokens)
+    return {
+        "rows": [row, *alternating.pop("rows")],
+        "same_doc_library_same_text": text_auto.strip() == warm.text.strip(),
+        **alternating,
+    }
+
+
+def _alternating_rows(
+    lm: Any,
+    llm: Any,
+    state: Any,
+    doc_a: tuple[list[int], list[int]],
+    doc_tokens: int,
+    max_new_tokens: int,
+) -> dict[str, Any]:
+    """Two documents asked about alternately: one state per document against the library's
+    last-prompt reuse and its ``LlamaRAMCache``."""
+    from ragkit.bench.generate_bench import question_prompts
+    from ragkit.models.llamacpp import import_llama_cpp  # llama_cpp only through the models
+
+    a_q1, a_q2 = doc_a
     prefix_b, (b_q1, b_q2) = question_prompts(lm, doc_tokens, other=True)
     lm.reset()
     state_b = lm.prefill(prefix_b)
@@ -355,9 +422,6 @@ def _library_prefix_rows(
     llm.reset()
     plain = [_completion(llm, p, max_new_tokens) for p in (a_q2, b_q2)]
     plain_per_q = sum(t for t, _ in plain) / len(plain)
-
-    from ragkit.models.llamacpp import import_llama_cpp  # llama_cpp only through the models
-
     llm.reset()
     llm.set_cache(import_llama_cpp().LlamaRAMCache())
     try:
@@ -368,28 +432,13 @@ def _library_prefix_rows(
         llm.set_cache(None)
         llm.reset()
     ram_per_q = sum(t for t, _ in cached) / len(cached)
-    rows.append(
-        make_row(
-            "2 docs alternating, per question (s)",
-            ours_per_q,
-            plain_per_q,
-            "Llama last-prompt reuse",
-            "s",
-        )
-    )
-    rows.append(
-        make_row(
-            "2 docs alternating, per question (s)",
-            ours_per_q,
-            ram_per_q,
-            "Llama + LlamaRAMCache",
-            "s",
-        )
-    )
     texts = [r.text.strip() for r in ours]
+    name = "2 docs alternating, per question (s)"
     return {
-        "rows": rows,
-        "same_doc_library_same_text": text_auto.strip() == warm.text.strip(),
+        "rows": [
+            make_row(name, ours_per_q, plain_per_q, "Llama last-prompt reuse", "s"),
+            make_row(name, ours_per_q, ram_per_q, "Llama + LlamaRAMCache", "s"),
+        ],
         "alternating_library_same_text": [t.strip() for _, t in plain] == texts[:2]
         and [t.strip() for _, t in cached] == texts,
     }
@@ -552,7 +601,6 @@ def reader_prompts(
     Returns:
         ``{"id", "question", "answers", "messages", "prompt_tokens"}`` per prompt.
     """
-    from haystack import Document
     from haystack.components.builders.chat_prompt_builder import ChatPromptBuilder
 
     from ragkit.evaluation.datasets import load_dataset
@@ -561,25 +609,7 @@ def reader_prompts(
     examples = load_dataset("hotpotqa").examples[:count]
     out: list[dict[str, Any]] = []
     for ex in examples:
-        gold = set(ex.gold_passage_ids)
-        order = [p for p in ex.passages if p.id in gold] + [
-            p for p in ex.passages if p.id not in gold
-        ]
-        chosen: list[Any] = []
-        messages: list[Any] = []
-        tokens = 0
-        for passage in order:
-            trial = [*chosen, passage]
-            docs = [
-                Document(content=f"{p.title}\n{p.text}" if p.title else p.text)
-                for p in ex.passages
-                if p in trial
-            ]
-            trial_messages = builder.run(question=ex.question, documents=docs)["prompt"]
-            trial_tokens = count_tokens(trial_messages)
-            if chosen and trial_tokens > target_tokens:
-                break
-            chosen, messages, tokens = trial, trial_messages, trial_tokens
+        messages, tokens = _fit_passages(builder, ex, count_tokens, target_tokens)
         out.append(
             {
                 "id": ex.id,
@@ -590,6 +620,35 @@ def reader_prompts(
             }
         )
     return out
+
+
+def _fit_passages(
+    builder: Any, ex: Any, count_tokens: Callable[[list[Any]], int], target_tokens: int
+) -> tuple[list[Any], int]:
+    """One question's prompt: gold passages first, then distractors, while under the target.
+
+    Returns the rendered chat messages and their token count.
+    """
+    from haystack import Document
+
+    gold = set(ex.gold_passage_ids)
+    order = [p for p in ex.passages if p.id in gold] + [p for p in ex.passages if p.id not in gold]
+    chosen: list[Any] = []
+    messages: list[Any] = []
+    tokens = 0
+    for passage in order:
+        trial = [*chosen, passage]
+        docs = [
+            Document(content=f"{p.title}\n{p.text}" if p.title else p.text)
+            for p in ex.passages
+            if p in trial
+        ]
+        trial_messages = builder.run(question=ex.question, documents=docs)["prompt"]
+        trial_tokens = count_tokens(trial_messages)
+        if chosen and trial_tokens > target_tokens:
+            break
+        chosen, messages, tokens = trial, trial_messages, trial_tokens
+    return messages, tokens
 
 
 def _warm_up_messages() -> list[Any]:
@@ -659,63 +718,31 @@ def run_reader_bench(
     """
     from ragkit.models.llamacpp_components import LlamaCppChatGenerator
 
-    def say(message: str) -> None:
-        if progress:
-            print(f"[bench reader] {message}", file=sys.stderr, flush=True)
-
+    say = progress_printer("[bench reader] ", progress)
     if prompts < 1 or rounds < 1:
         raise ValueError("prompts and rounds must be at least 1")
-    base = _profile_reader(profile)
-    labels = ["baseline", *(["baseline (control)"] if control else []), *settings]
-    params = {label: dict(base) for label in labels}
-    for spec in settings:
-        params[spec].update(parse_setting(spec))
+    base, labels, params = _reader_params(profile, settings, control)
     gens = {label: LlamaCppChatGenerator(**params[label]) for label in labels}
     try:
         say(f"loading {len(gens)} readers ({base.get('model')}) and building {prompts} prompts")
-        for gen in gens.values():
-            gen.warm_up()
-        lm = gens["baseline"]._lm  # noqa: SLF001 - the loaded model, for its tokenizer
-
-        def count_tokens(messages: list[Any]) -> int:
-            chat = [{"role": m.role.value, "content": m.text or ""} for m in messages]
-            return len(lm.apply_chat_template(chat))
-
-        items = reader_prompts(prompts, count_tokens, prompt_tokens)
-        say("warm-up: one short prompt with the same instruction per reader")
-        warm = _warm_up_messages()
-        for gen in gens.values():
-            gen.run(warm, generation_kwargs={"max_new_tokens": 1})
-        record: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
-        calls = [(r, i) for r in range(rounds) for i in range(len(items))]
-        for step, (rnd, i) in enumerate(calls):
-            order = labels[step % len(labels) :] + labels[: step % len(labels)]
-            for label in order:
-                reply = gens[label].run(items[i]["messages"])["replies"][0]
-                meta = reply.meta
-                timings, usage = meta["timings"], meta["usage"]
-                record[label].append(
-                    {
-                        "round": rnd,
-                        "prompt": i,
-                        "prefill_s": timings["prefill_s"],
-                        "decode_s": timings["decode_s"],
-                        "prompt_tokens": usage["prompt_tokens"],
-                        "completion_tokens": usage["completion_tokens"],
-                        "prefix_tokens_reused": timings["prefix_tokens_reused"],
-                        "text": reply.text or "",
-                    }
-                )
-                say(
-                    f"prompt {i + 1}/{len(items)} round {rnd + 1}: {label}: prefill "
-                    f"{timings['prefill_s']:.2f} s, decode {timings['decode_s']:.2f} s "
-                    f"({usage['completion_tokens']} tokens)"
-                )
+        items = _reader_setup(gens, prompts, prompt_tokens, say)
+        record = _measure_readers(gens, labels, items, rounds, say)
         per_setting = _reader_summary(labels, params, gens, record)
     finally:
         for gen in gens.values():
             gen.close()
-    rows = _reader_rows(labels, per_setting)
+    return _reader_result(profile, base, rounds, items, labels, per_setting)
+
+
+def _reader_result(
+    profile: str,
+    base: dict[str, Any],
+    rounds: int,
+    items: Sequence[Mapping[str, Any]],
+    labels: Sequence[str],
+    per_setting: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """The JSON result: the profile's reader, the prompts, per-setting summaries and the rows."""
     return {
         "profile": profile,
         "model": base.get("model"),
@@ -725,8 +752,82 @@ def run_reader_bench(
         "prompt_tokens": [it["prompt_tokens"] for it in items],
         "questions": [it["id"] for it in items],
         "settings": per_setting,
-        "rows": rows,
+        "rows": _reader_rows(labels, per_setting),
     }
+
+
+def _reader_params(
+    profile: str, settings: Sequence[str], control: bool
+) -> tuple[dict[str, Any], list[str], dict[str, dict[str, Any]]]:
+    """The profile's reader and, per label, its init parameters (the baseline's plus a change).
+
+    Parsed before anything loads, so a bad setting fails at once.
+    """
+    base = _profile_reader(profile)
+    labels = ["baseline", *(["baseline (control)"] if control else []), *settings]
+    params = {label: dict(base) for label in labels}
+    for spec in settings:
+        params[spec].update(parse_setting(spec))
+    return base, labels, params
+
+
+def _reader_setup(
+    gens: Mapping[str, Any], prompts: int, prompt_tokens: int, say: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    """Load every reader, build the prompts with the baseline's tokenizer, warm every reader up."""
+    for gen in gens.values():
+        gen.warm_up()
+    lm = gens["baseline"]._lm  # noqa: SLF001 - the loaded model, for its tokenizer
+
+    def count_tokens(messages: list[Any]) -> int:
+        chat = [{"role": m.role.value, "content": m.text or ""} for m in messages]
+        return len(lm.apply_chat_template(chat))
+
+    items = reader_prompts(prompts, count_tokens, prompt_tokens)
+    say("warm-up: one short prompt with the same instruction per reader")
+    warm = _warm_up_messages()
+    for gen in gens.values():
+        gen.run(warm, generation_kwargs={"max_new_tokens": 1})
+    return items
+
+
+def _measure_readers(
+    gens: Mapping[str, Any],
+    labels: Sequence[str],
+    items: Sequence[Mapping[str, Any]],
+    rounds: int,
+    say: Callable[[str], None],
+) -> dict[str, list[dict[str, Any]]]:
+    """Every reader answers every prompt, in an order rotating from prompt to prompt.
+
+    Rotation (A B C, B C A, ...) spreads load from other work on the machine over all readers.
+    Returns each reader's calls: the generator's own prefill/decode timings, tokens and text.
+    """
+    record: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
+    calls = [(r, i) for r in range(rounds) for i in range(len(items))]
+    for step, (rnd, i) in enumerate(calls):
+        order = [*labels[step % len(labels) :], *labels[: step % len(labels)]]
+        for label in order:
+            reply = gens[label].run(items[i]["messages"])["replies"][0]
+            timings, usage = reply.meta["timings"], reply.meta["usage"]
+            record[label].append(
+                {
+                    "round": rnd,
+                    "prompt": i,
+                    "prefill_s": timings["prefill_s"],
+                    "decode_s": timings["decode_s"],
+                    "prompt_tokens": usage["prompt_tokens"],
+                    "completion_tokens": usage["completion_tokens"],
+                    "prefix_tokens_reused": timings["prefix_tokens_reused"],
+                    "text": reply.text or "",
+                }
+            )
+            say(
+                f"prompt {i + 1}/{len(items)} round {rnd + 1}: {label}: prefill "
+                f"{timings['prefill_s']:.2f} s, decode {timings['decode_s']:.2f} s "
+                f"({usage['completion_tokens']} tokens)"
+            )
+    return record
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import resource
 import shutil
-import sys
 import tempfile
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ragkit.bench.table import make_row, render_rows
+from ragkit.bench.timing import progress_printer, timed
 from ragkit.models.registry import DEFAULT_CAUSAL_MODEL
 
 __all__ = ["RELOAD_GOAL", "format_table", "run_memory_bench"]
@@ -51,6 +50,7 @@ def _corpus(lm: Any, tokens: int) -> list[Any]:
 
 
 def _rss_mb() -> float:
+    """The process's peak resident memory so far, in MiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -80,15 +80,10 @@ def run_memory_bench(
         Setup fields and one entry per corpus with its ``rows`` (``make_row`` format).
     """
     from ragkit.memory.backend import MemorySettings
-    from ragkit.memory.kv import load_memory
     from ragkit.memory.lm import load_memory_lm
     from ragkit.memory.prompts import SPAN, SUR
-    from ragkit.memory.store import new_memory
 
-    def say(message: str) -> None:
-        if progress:
-            print(f"[bench memory] {message}", file=sys.stderr, flush=True)
-
+    say = progress_printer("[bench memory] ", progress)
     say(f"loading {model} ({model_backend})")
     lm = load_memory_lm(model, model_backend, n_ctx, n_threads)
     settings = MemorySettings(kind=kind, task_tokens=task_tokens)  # type: ignore[arg-type]
@@ -105,53 +100,61 @@ def run_memory_bench(
     tmp = Path(tempfile.mkdtemp(prefix="ragkit-bench-memory-"))
     try:
         for size in sizes:
-            units = _corpus(lm, size)
-            memory = new_memory(lm, settings)
-            say(f"{size} tokens: memorizing {len(units)} chunks")
-            t0 = time.perf_counter()
-            memory.memorize(units)
-            build = time.perf_counter() - t0
-            directory = tmp / f"m{size}"
-            memory.save(directory)
-            disk = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
-            say(f"{size} tokens: {len(memory.windows)} window(s), reloading")
-            t0 = time.perf_counter()
-            restored = load_memory(directory, lm)
-            reload_s = time.perf_counter() - t0
-            say(f"{size} tokens: clue tasks from the restored memory")
-            t0 = time.perf_counter()
-            warm = [restored.ask_all(t) for t in tasks]
-            warm_s = time.perf_counter() - t0
-            say(f"{size} tokens: clue tasks re-reading the corpus")
-            t0 = time.perf_counter()
-            cold = [restored.ask_all_cold(t) for t in tasks]
-            cold_s = time.perf_counter() - t0
-            same = [[t for _, t in w] for w in warm] == cold
-            rows = [
-                make_row("build (s)", build, None, "", "s"),
-                make_row("reload (s)", reload_s, build, "build", "s"),
-                make_row("clues per question (s)", warm_s, cold_s, "re-read corpus", "s"),
-            ]
-            entry = {
-                "target_tokens": size,
-                "corpus_tokens": sum(lm.count_tokens(u.text) for u in units),
-                "memory_tokens": memory.num_tokens,
-                "windows": len(memory.windows),
-                "rows": rows,
-                "reload_fraction": reload_s / build if build else None,
-                "reload_goal_met": build > 0 and reload_s <= RELOAD_GOAL * build,
-                "disk_bytes": disk,
-                "peak_rss_mb": _rss_mb(),
-                "same_clues": same,
-            }
-            out["corpora"].append(entry)
-            shutil.rmtree(directory, ignore_errors=True)
+            out["corpora"].append(_measure_corpus(lm, settings, tasks, size, tmp / f"m{size}", say))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         inner = getattr(lm, "lm", None)
         if inner is not None and hasattr(inner, "close"):
             inner.close()
     return out
+
+
+def _measure_corpus(
+    lm: Any,
+    settings: Any,
+    tasks: Sequence[str],
+    size: int,
+    directory: Path,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """One corpus size: build, save, reload, then the clue tasks restored against re-read.
+
+    The saved memory is removed afterwards, so the disk holds one corpus at a time.
+    """
+    from ragkit.memory.loader import load_memory
+    from ragkit.memory.store import new_memory
+
+    units = _corpus(lm, size)
+    memory = new_memory(lm, settings)
+    say(f"{size} tokens: memorizing {len(units)} chunks")
+    build, _ = timed(lambda: memory.memorize(units))
+    memory.save(directory)
+    disk = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+    say(f"{size} tokens: {len(memory.windows)} window(s), reloading")
+    reload_s, restored = timed(lambda: load_memory(directory, lm))
+    say(f"{size} tokens: clue tasks from the restored memory")
+    warm_s, warm = timed(lambda: [restored.ask_all(t) for t in tasks])
+    say(f"{size} tokens: clue tasks re-reading the corpus")
+    cold_s, cold = timed(lambda: [restored.ask_all_cold(t) for t in tasks])
+    rows = [
+        make_row("build (s)", build, None, "", "s"),
+        make_row("reload (s)", reload_s, build, "build", "s"),
+        make_row("clues per question (s)", warm_s, cold_s, "re-read corpus", "s"),
+    ]
+    entry = {
+        "target_tokens": size,
+        "corpus_tokens": sum(lm.count_tokens(u.text) for u in units),
+        "memory_tokens": memory.num_tokens,
+        "windows": len(memory.windows),
+        "rows": rows,
+        "reload_fraction": reload_s / build if build else None,
+        "reload_goal_met": build > 0 and reload_s <= RELOAD_GOAL * build,
+        "disk_bytes": disk,
+        "peak_rss_mb": _rss_mb(),
+        "same_clues": [[t for _, t in w] for w in warm] == cold,
+    }
+    shutil.rmtree(directory, ignore_errors=True)
+    return entry
 
 
 def format_table(result: dict[str, Any]) -> str:

@@ -16,7 +16,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import numpy as np
 from ragkit.bench.bm25_bench import format_table, run_bm25_bench
 from ragkit.bench.corpus import bench_queries, build_bench_corpus
 from ragkit.bench.table import make_row
+from ragkit.bench.timing import timed
 
 BASE_EMBEDDER = "minilm"
 """Today's ``ragkit index`` embedder (sentence-transformers on torch, fp32): the baseline."""
@@ -33,6 +33,7 @@ EMBEDDERS = (BASE_EMBEDDER, "minilm-int8")
 
 
 def _log(progress: bool, msg: str) -> None:
+    """A progress line on stderr (stdout stays for the table or the JSON)."""
     if progress:
         print(msg, file=sys.stderr, flush=True)
 
@@ -88,9 +89,8 @@ def _index_rate(model: str, device: str, corpus: Path, store: Any, progress: boo
     bind_store(pipe, store)
     pipe.warm_up()  # model load (and the one-off ONNX export) is not indexing, as for raw
     indexer = Indexer(store, pipe, progress=progress)
-    t0 = time.perf_counter()
-    report = indexer.index([corpus])
-    rate = report.chunks_written / (time.perf_counter() - t0)
+    seconds, report = timed(lambda: indexer.index([corpus]))
+    rate = report.chunks_written / seconds
     close_pipeline(pipe)
     return rate
 
@@ -103,11 +103,9 @@ def _hybrid_latency(store: Any, n_queries: int) -> tuple[float, float]:
     qpipe = load_pipeline(shipped_dir("pipelines") / "retrieve.yaml")
     bind_store(qpipe, store)  # its query embedder takes the store's model
     qpipe.warm_up()
-    lat = []
-    for q in bench_queries(n_queries):
-        t0 = time.perf_counter()
-        qpipe.run(run_inputs(qpipe, q, 10))
-        lat.append(time.perf_counter() - t0)
+    lat = [
+        timed(lambda q=q: qpipe.run(run_inputs(qpipe, q, 10)))[0] for q in bench_queries(n_queries)
+    ]
     close_pipeline(qpipe)
     p50, p95 = np.percentile(lat, [50, 95])
     return float(p50), float(p95)
@@ -143,115 +141,167 @@ def _index_and_hybrid(
     indexing runs in the same order, so each pair of backends meets the same load as closely as
     a shared machine allows; ``runs`` receives each timed run with the load average around it.
     """
-    from ragkit.config import EmbeddedStore
     from ragkit.models.device import resolve_device
-    from ragkit.models.registry import model_files, resolve_model
-    from ragkit.stores.store import open_store, release_store
+    from ragkit.stores.store import release_store
 
     runs = runs if runs is not None else []
     chunks = build_bench_corpus(n_chunks)
     texts = [t for _, t in chunks]
     models = [m for m in dict.fromkeys(embedders) if _usable(m, progress)]
-    rows: list[dict[str, Any]] = []
     # Both sides on the same device: the pipeline's embedder would otherwise pick "auto".
     device, _ = resolve_device("auto")
-
-    def timed(what: str, model: str, fn: Callable[[], float | None], **extra: Any) -> float:
-        before = _load()
-        t0 = time.perf_counter()
-        rate = fn()
-        seconds = time.perf_counter() - t0
-        rate = rate if rate is not None else len(texts) / seconds
-        runs.append(
-            {"run": what, "model": model, "chunks_per_s": rate, "seconds": seconds,
-             "load_before": before, "load_after": _load(), **extra}
-        )  # fmt: skip
-        _log(progress, f"  {what} {model}: {rate:,.1f} chunks/s (load {before} -> {_load()})")
-        return rate
-
     with tempfile.TemporaryDirectory(prefix="ragkit-bench-") as tmp:
         corpus = Path(tmp) / "corpus"
         _write_corpus(chunks, corpus)
-        raw: dict[str, float] = {}
-        labels: dict[str, str] = {}
-        for model in models:
-            _log(progress, f"raw encoder {model}: {len(texts):,} chunks ...")
-            encode, labels[model] = _raw_encoder(model, device)
-            encode(texts[:64])  # warm
-
-            def encode_all(enc: Callable[[list[str]], Any] = encode) -> None:
-                enc(texts)
-
-            raw[model] = timed("raw", model, encode_all)
-            del encode
-        index: dict[str, float] = {}
+        raw, labels = _measure_raw(models, texts, device, runs, progress)
         stores: dict[str, Any] = {}
         try:
-            for model in models:
-                _log(
-                    progress,
-                    f"ragkit index {model}: {len(texts):,} chunks into an embedded store ...",
-                )
-                store = open_store(
-                    EmbeddedStore(path=str(Path(tmp) / f"store-{model}")),
-                    embedding_model=model,
-                    model_files=model_files,
-                )
-                stores[model] = store
-                # the int8 backend runs on the CPU whatever the device (see DocumentEmbedder)
-                cpu_only = resolve_model(model).backend == "onnx-int8"
-                where = "cpu" if cpu_only else device
-                index[model] = timed(
-                    "index",
-                    model,
-                    lambda m=model, s=store, w=where: _index_rate(m, w, corpus, s, progress),
-                    engine=store.engine,
-                )
-            base = models[0] if models else None
-            for model in models:
-                name = (
-                    "ragkit index (chunks/s)"
-                    if model == base
-                    else f"ragkit index {model} (chunks/s)"
-                )
-                rows.append(make_row(name, index[model], raw[model], labels[model], "chunks/s"))
-            for model in models[1:]:
-                assert base is not None
-                rows.append(
-                    make_row(
-                        f"ragkit index {model} vs {base} (chunks/s)",
-                        index[model],
-                        index[base],
-                        f"ragkit index {base}",
-                        "chunks/s",
-                    )
-                )
-                rows.append(
-                    make_row(
-                        f"raw encoder {model} vs {base} (chunks/s)",
-                        raw[model],
-                        raw[base],
-                        labels[base],
-                        "chunks/s",
-                    )
-                )
-            p50_base: float | None = None
-            for model in models:
-                store = stores[model]
-                _log(progress, f"hybrid query latency over {store.count():,} chunks ({model}) ...")
-                p50, p95 = _hybrid_latency(store, n_queries)
-                at = f"@{store.count():,}"
-                if model == base:
-                    p50_base = p50
-                    rows.append(make_row(f"hybrid query p50 {at} (s)", p50, None, "", "s"))
-                    rows.append(make_row(f"hybrid query p95 {at} (s)", p95, None, "", "s"))
-                else:
-                    rows.append(
-                        make_row(f"hybrid query p50 {at}, {model} (s)", p50, p50_base, base, "s")
-                    )
+            index = _measure_index(models, len(texts), device, Path(tmp), stores, runs, progress)
+            rows = _index_rows(models, index, raw, labels)
+            rows += _hybrid_rows(models, stores, n_queries, progress)
         finally:
             for store in stores.values():
                 release_store(store)
+    return rows
+
+
+def _timed_run(
+    runs: list[dict[str, Any]],
+    what: str,
+    model: str,
+    fn: Callable[[], float | None],
+    n_texts: int,
+    progress: bool,
+    **extra: Any,
+) -> float:
+    """Time one embedding run and record it in ``runs`` with the load average around it.
+
+    Returns the run's chunks/s: what ``fn`` returns, or ``n_texts`` over its wall time.
+    """
+    before = _load()
+    seconds, rate = timed(fn)
+    rate = rate if rate is not None else n_texts / seconds
+    runs.append(
+        {"run": what, "model": model, "chunks_per_s": rate, "seconds": seconds,
+         "load_before": before, "load_after": _load(), **extra}
+    )  # fmt: skip
+    _log(progress, f"  {what} {model}: {rate:,.1f} chunks/s (load {before} -> {_load()})")
+    return rate
+
+
+def _measure_raw(
+    models: Sequence[str], texts: list[str], device: str, runs: list[dict[str, Any]],
+    progress: bool,
+) -> tuple[dict[str, float], dict[str, str]]:  # fmt: skip
+    """Each raw encoder's chunks/s on the texts (after a warm batch), and its table label."""
+    raw: dict[str, float] = {}
+    labels: dict[str, str] = {}
+    for model in models:
+        _log(progress, f"raw encoder {model}: {len(texts):,} chunks ...")
+        encode, labels[model] = _raw_encoder(model, device)
+        encode(texts[:64])  # warm
+
+        def encode_all(enc: Callable[[list[str]], Any] = encode) -> None:
+            enc(texts)
+
+        raw[model] = _timed_run(runs, "raw", model, encode_all, len(texts), progress)
+        del encode
+    return raw, labels
+
+
+def _measure_index(
+    models: Sequence[str],
+    n_texts: int,
+    device: str,
+    tmp: Path,
+    stores: dict[str, Any],
+    runs: list[dict[str, Any]],
+    progress: bool,
+) -> dict[str, float]:
+    """``ragkit index`` chunks/s per model, each into its own embedded store (kept in
+    ``stores`` for the hybrid rows; the caller releases them)."""
+    from ragkit.config import EmbeddedStore
+    from ragkit.models.registry import model_files, resolve_model
+    from ragkit.stores.store import open_store
+
+    index: dict[str, float] = {}
+    for model in models:
+        _log(progress, f"ragkit index {model}: {n_texts:,} chunks into an embedded store ...")
+        store = open_store(
+            EmbeddedStore(path=str(tmp / f"store-{model}")),
+            embedding_model=model,
+            model_files=model_files,
+        )
+        stores[model] = store
+        # the int8 backend runs on the CPU whatever the device (see DocumentEmbedder)
+        where = "cpu" if resolve_model(model).backend == "onnx-int8" else device
+        index[model] = _timed_run(
+            runs, "index", model,
+            lambda m=model, s=store, w=where: _index_rate(m, w, tmp / "corpus", s, progress),
+            n_texts, progress, engine=store.engine,
+        )  # fmt: skip
+    return index
+
+
+def _index_rows(
+    models: Sequence[str],
+    index: dict[str, float],
+    raw: dict[str, float],
+    labels: dict[str, str],
+) -> list[dict[str, Any]]:
+    """Indexing against the raw encoder per model, then each model against the first."""
+    base = models[0] if models else None
+    rows = [
+        make_row(
+            "ragkit index (chunks/s)" if model == base else f"ragkit index {model} (chunks/s)",
+            index[model],
+            raw[model],
+            labels[model],
+            "chunks/s",
+        )
+        for model in models
+    ]
+    for model in models[1:]:
+        assert base is not None
+        rows.append(
+            make_row(
+                f"ragkit index {model} vs {base} (chunks/s)",
+                index[model],
+                index[base],
+                f"ragkit index {base}",
+                "chunks/s",
+            )
+        )
+        rows.append(
+            make_row(
+                f"raw encoder {model} vs {base} (chunks/s)",
+                raw[model],
+                raw[base],
+                labels[base],
+                "chunks/s",
+            )
+        )
+    return rows
+
+
+def _hybrid_rows(
+    models: Sequence[str], stores: dict[str, Any], n_queries: int, progress: bool
+) -> list[dict[str, Any]]:
+    """Hybrid query p50/p95 on the first model's store; p50 on the others against it."""
+    base = models[0] if models else None
+    rows: list[dict[str, Any]] = []
+    p50_base: float | None = None
+    for model in models:
+        store = stores[model]
+        _log(progress, f"hybrid query latency over {store.count():,} chunks ({model}) ...")
+        p50, p95 = _hybrid_latency(store, n_queries)
+        at = f"@{store.count():,}"
+        if model == base:
+            p50_base = p50
+            rows.append(make_row(f"hybrid query p50 {at} (s)", p50, None, "", "s"))
+            rows.append(make_row(f"hybrid query p95 {at} (s)", p95, None, "", "s"))
+        else:
+            rows.append(make_row(f"hybrid query p50 {at}, {model} (s)", p50, p50_base, base, "s"))
     return rows
 
 

@@ -11,12 +11,12 @@ overhead per query in microseconds. Absolute times only compare on one machine.
 from __future__ import annotations
 
 import statistics
-import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ragkit.bench.table import make_row, render_rows
+from ragkit.bench.timing import progress_printer, timed
 from ragkit.models.registry import DEFAULT_CAUSAL_MODEL
 
 __all__ = ["format_table", "run_selection_bench"]
@@ -51,6 +51,7 @@ def _candidates(n_queries: int, n_candidates: int) -> list[tuple[str, list[str]]
 
 
 def _generator(reader: str, max_new_tokens: int) -> Any:
+    """The reader: a ``qwen*`` GGUF through llama.cpp, any other model through transformers."""
     if reader.startswith("qwen"):
         from ragkit.models.llamacpp_components import LlamaCppChatGenerator
 
@@ -103,19 +104,36 @@ def _run(
     max_new_tokens: int,
     progress: bool,
 ) -> dict[str, Any]:
-    from haystack import Document
-    from haystack.components.builders import ChatPromptBuilder
-
-    from ragkit.ordering.components import Reorderer
-    from ragkit.selection.components import ChunkSelector
-    from ragkit.selection.mcts import count_feasible_states, greedy_fill
-
-    def say(message: str) -> None:
-        if progress:
-            print(f"[bench selection] {message}", file=sys.stderr, flush=True)
-
+    """Load the passages, the selector and the reader; measure every query, then the reorderer."""
+    say = progress_printer("[bench selection] ", progress)
     say("loading HotpotQA passages")
     data = _candidates(queries, candidates)
+    selector, builder, generator = _setup(candidates, iterations, budget, reader, max_new_tokens,
+                                          say)  # fmt: skip
+    rows = [
+        _measure_query(selector, builder, generator, question, texts, budget, say, qi, len(data))
+        for qi, (question, texts) in enumerate(data, start=1)
+    ]
+    say("reorderer overhead")
+    reorder = _measure_reorderer()
+    generator.close()
+    selector.close()
+    return _summary(rows, reorder, reader, candidates, iterations, budget)
+
+
+def _setup(
+    candidates: int,
+    iterations: int,
+    budget: int,
+    reader: str,
+    max_new_tokens: int,
+    say: Callable[[str], None],
+) -> tuple[Any, Any, Any]:
+    """The warmed-up selector, the short-answer prompt builder and the warmed-up reader."""
+    from haystack.components.builders import ChatPromptBuilder
+
+    from ragkit.selection.components import ChunkSelector
+
     selector = ChunkSelector(
         budget=budget,
         tokenizer=reader,
@@ -129,63 +147,94 @@ def _run(
     generator = _generator(reader, max_new_tokens)
     say(f"loading the reader {reader}")
     generator.warm_up()
-    rows: list[dict[str, Any]] = []
-    for qi, (question, texts) in enumerate(data, start=1):
-        docs = [Document(content=t) for t in texts]
-        t0 = time.perf_counter()
-        out = selector.run(query=question, documents=docs)
-        cold = time.perf_counter() - t0  # embeddings of question + chunks, then the search
-        report = out["shaping"]
-        # the search alone, embeddings cached: the repeatable cost per query
-        selector._embed([question, *texts])
-        search = [  # utility construction + MCTS, as the selector times it
-            selector.run(query=question, documents=docs)["shaping"]["seconds"] for _ in range(5)
-        ]
-        utility = selector._state_scorer(question, texts)
-        costs = [selector.count_tokens(t) + selector.chunk_overhead_tokens for t in texts]
-        singles = utility.single_scores()
-        greedy = greedy_fill(costs, budget, sorted(range(len(texts)), key=lambda i: -singles[i]))
-        greedy_utility = utility.score_states([greedy])[0]
-        say(f"query {qi}/{len(data)}: generator call on {len(out['documents'])} passages")
-        messages = builder.run(documents=out["documents"], question=question)["prompt"]
-        t0 = time.perf_counter()
-        reply = generator.run(messages=messages)["replies"][0]
-        gen_seconds = time.perf_counter() - t0
-        rows.append(
-            {
-                "question": question,
-                "selected": report["selected"],
-                "tokens": report["tokens"],
-                "cold_seconds": cold,
-                "search_seconds": min(search),
-                "mcts_seconds": report["seconds"],
-                "states_scored": report["states_scored"],
-                "cache_hits": report["cache_hits"],
-                "scorer_calls": report["scorer_calls"],
-                "exhaustive_ordered": count_feasible_states(costs, budget, ordered=True),
-                "exhaustive_sets": count_feasible_states(costs, budget, ordered=False),
-                "mcts_utility": report["score"],
-                "greedy_utility": greedy_utility,
-                "generator_seconds": gen_seconds,
-                "prompt_tokens": (reply.meta.get("usage") or {}).get("prompt_tokens"),
-                "completion_tokens": (reply.meta.get("usage") or {}).get("completion_tokens"),
-                "answer": reply.text,
-            }
-        )
-    say("reorderer overhead")
+    return selector, builder, generator
+
+
+def _measure_query(
+    selector: Any,
+    builder: Any,
+    generator: Any,
+    question: str,
+    texts: list[str],
+    budget: int,
+    say: Callable[[str], None],
+    qi: int,
+    n_queries: int,
+) -> dict[str, Any]:
+    """One query: the selector cold and warm, greedy filling's utility, the generator call."""
+    from haystack import Document
+
+    from ragkit.selection.mcts import count_feasible_states, greedy_fill
+
+    docs = [Document(content=t) for t in texts]
+    # embeddings of question + chunks, then the search
+    cold, out = timed(lambda: selector.run(query=question, documents=docs))
+    report = out["shaping"]
+    # the search alone, embeddings cached: the repeatable cost per query
+    selector._embed([question, *texts])
+    search = [  # utility construction + MCTS, as the selector times it
+        selector.run(query=question, documents=docs)["shaping"]["seconds"] for _ in range(5)
+    ]
+    utility = selector._state_scorer(question, texts)
+    costs = [selector.count_tokens(t) + selector.chunk_overhead_tokens for t in texts]
+    singles = utility.single_scores()
+    greedy = greedy_fill(costs, budget, sorted(range(len(texts)), key=lambda i: -singles[i]))
+    greedy_utility = utility.score_states([greedy])[0]
+    say(f"query {qi}/{n_queries}: generator call on {len(out['documents'])} passages")
+    messages = builder.run(documents=out["documents"], question=question)["prompt"]
+    gen_seconds, replies = timed(lambda: generator.run(messages=messages)["replies"])
+    usage = replies[0].meta.get("usage") or {}
+    return {
+        "question": question,
+        "selected": report["selected"],
+        "tokens": report["tokens"],
+        "cold_seconds": cold,
+        "search_seconds": min(search),
+        "mcts_seconds": report["seconds"],
+        "states_scored": report["states_scored"],
+        "cache_hits": report["cache_hits"],
+        "scorer_calls": report["scorer_calls"],
+        "exhaustive_ordered": count_feasible_states(costs, budget, ordered=True),
+        "exhaustive_sets": count_feasible_states(costs, budget, ordered=False),
+        "mcts_utility": report["score"],
+        "greedy_utility": greedy_utility,
+        "generator_seconds": gen_seconds,
+        "prompt_tokens": usage.get("prompt_tokens"),
+        "completion_tokens": usage.get("completion_tokens"),
+        "answer": replies[0].text,
+    }
+
+
+def _measure_reorderer(reps: int = 2000) -> dict[int, float]:
+    """Seconds per Reorderer run on 10 and 20 passages (mean of ``reps`` runs: microseconds)."""
+    from haystack import Document
+
+    from ragkit.ordering.components import Reorderer
+
     reorder = {}
     for k in (10, 20):
         docs = [
             Document(content=f"passage {i}", meta={"relevance": 1.0 / (i + 1)}) for i in range(k)
         ]
         reorderer = Reorderer(min_k=3, demote_below=0.2)
-        reps = 2000
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            reorderer.run(documents=docs)
-        reorder[k] = (time.perf_counter() - t0) / reps
-    generator.close()
-    selector.close()
+
+        def run_all(reorderer: Reorderer = reorderer, docs: list[Document] = docs) -> None:
+            for _ in range(reps):
+                reorderer.run(documents=docs)
+
+        reorder[k] = timed(run_all)[0] / reps
+    return reorder
+
+
+def _summary(
+    rows: list[dict[str, Any]],
+    reorder: dict[int, float],
+    reader: str,
+    candidates: int,
+    iterations: int,
+    budget: int,
+) -> dict[str, Any]:
+    """The JSON result: means over the queries, the search's share of the generator call."""
     mean = statistics.fmean
     search_mean = mean(r["search_seconds"] for r in rows)
     cold_mean = mean(r["cold_seconds"] for r in rows)

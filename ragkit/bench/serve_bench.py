@@ -33,6 +33,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ragkit.bench.table import render_rows
+from ragkit.bench.timing import Stopwatch, timed
+
 __all__ = ["OVERHEAD_GOAL", "TAIL_GOAL", "format_table", "run_serve_bench"]
 
 OVERHEAD_GOAL = 1.10
@@ -142,25 +145,31 @@ def _child_main(job: dict[str, Any]) -> None:
     try:
         for line in sys.stdin:
             req = json.loads(line)
-            start = time.perf_counter()
-            if req["op"] == "ask":  # a script's way: load, warm, answer, close, every call
-                ask(req["q"], req["pipeline"], store=job["store"], profile=job["profile"], top_k=5)
-            else:
-                engine.submit(req["pipeline"], req["q"], 5).result()
-            print(json.dumps(time.perf_counter() - start), flush=True)
+            with Stopwatch() as clock:
+                if req["op"] == "ask":  # a script's way: load, warm, answer, close, every call
+                    ask(
+                        req["q"],
+                        req["pipeline"],
+                        store=job["store"],
+                        profile=job["profile"],
+                        top_k=5,
+                    )
+                else:
+                    engine.submit(req["pipeline"], req["q"], 5).result()
+            print(json.dumps(clock.seconds), flush=True)
     finally:
         engine.close()
 
 
 def _post(http: Any, pipeline: str, question: str) -> tuple[float, str | None]:
     """One timed request with a blocking client; the error line, if it failed."""
-    start = time.perf_counter()
-    try:
-        response = http.post(f"/{pipeline}/run", json={"question": question, "top_k": 5})
-        error = None if response.status_code == 200 else f"HTTP {response.status_code}"
-    except Exception as exc:  # noqa: BLE001 - any transport failure counts as an error
-        error = f"{type(exc).__name__}: {exc}"
-    return time.perf_counter() - start, error
+    with Stopwatch() as clock:
+        try:
+            response = http.post(f"/{pipeline}/run", json={"question": question, "top_k": 5})
+            error = None if response.status_code == 200 else f"HTTP {response.status_code}"
+        except Exception as exc:  # noqa: BLE001 - any transport failure counts as an error
+            error = f"{type(exc).__name__}: {exc}"
+    return clock.seconds, error
 
 
 async def _load(
@@ -179,22 +188,21 @@ async def _load(
         async def client() -> None:
             while pending:
                 question = pending.pop()
-                start = time.perf_counter()
-                try:
-                    response = await http.post(
-                        f"/{pipeline}/run", json={"question": question, "top_k": 5}
-                    )
-                    if response.status_code != 200:
-                        errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
-                except httpx.HTTPError as exc:
-                    errors.append(f"{type(exc).__name__}: {exc}")
-                    continue
-                latencies.append(time.perf_counter() - start)
+                with Stopwatch() as clock:
+                    try:
+                        response = await http.post(
+                            f"/{pipeline}/run", json={"question": question, "top_k": 5}
+                        )
+                    except httpx.HTTPError as exc:
+                        errors.append(f"{type(exc).__name__}: {exc}")
+                        continue
+                if response.status_code != 200:
+                    errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
+                latencies.append(clock.seconds)
 
-        started = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(clients)))
-        wall = time.perf_counter() - started
-    return _summary(latencies, errors, clients, len(questions), wall)
+        with Stopwatch() as wall:
+            await asyncio.gather(*(client() for _ in range(clients)))
+    return _summary(latencies, errors, clients, len(questions), wall.seconds)
 
 
 def _summary(
@@ -316,47 +324,24 @@ def _measure(
     say: Callable[[str], None],
     httpx: Any,
 ) -> dict[str, Any]:
+    """Start the server and the baseline child, run every load, then report rows and goals."""
     pipelines = ["retrieve", *(["rag"] if rag_clients else [])]
     retrieve_q = [QUESTIONS[i % len(QUESTIONS)] for i in range(requests)]
     rag_q = [QUESTIONS[i % len(QUESTIONS)] for i in range(rag_requests)] if rag_clients else []
-    log = work / "server.log"
     say(f"starting ragkit serve ({', '.join(pipelines)}) and the in-process baseline")
-    started = time.perf_counter()
-    proc, url = _start_server(store, profile, pipelines, log, startup_timeout=600)
-    startup = time.perf_counter() - started
+    startup, (proc, url) = timed(
+        lambda: _start_server(store, profile, pipelines, work / "server.log", startup_timeout=600)
+    )
     baseline = _Baseline(copy, profile, pipelines)
     runs: dict[str, Any] = {}
     in_process: dict[str, Any] = {}
     try:
-        # warm-up (not timed): every pipeline has run on both sides before anything is read
-        for q in QUESTIONS[:10]:
-            baseline.time("run", "retrieve", q)
-        asyncio.run(_load(url, "retrieve", list(QUESTIONS[:10]) * 2, 4, timeout))
-        if rag_q:
-            baseline.time("run", "rag", rag_q[0])
-            asyncio.run(_load(url, "rag", rag_q[:1], 1, timeout))
+        _warm_up(baseline, url, rag_q, timeout)
         rss_start = _rss_mb(proc.pid)
-
         say(f"retrieve, 1 client, {requests} requests, interleaved with the in-process baseline")
-        http_times, local_times, errors = [], [], []
-        with httpx.Client(base_url=url, timeout=timeout) as http:
-            wall = 0.0
-            for i, q in enumerate(retrieve_q):
-                # alternate who goes first, so a burst of load elsewhere hits both alike
-                if i % 2:
-                    local_times.append(baseline.time("run", "retrieve", q))
-                seconds, error = _post(http, "retrieve", q)
-                wall += seconds
-                if error:
-                    errors.append(error)
-                else:
-                    http_times.append(seconds)
-                if not i % 2:
-                    local_times.append(baseline.time("run", "retrieve", q))
-        runs["retrieve_1"] = _summary(http_times, errors, 1, requests, wall)
-        in_process["retrieve"] = _percentiles(local_times)
-        in_process["retrieve"]["requests_per_second"] = 1 / statistics.fmean(local_times)
-
+        runs["retrieve_1"], in_process["retrieve"] = _interleaved(
+            baseline, url, retrieve_q, timeout, httpx
+        )
         say(f"retrieve, {clients} clients, {requests} requests")
         runs["retrieve_n"] = asyncio.run(_load(url, "retrieve", retrieve_q, clients, timeout))
         if rag_q:
@@ -369,20 +354,64 @@ def _measure(
     finally:
         _stop(proc)
         baseline.close()
+    settings = {"profile": profile, "requests": requests, "clients": clients,
+                "rag_clients": rag_clients, "rag_requests": rag_requests, "top_k": 5}  # fmt: skip
+    return _report(settings, startup, {"start": rss_start, "end": rss_end}, runs, in_process,
+                   ask_times)  # fmt: skip
 
+
+def _warm_up(baseline: _Baseline, url: str, rag_q: list[str], timeout: float) -> None:
+    """Untimed: every pipeline has run on both sides before anything is read."""
+    for q in QUESTIONS[:10]:
+        baseline.time("run", "retrieve", q)
+    asyncio.run(_load(url, "retrieve", list(QUESTIONS[:10]) * 2, 4, timeout))
+    if rag_q:
+        baseline.time("run", "rag", rag_q[0])
+        asyncio.run(_load(url, "rag", rag_q[:1], 1, timeout))
+
+
+def _interleaved(
+    baseline: _Baseline, url: str, questions: list[str], timeout: float, httpx: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One HTTP client and the in-process baseline, request by request, who goes first alternating.
+
+    A burst of load elsewhere on the machine then hits both alike. Returns the HTTP run's summary
+    and the baseline's percentiles and rate.
+    """
+    http_times, local_times, errors = [], [], []
+    with httpx.Client(base_url=url, timeout=timeout) as http:
+        wall = 0.0
+        for i, q in enumerate(questions):
+            if i % 2:
+                local_times.append(baseline.time("run", "retrieve", q))
+            seconds, error = _post(http, "retrieve", q)
+            wall += seconds
+            if error:
+                errors.append(error)
+            else:
+                http_times.append(seconds)
+            if not i % 2:
+                local_times.append(baseline.time("run", "retrieve", q))
+    local = _percentiles(local_times)
+    local["requests_per_second"] = 1 / statistics.fmean(local_times)
+    return _summary(http_times, errors, 1, len(questions), wall), local
+
+
+def _report(
+    settings: dict[str, Any],
+    startup: float,
+    rss: dict[str, float],
+    runs: dict[str, Any],
+    in_process: dict[str, Any],
+    ask_times: list[float],
+) -> dict[str, Any]:
+    """The JSON result: settings, machine, runs and baselines, the rows and the goals."""
     result: dict[str, Any] = {
-        "settings": {
-            "profile": profile,
-            "requests": requests,
-            "clients": clients,
-            "rag_clients": rag_clients,
-            "rag_requests": rag_requests,
-            "top_k": 5,
-        },
+        "settings": settings,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "server_startup_seconds": startup,
-        "rss_mb": {"start": rss_start, "end": rss_end},
+        "rss_mb": rss,
         "runs": runs,
         "in_process": in_process,
         "ask_per_call": _percentiles(ask_times) if ask_times else None,
@@ -407,61 +436,30 @@ def _row(metric: str, value: float, baseline: float | None, name: str, unit: str
 
 
 def _rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Retrieve rows (1 client vs in-process, N clients vs 1 client), rag rows, errors, RSS."""
     runs, base = result["runs"], result["in_process"]
     one, many = runs["retrieve_1"], runs["retrieve_n"]
     n = many["clients"]
+    local = base["retrieve"]
     rows = [
-        _row("retrieve p50, 1 client", one["p50"], base["retrieve"]["p50"], "in-process", "s"),
-        _row("retrieve p95, 1 client", one["p95"], base["retrieve"]["p95"], "in-process", "s"),
-        _row("retrieve p99, 1 client", one["p99"], base["retrieve"]["p99"], "in-process", "s"),
-        _row(
-            "retrieve req/s, 1 client",
-            one["requests_per_second"],
-            base["retrieve"]["requests_per_second"],
-            "in-process",
-            "/s",
-        ),
-        _row(f"retrieve p50, {n} clients", many["p50"], one["p50"], "1-client p50", "s"),
-        _row(f"retrieve p95, {n} clients", many["p95"], one["p50"], "1-client p50", "s"),
-        _row(f"retrieve p99, {n} clients", many["p99"], one["p50"], "1-client p50", "s"),
-        _row(
-            f"retrieve req/s, {n} clients",
-            many["requests_per_second"],
-            one["requests_per_second"],
-            "1 client",
-            "/s",
-        ),
-    ]
+        *(_row(f"retrieve {p}, 1 client", one[p], local[p], "in-process", "s")
+          for p in ("p50", "p95", "p99")),
+        _row("retrieve req/s, 1 client", one["requests_per_second"],
+             local["requests_per_second"], "in-process", "/s"),
+        *(_row(f"retrieve {p}, {n} clients", many[p], one["p50"], "1-client p50", "s")
+          for p in ("p50", "p95", "p99")),
+        _row(f"retrieve req/s, {n} clients", many["requests_per_second"],
+             one["requests_per_second"], "1 client", "/s"),
+    ]  # fmt: skip
     if result["ask_per_call"]:
-        rows.append(
-            _row(
-                "retrieve p50, 1 client",
-                one["p50"],
-                result["ask_per_call"]["p50"],
-                "ragkit.ask per call",
-                "s",
-            )
-        )
+        rows.append(_row("retrieve p50, 1 client", one["p50"], result["ask_per_call"]["p50"],
+                         "ragkit.ask per call", "s"))  # fmt: skip
     if "rag" in runs:
-        rag = runs["rag"]
-        rows.append(
-            _row(
-                f"rag p50, {rag['clients']} clients",
-                rag["p50"],
-                base["rag"]["p50"],
-                "in-process, 1 at a time",
-                "s",
-            )
-        )
-        rows.append(
-            _row(
-                f"rag p95, {rag['clients']} clients",
-                rag["p95"],
-                base["rag"]["p50"],
-                "in-process p50",
-                "s",
-            )
-        )
+        rag, rag_base = runs["rag"], base["rag"]["p50"]
+        c = rag["clients"]
+        rows.append(_row(f"rag p50, {c} clients", rag["p50"], rag_base, "in-process, 1 at a time",
+                         "s"))  # fmt: skip
+        rows.append(_row(f"rag p95, {c} clients", rag["p95"], rag_base, "in-process p50", "s"))
     errors = sum(r["errors"] for r in runs.values())
     total = sum(r["requests"] for r in runs.values())
     rows.append(_row(f"errors (of {total} requests)", errors, None, "", "n"))
@@ -471,6 +469,7 @@ def _rows(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _fmt(value: float | None, unit: str) -> str:
+    """`table.fmt_value` for this table's units: ms up to 10 s, counts and MiB as integers."""
     if value is None:
         return "-"
     if unit == "s":
@@ -491,23 +490,9 @@ def format_table(result: dict[str, Any]) -> str:
         f"{s['rag_clients']} clients; {result['machine']}; server up in "
         f"{result['server_startup_seconds']:.1f} s",
     ]
-    table = [("metric", "ragkit serve", "baseline", "ratio")]
-    for row in result["rows"]:
-        base = _fmt(row["baseline"], row["unit"])
-        if row["baseline"] is not None:
-            base = f"{base} ({row['baseline_name']})"
-        ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}x"
-        table.append((row["metric"], _fmt(row["value"], row["unit"]), base, ratio))
-    widths = [max(len(r[i]) for r in table) for i in range(4)]
-    for i, r in enumerate(table):
-        lines.append(
-            "  ".join(
-                c.ljust(w) if j in (0, 2) else c.rjust(w)
-                for j, (c, w) in enumerate(zip(r, widths, strict=True))
-            ).rstrip()
-        )
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
+    lines += render_rows(
+        result["rows"], ratio_digits=2, header="ragkit serve", value_key="value", fmt=_fmt
+    )
     lines.append(
         f"goals: HTTP overhead at p50, 1 client {goals['overhead_p50']:.2f}x "
         f"(goal <= {OVERHEAD_GOAL:.2f}x: {'met' if goals['overhead_goal_met'] else 'missed'}); "

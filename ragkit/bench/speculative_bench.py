@@ -30,11 +30,12 @@ from __future__ import annotations
 import json
 import random
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ragkit.bench.timing import timed
 
 __all__ = ["BENCH_INSTRUCTION", "build_long_document", "format_table", "run_speculative_bench"]
 
@@ -62,6 +63,8 @@ _TREE_CONFIGS: tuple[tuple[str, str, bool, bool, int], ...] = (
 
 @dataclass
 class _Item:
+    """One HotpotQA row: its question, answer, context paragraphs and supporting ones."""
+
     question: str
     answer: str
     paragraphs: list[str]
@@ -137,6 +140,7 @@ def _load(
     device: str = "cpu",
     compile_step: bool = False,
 ) -> Any:
+    """A target or drafter model on ``backend`` with an ``n_ctx``-token context."""
     if backend == "llama.cpp":
         from ragkit.models.llamacpp import LlamaCppLM
 
@@ -183,6 +187,16 @@ def _identity(row: dict[str, Any]) -> str:
     return "NO" if gap is None else f"tie (gap {gap:.2f})"
 
 
+@dataclass
+class _Held:
+    """The prompt every decode row shares, with its prefix state and the target-only output."""
+
+    prompt: Any  # RapidPrompt
+    state: Any  # prefix state (None where llama.cpp keeps the prefix in its own cache)
+    plain: Any  # the target-only greedy result
+    base_rate: float  # its tokens per second
+
+
 def _decode_rows(
     target: Any,
     draft: Any,
@@ -199,27 +213,8 @@ def _decode_rows(
     (untimed), so its adaptive policy starts from what it measured there, as in a reader that
     serves a stream of questions; the row is skipped without another question.
     """
-    reader = make_reader(drafter="ngram", adaptive=False)
-    prompt = _prompt(reader, target, document, question)
-    state, _ = reader.prefix_state(prompt.prefix_ids)
-    ids = prompt.target_ids
-    # llama.cpp keeps the prefix in its KV cache between calls (state is None then); the
-    # transformers backend frees its cache after each call and gets the saved state each time
-    target.generate(ids[:-1], max_new_tokens=1, prefix_cache=state)
-    started = time.perf_counter()
-    plain = target.generate(ids, max_new_tokens=max_new_tokens, prefix_cache=state)
-    base_seconds = time.perf_counter() - started
-    base_rate = len(plain.token_ids) / base_seconds
-    rows = [
-        {
-            "drafter": "target only",
-            "tokens": len(plain.token_ids),
-            "seconds": round(base_seconds, 3),
-            "tokens_per_second": round(base_rate, 3),
-            "speedup": 1.0,
-            "identical": True,
-        }
-    ]
+    held, base_row = _target_only(target, make_reader, document, question, max_new_tokens)
+    rows = [base_row]
     mismatches: list[str] = []
     for label, kind, adaptive, learned, tree_width in configs:
         if learned and other_question is None:
@@ -230,49 +225,95 @@ def _decode_rows(
         reader = make_reader(drafter=kind, adaptive=adaptive, **extra)
         if learned:
             reader.run(question=str(other_question), document=document)
-        chunks = _chunk_docs(prompt)
-        decoder = reader._decoder(prompt.draft_ids, chunks)
-        if draft is not None and kind != "ngram":  # the drafter's context, like the document's
-            from ragkit.models.driver import common_prefix_length
-
-            held = prompt.draft_ids[:-1]
-            keep = common_prefix_length(draft.kv_tokens, held)
-            with draft.inference():
-                draft.truncate(keep)
-                if keep < len(held):
-                    draft.eval_last(held[keep:])
-        target.generate(ids[:-1], max_new_tokens=1, prefix_cache=state)  # hold the prompt again
-        policy_before = None if decoder.policy is None else decoder.policy.state()
-        started = time.perf_counter()
-        out = decoder.generate(ids, max_new_tokens=max_new_tokens, prefix_cache=state)
-        seconds = time.perf_counter() - started
-        rate = len(out.result.token_ids) / seconds
-        same = out.result.token_ids == plain.token_ids
-        tie = None if same else _near_tie_gap(target, ids, plain.token_ids, out.result.token_ids)
-        if not same and tie is None:
+        row = _drafter_row(target, draft, reader, held, label, kind, max_new_tokens)
+        if not row["identical"] and row["near_tie_gap"] is None:
             mismatches.append(f"{label}: output differs from target-only greedy")
-        stats = out.stats
-        rows.append(
-            {
-                "drafter": label,
-                "tokens": len(out.result.token_ids),
-                "seconds": round(seconds, 3),
-                "tokens_per_second": round(rate, 3),
-                "speedup": round(rate / base_rate, 3),
-                "acceptance_rate": round(stats.acceptance_rate, 3),
-                "tokens_per_target_call": round(stats.tokens_per_target_call, 3),
-                "target_calls": stats.target_calls,
-                "draft_seconds": round(stats.draft_seconds, 3),
-                "target_seconds": round(stats.target_seconds, 3),
-                "identical": same,
-                "near_tie_gap": tie,
-                "policy_before": policy_before,
-            }
-        )
+        rows.append(row)
     return rows, mismatches
 
 
+def _target_only(
+    target: Any, make_reader: Callable[..., Any], document: str, question: str, max_new_tokens: int
+) -> tuple[_Held, dict[str, Any]]:
+    """Build the prompt, hold its prefix, and time the target alone on it (the baseline row)."""
+    reader = make_reader(drafter="ngram", adaptive=False)
+    prompt = _prompt(reader, target, document, question)
+    state, _ = reader.prefix_state(prompt.prefix_ids)
+    ids = prompt.target_ids
+    # llama.cpp keeps the prefix in its KV cache between calls (state is None then); the
+    # transformers backend frees its cache after each call and gets the saved state each time
+    target.generate(ids[:-1], max_new_tokens=1, prefix_cache=state)
+    base_seconds, plain = timed(
+        lambda: target.generate(ids, max_new_tokens=max_new_tokens, prefix_cache=state)
+    )
+    base_rate = len(plain.token_ids) / base_seconds
+    row = {
+        "drafter": "target only",
+        "tokens": len(plain.token_ids),
+        "seconds": round(base_seconds, 3),
+        "tokens_per_second": round(base_rate, 3),
+        "speedup": 1.0,
+        "identical": True,
+    }
+    return _Held(prompt, state, plain, base_rate), row
+
+
+def _hold_draft_context(draft: Any, prompt: Any) -> None:
+    """Put the drafter's retrieved context in its KV cache, as the document is in the target's."""
+    from ragkit.models.driver import common_prefix_length
+
+    held = prompt.draft_ids[:-1]
+    keep = common_prefix_length(draft.kv_tokens, held)
+    with draft.inference():
+        draft.truncate(keep)
+        if keep < len(held):
+            draft.eval_last(held[keep:])
+
+
+def _drafter_row(
+    target: Any,
+    draft: Any,
+    reader: Any,
+    held: _Held,
+    label: str,
+    kind: str,
+    max_new_tokens: int,
+) -> dict[str, Any]:
+    """One drafter's timed decode on the held prompt, its draft statistics and its identity."""
+    prompt, state, plain = held.prompt, held.state, held.plain
+    ids = prompt.target_ids
+    decoder = reader._decoder(prompt.draft_ids, _chunk_docs(prompt))
+    if draft is not None and kind != "ngram":  # the drafter's context, like the document's
+        _hold_draft_context(draft, prompt)
+    target.generate(ids[:-1], max_new_tokens=1, prefix_cache=state)  # hold the prompt again
+    policy_before = None if decoder.policy is None else decoder.policy.state()
+    seconds, out = timed(
+        lambda: decoder.generate(ids, max_new_tokens=max_new_tokens, prefix_cache=state)
+    )
+    rate = len(out.result.token_ids) / seconds
+    same = out.result.token_ids == plain.token_ids
+    tie = None if same else _near_tie_gap(target, ids, plain.token_ids, out.result.token_ids)
+    stats = out.stats
+    return {
+        "drafter": label,
+        "tokens": len(out.result.token_ids),
+        "seconds": round(seconds, 3),
+        "tokens_per_second": round(rate, 3),
+        "speedup": round(rate / held.base_rate, 3),
+        "acceptance_rate": round(stats.acceptance_rate, 3),
+        "tokens_per_target_call": round(stats.tokens_per_target_call, 3),
+        "target_calls": stats.target_calls,
+        "draft_seconds": round(stats.draft_seconds, 3),
+        "target_seconds": round(stats.target_seconds, 3),
+        "identical": same,
+        "near_tie_gap": tie,
+        "policy_before": policy_before,
+    }
+
+
 def _prompt(reader: Any, target: Any, document: str, question: str) -> Any:
+    """The RAPID prompt ``reader`` would build: document prefix for the target, chunks for the
+    drafter."""
     from ragkit.decoding.rapid import build_rapid_prompt
 
     return build_rapid_prompt(
@@ -289,6 +330,7 @@ def _prompt(reader: Any, target: Any, document: str, question: str) -> Any:
 
 
 def _chunk_docs(prompt: Any) -> list[Any]:
+    """The prompt's chunks as documents, the drafter's retrieval candidates."""
     from haystack import Document
 
     return [
@@ -307,9 +349,11 @@ def _end_to_end(
         if draft is not None:
             draft.truncate(0)
         reader = make_reader(drafter="model+ngram" if draft is not None else "ngram")
-        started = time.perf_counter()
-        out = reader.run(question=question, document=document)
-        seconds = time.perf_counter() - started
+        seconds, out = timed(
+            lambda reader=reader, question=question: reader.run(
+                question=question, document=document
+            )
+        )
         trace = out["trace"]
         runs.append(
             {
@@ -362,11 +406,69 @@ def run_speculative_bench(
         ``{"settings": ..., "lengths": [{"tokens", "decode": rows, "end_to_end": ...}],
         "mismatches": [...]}``.
     """
-    from ragkit.decoding.components import RapidReader
-
     say = progress or (lambda _line: None)
     n_ctx = max(lengths) + 1024
     say(f"loading {target_model} ({backend}, n_ctx {n_ctx})")
+    target, draft, configs = _load_models(backend, target_model, draft_model, n_ctx, n_threads,
+                                          device, compile_draft_step)  # fmt: skip
+    settings = {
+        "backend": backend,
+        "target": target_model,
+        "drafter_model": draft_model,
+        "max_new_tokens": max_new_tokens,
+        "gamma": gamma,
+        "n_threads": n_threads,
+        "n_ctx": n_ctx,
+        "device": getattr(target, "device", "cpu"),
+        "compile_draft_step": compile_draft_step,
+    }
+    try:
+        results, mismatches = _measure_lengths(target, draft, configs, settings, lengths,
+                                               cache_dir, say)  # fmt: skip
+    finally:
+        target.close()
+        if draft is not None:
+            draft.close()
+    return {"settings": settings, "lengths": results, "mismatches": mismatches}
+
+
+def _measure_lengths(
+    target: Any,
+    draft: Any,
+    configs: Sequence[tuple[str, str, bool, bool, int]],
+    settings: dict[str, Any],
+    lengths: Sequence[int],
+    cache_dir: str | Path | None,
+    say: Callable[[str], None],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every document length in turn, prefixes under ``cache_dir`` (else a temporary one)."""
+    results: list[dict[str, Any]] = []
+    mismatches: list[str] = []
+    tmp = tempfile.TemporaryDirectory(prefix="ragkit-bench-rapid-") if cache_dir is None else None
+    root = Path(tmp.name if tmp is not None else str(cache_dir))
+    try:
+        for length in lengths:
+            make_reader = _reader_factory(target, draft, settings, root / f"len{length}")
+            case, bad = _measure_length(target, draft, make_reader, length,
+                                        settings["max_new_tokens"], configs, say)  # fmt: skip
+            results.append(case)
+            mismatches += bad
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    return results, mismatches
+
+
+def _load_models(
+    backend: str,
+    target_model: str,
+    draft_model: str | None,
+    n_ctx: int,
+    n_threads: int | None,
+    device: str,
+    compile_draft_step: bool,
+) -> tuple[Any, Any, tuple[tuple[str, str, bool, bool, int], ...]]:
+    """The target, the drafter (None: n-gram drafting only) and the drafter rows they allow."""
     target = _load(backend, target_model, n_ctx, n_threads, device)
     draft = None
     if draft_model:
@@ -374,80 +476,79 @@ def run_speculative_bench(
     configs = _CONFIGS if draft is not None else _CONFIGS[:1]
     if backend == "transformers":
         configs += _TREE_CONFIGS if draft is not None else _TREE_CONFIGS[:1]
-    results: list[dict[str, Any]] = []
-    mismatches: list[str] = []
-    tmp = tempfile.TemporaryDirectory(prefix="ragkit-bench-rapid-") if cache_dir is None else None
-    root = Path(tmp.name if tmp is not None else str(cache_dir))
-    try:
-        for length in lengths:
-            document, questions = build_long_document(target, length)
-            case_dir = root / f"len{length}"
+    return target, draft, configs
 
-            def make_reader(
-                _dir: Path = case_dir, drafter: str = "ngram", **speculation: Any
-            ) -> Any:
-                """A reader with one of the ``_CONFIGS`` drafters (``model+ngram``...)."""
-                settings: dict[str, Any] = {"gamma": gamma, **speculation}
-                if drafter.endswith("+ngram"):
-                    settings["fallback"] = {"kind": "ngram"}
-                return RapidReader.from_models(
-                    target,
-                    draft,
-                    target={"name": target_model, "backend": backend, "n_ctx": n_ctx},
-                    drafter="ngram" if drafter == "ngram" else {"name": draft_model},
-                    speculation=settings,
-                    context={"reserve_tokens": max_new_tokens + 128},
-                    cache_dir=str(_dir),
-                    instruction=BENCH_INSTRUCTION,
-                    generation_kwargs={"max_new_tokens": max_new_tokens},
-                )
 
-            say(f"{length} tokens: first and second question end to end")
-            e2e = _end_to_end(target, draft, make_reader, document, questions)
-            say(f"  first {e2e['first']['seconds']:.1f} s, second {e2e['second']['seconds']:.1f} s")
-            say(f"{length} tokens: decode, target only vs drafters")
-            rows, bad = _decode_rows(
-                target,
-                draft,
-                make_reader,
-                document,
-                questions[0],
-                max_new_tokens,
-                other_question=questions[1] if len(questions) > 1 else None,
-                configs=configs,
-            )
-            for row in rows:
-                say(f"  {row['drafter']}: {row['tokens_per_second']:.2f} tok/s")
-            mismatches += [f"{length} tokens, {m}" for m in bad]
-            results.append(
-                {
-                    "tokens": length,
-                    "document_tokens": target.count_tokens(document),
-                    "decode": rows,
-                    "end_to_end": e2e,
-                }
-            )
-    finally:
-        target.close()
-        if draft is not None:
-            draft.close()
-        if tmp is not None:
-            tmp.cleanup()
-    return {
-        "settings": {
-            "backend": backend,
-            "target": target_model,
-            "drafter_model": draft_model,
-            "max_new_tokens": max_new_tokens,
-            "gamma": gamma,
-            "n_threads": n_threads,
-            "n_ctx": n_ctx,
-            "device": getattr(target, "device", "cpu"),
-            "compile_draft_step": compile_draft_step,
-        },
-        "lengths": results,
-        "mismatches": mismatches,
+def _reader_factory(
+    target: Any, draft: Any, settings: dict[str, Any], case_dir: Path
+) -> Callable[..., Any]:
+    """``make_reader(drafter=..., **speculation)``: a RapidReader over the loaded models.
+
+    Every reader of one document length shares its prefix cache directory, so the second
+    end-to-end question finds the first one's saved prefix.
+    """
+    from ragkit.decoding.components import RapidReader
+
+    max_new_tokens = settings["max_new_tokens"]
+
+    def make_reader(drafter: str = "ngram", **speculation: Any) -> Any:
+        """A reader with one of the ``_CONFIGS`` drafters (``model+ngram``...)."""
+        spec: dict[str, Any] = {"gamma": settings["gamma"], **speculation}
+        if drafter.endswith("+ngram"):
+            spec["fallback"] = {"kind": "ngram"}
+        return RapidReader.from_models(
+            target,
+            draft,
+            target={
+                "name": settings["target"],
+                "backend": settings["backend"],
+                "n_ctx": settings["n_ctx"],
+            },
+            drafter="ngram" if drafter == "ngram" else {"name": settings["drafter_model"]},
+            speculation=spec,
+            context={"reserve_tokens": max_new_tokens + 128},
+            cache_dir=str(case_dir),
+            instruction=BENCH_INSTRUCTION,
+            generation_kwargs={"max_new_tokens": max_new_tokens},
+        )
+
+    return make_reader
+
+
+def _measure_length(
+    target: Any,
+    draft: Any,
+    make_reader: Callable[..., Any],
+    length: int,
+    max_new_tokens: int,
+    configs: Sequence[tuple[str, str, bool, bool, int]],
+    say: Callable[[str], None],
+) -> tuple[dict[str, Any], list[str]]:
+    """One document length: end to end (first vs second question), then the decode rows."""
+    document, questions = build_long_document(target, length)
+    say(f"{length} tokens: first and second question end to end")
+    e2e = _end_to_end(target, draft, make_reader, document, questions)
+    say(f"  first {e2e['first']['seconds']:.1f} s, second {e2e['second']['seconds']:.1f} s")
+    say(f"{length} tokens: decode, target only vs drafters")
+    rows, bad = _decode_rows(
+        target,
+        draft,
+        make_reader,
+        document,
+        questions[0],
+        max_new_tokens,
+        other_question=questions[1] if len(questions) > 1 else None,
+        configs=configs,
+    )
+    for row in rows:
+        say(f"  {row['drafter']}: {row['tokens_per_second']:.2f} tok/s")
+    case = {
+        "tokens": length,
+        "document_tokens": target.count_tokens(document),
+        "decode": rows,
+        "end_to_end": e2e,
     }
+    return case, [f"{length} tokens, {m}" for m in bad]
 
 
 def format_table(result: dict[str, Any]) -> str:

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ragkit.bench.table import make_row
+from ragkit.bench.table import make_row, render_rows
+from ragkit.bench.timing import Stopwatch, timed
 
 DIM = 384
 _BATCH = 1024
@@ -36,6 +36,7 @@ _NOISE = 0.8  # per-dimension noise around a centre: cosine ~1 / (1 + 0.8^2) wit
 
 
 def _log(progress: bool, msg: str) -> None:
+    """A progress line on stderr (stdout stays for the table or the JSON)."""
     if progress:
         print(msg, file=sys.stderr, flush=True)
 
@@ -68,6 +69,7 @@ def exact_top10(vectors: np.ndarray, queries: np.ndarray) -> list[list[int]]:
 
 
 def _docs(lo: int, hi: int, vectors: np.ndarray, texts: Sequence[str]) -> list[Any]:
+    """Chunks ``lo``..``hi`` as Haystack documents shaped like ``ragkit index`` writes them."""
     from haystack import Document
 
     return [
@@ -92,10 +94,7 @@ def _measure_engine(
     progress: bool,
 ) -> dict[str, Any]:
     """Build a store with ``engine`` and time its index, dense and hybrid paths."""
-    from ragkit.bench.corpus import bench_queries
     from ragkit.config import EmbeddedStore
-    from ragkit.pipeline import load_pipeline
-    from ragkit.resources import shipped_dir
     from ragkit.stores.layout import DEFAULT_ENGINE
     from ragkit.stores.store import open_store, release_store
 
@@ -107,51 +106,13 @@ def _measure_engine(
     assert store.engine == engine
     closed = False
     try:
-        t0 = time.perf_counter()
-        for lo in range(0, n, _BATCH):
-            store.write(_docs(lo, min(n, lo + _BATCH), vectors, texts))
-            if progress and (lo // _BATCH) % 100 == 0:
-                _log(progress, f"  {engine}: {lo:,}/{n:,} written")
-        write_s = time.perf_counter() - t0
-        store.commit()  # edge: flush + optimize (HNSW); both: BM25 saved
-        index_s = time.perf_counter() - t0
-        _log(
-            progress,
-            f"  {engine}: indexed {n:,} in {index_s:.1f} s (commit {index_s - write_s:.1f} s)",
-        )
-
-        pipe = load_pipeline(shipped_dir("pipelines") / "retrieve.yaml", store=store)
-        dense_c, bm25_c, joiner = (pipe.get_component(c) for c in ("dense", "bm25", "joiner"))
-        # warm-up on other queries, as any long-running process would be: page cache, mmaps
-        wvecs, wtexts = synthetic_vectors(_WARMUP, _WARMUP, seed=1)[1], bench_queries(_WARMUP, 1)
-        for q, text in zip(wvecs, wtexts, strict=True):
-            joiner.run(
-                documents=[
-                    dense_c.run(query_embedding=q.tolist())["documents"],
-                    bm25_c.run(query=text)["documents"],
-                ]
-            )
-        dense_lat, hybrid_lat, found, hybrid_ids = [], [], [], []
-        for q, text in zip(qvecs, qtexts, strict=True):
-            qv = q.tolist()
-            t = time.perf_counter()
-            hits = store.dense_search(qv, top_k=10)
-            dense_lat.append(time.perf_counter() - t)
-            found.append([int(d.id[1:]) for d in hits])
-            t = time.perf_counter()
-            fused = joiner.run(
-                documents=[
-                    dense_c.run(query_embedding=qv)["documents"],
-                    bm25_c.run(query=text)["documents"],
-                ]
-            )["documents"]
-            hybrid_lat.append(time.perf_counter() - t)
-            hybrid_ids.append([d.id for d in fused])
+        write_s, index_s = _build(store, engine, vectors, texts, progress)
+        dense_lat, hybrid_lat, found, hybrid_ids = _measure_queries(store, qvecs, qtexts)
         recall = _recall(found, exact)
         sweep = _ef_sweep(store, qvecs, exact) if engine == "edge" else []
-        t = time.perf_counter()
-        release_store(store)  # edge: the writer's close settles and seals the shard
-        close_s, closed = time.perf_counter() - t, True
+        # edge: the writer's close settles and seals the shard
+        close_s, _ = timed(lambda: release_store(store))
+        closed = True
         return {
             "engine": engine,
             "default_engine": default,
@@ -175,7 +136,65 @@ def _measure_engine(
             release_store(store)
 
 
+def _build(
+    store: Any, engine: str, vectors: np.ndarray, texts: Sequence[str], progress: bool
+) -> tuple[float, float]:
+    """Write every chunk in batches, then commit; returns seconds to the last write and overall.
+
+    The commit is part of indexing: Edge builds its HNSW graph there, both engines save BM25.
+    """
+    n = len(vectors)
+    with Stopwatch() as clock:
+        for lo in range(0, n, _BATCH):
+            store.write(_docs(lo, min(n, lo + _BATCH), vectors, texts))
+            if progress and (lo // _BATCH) % 100 == 0:
+                _log(progress, f"  {engine}: {lo:,}/{n:,} written")
+        write_s = clock.elapsed()
+        store.commit()  # edge: flush + optimize (HNSW); both: BM25 saved
+    index_s = clock.seconds
+    _log(
+        progress,
+        f"  {engine}: indexed {n:,} in {index_s:.1f} s (commit {index_s - write_s:.1f} s)",
+    )
+    return write_s, index_s
+
+
+def _measure_queries(
+    store: Any, qvecs: np.ndarray, qtexts: Sequence[str]
+) -> tuple[list[float], list[float], list[list[int]], list[list[str]]]:
+    """Dense and hybrid latency per query after a warm-up on other queries.
+
+    Returns dense and hybrid seconds per query, the dense top-10 rows and the hybrid ids.
+    """
+    from ragkit.bench.corpus import bench_queries
+    from ragkit.pipeline import load_pipeline
+    from ragkit.resources import shipped_dir
+
+    pipe = load_pipeline(shipped_dir("pipelines") / "retrieve.yaml", store=store)
+    dense_c, bm25_c, joiner = (pipe.get_component(c) for c in ("dense", "bm25", "joiner"))
+
+    def hybrid(qv: list[float], text: str) -> list[Any]:
+        dense = dense_c.run(query_embedding=qv)["documents"]
+        return joiner.run(documents=[dense, bm25_c.run(query=text)["documents"]])["documents"]
+
+    # warm-up on other queries, as any long-running process would be: page cache, mmaps
+    wvecs, wtexts = synthetic_vectors(_WARMUP, _WARMUP, seed=1)[1], bench_queries(_WARMUP, 1)
+    for q, text in zip(wvecs, wtexts, strict=True):
+        hybrid(q.tolist(), text)
+    dense_lat, hybrid_lat, found, hybrid_ids = [], [], [], []
+    for q, text in zip(qvecs, qtexts, strict=True):
+        qv = q.tolist()
+        seconds, hits = timed(lambda qv=qv: store.dense_search(qv, top_k=10))
+        dense_lat.append(seconds)
+        found.append([int(d.id[1:]) for d in hits])
+        seconds, fused = timed(lambda qv=qv, text=text: hybrid(qv, text))
+        hybrid_lat.append(seconds)
+        hybrid_ids.append([d.id for d in fused])
+    return dense_lat, hybrid_lat, found, hybrid_ids
+
+
 def _recall(found: list[list[int]], exact: list[list[int]]) -> float:
+    """Mean share of each exact top 10 that the engine found."""
     return float(np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact, strict=False)]))
 
 
@@ -188,9 +207,8 @@ def _ef_sweep(store: Any, qvecs: np.ndarray, exact: list[list[int]]) -> list[dic
             store.qdrant.hnsw_ef = ef
             lat, found = [], []
             for q in qvecs:
-                t = time.perf_counter()
-                hits = store.dense_search(q.tolist(), top_k=10)
-                lat.append(time.perf_counter() - t)
+                seconds, hits = timed(lambda q=q: store.dense_search(q.tolist(), top_k=10))
+                lat.append(seconds)
                 found.append([int(d.id[1:]) for d in hits])
             out.append(
                 {
@@ -226,7 +244,6 @@ def run_store_bench(
     Returns:
         ``{"rows": [...], "runs": [...]}``: table rows (Edge vs local as baseline) and raw runs.
     """
-    from ragkit.bench.corpus import bench_queries, build_bench_corpus
     from ragkit.errors import InvalidInputError
 
     unknown = sorted(set(engines) - {"local", "edge"})
@@ -235,37 +252,56 @@ def run_store_bench(
     rows: list[dict[str, Any]] = []
     runs: list[dict[str, Any]] = []
     for n in sizes:
-        _log(progress, f"store bench @{n:,}: building corpus and {DIM}-d vectors ...")
-        vectors, qvecs = synthetic_vectors(n, queries)
-        texts = [t for _, t in build_bench_corpus(n)]
-        qtexts = bench_queries(queries)
-        exact = exact_top10(vectors, qvecs)
-        by_engine: dict[str, dict[str, Any]] = {}
-        with tempfile.TemporaryDirectory(prefix="ragkit-store-bench-") as tmp:
-            for engine in engines:
-                if engine == "local" and n > local_max:
-                    _log(progress, f"  local: skipped at {n:,} (> --local-max {local_max:,})")
-                    continue
-                k = local_queries if engine == "local" and n > 100_000 else queries
-                run = _measure_engine(
-                    engine, vectors, texts, qvecs[:k], qtexts[:k], exact[:k], Path(tmp), progress
-                )
-                by_engine[engine] = run
+        by_engine = _measure_size(n, queries, engines, local_max, local_queries, progress)
         edge, local = by_engine.get("edge"), by_engine.get("local")
         if edge and local:
-            k = min(edge["queries"], local["queries"])
-            edge["same_dense_top10_as_local"] = float(
-                np.mean([edge["dense_ids"][i] == local["dense_ids"][i] for i in range(k)])
-            )
-            edge["same_hybrid_top5_as_local"] = float(
-                np.mean([edge["hybrid_ids"][i] == local["hybrid_ids"][i] for i in range(k)])
-            )
+            _compare(edge, local)
         for run in by_engine.values():
             run.pop("dense_ids")
             run.pop("hybrid_ids")
             runs.append(run)
         rows.extend(_rows(n, edge, local))
     return {"rows": rows, "runs": runs}
+
+
+def _measure_size(
+    n: int,
+    queries: int,
+    engines: Sequence[str],
+    local_max: int,
+    local_queries: int,
+    progress: bool,
+) -> dict[str, dict[str, Any]]:
+    """Every engine on the same ``n`` chunks and queries, with exact top 10s to check against."""
+    from ragkit.bench.corpus import bench_queries, build_bench_corpus
+
+    _log(progress, f"store bench @{n:,}: building corpus and {DIM}-d vectors ...")
+    vectors, qvecs = synthetic_vectors(n, queries)
+    texts = [t for _, t in build_bench_corpus(n)]
+    qtexts = bench_queries(queries)
+    exact = exact_top10(vectors, qvecs)
+    by_engine: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="ragkit-store-bench-") as tmp:
+        for engine in engines:
+            if engine == "local" and n > local_max:
+                _log(progress, f"  local: skipped at {n:,} (> --local-max {local_max:,})")
+                continue
+            k = local_queries if engine == "local" and n > 100_000 else queries
+            by_engine[engine] = _measure_engine(
+                engine, vectors, texts, qvecs[:k], qtexts[:k], exact[:k], Path(tmp), progress
+            )
+    return by_engine
+
+
+def _compare(edge: dict[str, Any], local: dict[str, Any]) -> None:
+    """Record in ``edge`` how often its top results equal local mode's on the shared queries."""
+    k = min(edge["queries"], local["queries"])
+    edge["same_dense_top10_as_local"] = float(
+        np.mean([edge["dense_ids"][i] == local["dense_ids"][i] for i in range(k)])
+    )
+    edge["same_hybrid_top5_as_local"] = float(
+        np.mean([edge["hybrid_ids"][i] == local["hybrid_ids"][i] for i in range(k)])
+    )
 
 
 def _rows(n: int, edge: dict[str, Any] | None, local: dict[str, Any] | None) -> list[dict]:
@@ -315,8 +351,6 @@ def _rows(n: int, edge: dict[str, Any] | None, local: dict[str, Any] | None) -> 
 
 def format_store_table(result: dict[str, Any]) -> str:
     """The store rows as an aligned table."""
-    from ragkit.bench.table import render_rows
-
     return "\n".join(render_rows(result["rows"], ratio_digits=1))
 
 

@@ -12,10 +12,11 @@ made with other settings is replaced only with ``force``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,8 +25,12 @@ from ragkit.config import ConfigError
 
 if TYPE_CHECKING:
     from ragkit.config import Profile
-    from ragkit.evaluation.datasets import Dataset
+    from ragkit.evaluation.datasets import Dataset, QAExample
+    from ragkit.evaluation.runner import AnswerResult
     from ragkit.models.chat import ReaderTimings
+    from ragkit.retrieval.embedders import DocumentEmbedder
+    from ragkit.scale.cluster import RayOptions
+    from ragkit.stores.store import RagkitStore
 
 __all__ = [
     "MODES",
@@ -254,6 +259,7 @@ def evaluate(
     force: bool = False,
     progress: bool = True,
     k_values: Iterable[int] = (1, 2, 5, 10),
+    ray: RayOptions | None = None,
 ) -> dict[str, Any]:
     """Evaluate a query pipeline on a QA dataset; what ``ragkit eval`` runs.
 
@@ -276,6 +282,8 @@ def evaluate(
             that is not a ragkit run).
         progress: Progress bars on stderr.
         k_values: Cut-offs for recall@k.
+        ray: Answer the questions on a Ray cluster's workers, each with its own warmed
+            pipeline (:class:`~ragkit.scale.cluster.RayOptions`); results are the same.
 
     Returns:
         The summary (also in ``summary.json``) with ``pipeline``, ``profile``, ``mode``,
@@ -290,10 +298,10 @@ def evaluate(
             made with other settings, or (without ``force``) a run with other settings there;
             or ``resume`` with ``force``.
     """
-    from ragkit.atomic import file_sha256, write_json_atomic
+    from ragkit.atomic import write_json_atomic
     from ragkit.config import load_profile, profile_label
     from ragkit.evaluation.datasets import DatasetError, load_dataset
-    from ragkit.pipeline import load_pipeline
+    from ragkit.pipeline import load_pipeline, pipeline_sha256
     from ragkit.resources import resolve_yaml
 
     if mode not in MODES:
@@ -312,7 +320,7 @@ def evaluate(
         dataset=data.name,
         dataset_sha256=dataset_fingerprint(data),
         pipeline=str(pipe_file),
-        pipeline_sha256=file_sha256(pipe_file),
+        pipeline_sha256=pipeline_sha256(pipe_file),
         profile=str(profile) if profile is not None else "defaults",
         profile_sha256=profile_fingerprint(prof),
         mode=mode,
@@ -322,7 +330,7 @@ def evaluate(
     check_out_dir(out, settings, resume=resume, force=force)
     if skip < 0:
         raise ConfigError(f"skip must be 0 or more, not {skip}")
-    summary = _run(data, pipe, prof, settings, out, limit, resume, progress, k_values, skip)
+    summary = _run(data, pipe, prof, settings, out, limit, resume, progress, k_values, skip, ray)
     summary.update(
         pipeline=str(pipeline),
         profile=settings.profile,
@@ -396,25 +404,111 @@ def _run(
     progress: bool,
     k_values: Iterable[int],
     skip: int = 0,
+    ray: RayOptions | None = None,
 ) -> dict[str, Any]:
-    """Build the store(s), warm the pipeline, record the settings and run every question."""
-    from ragkit.answering.run import answer_question, strip_citations
-    from ragkit.atomic import write_json_atomic
-    from ragkit.evaluation.runner import AnswerResult, run_eval
-    from ragkit.evaluation.stores import empty_store, pooled_store, question_store
-    from ragkit.models.chat import reader_timings
-    from ragkit.pipeline import bind_store, close_pipeline
+    """Build the store(s), warm the pipeline, record the settings and run every question.
+
+    With ``ray`` the questions go to Ray workers (:mod:`ragkit.scale.evaluation`), each with
+    its own warmed pipeline over a private copy of the pooled store; records are still scored
+    and written here, one at a time, so ``resume`` works the same.
+    """
+    import functools
+
+    from ragkit.evaluation.runner import run_eval
+    from ragkit.evaluation.stores import pooled_store
+    from ragkit.pipeline import close_pipeline
     from ragkit.retrieval.embedders import DocumentEmbedder
     from ragkit.stores.store import release_store
 
-    model = prof.embedding.model
-    embedder = DocumentEmbedder(model=model, batch_size=prof.embedding.batch_size)
-    embedder.warm_up()
-    pooled = None
+    with contextlib.ExitStack() as stack:
+        fan_out = None
+        if ray is not None:  # connect before any model loads: an unreachable cluster fails fast
+            from ragkit.scale.evaluation import ray_fan_out
+
+            fan_out = stack.enter_context(ray_fan_out(ray))
+        model = prof.embedding.model
+        embedder = DocumentEmbedder(model=model, batch_size=prof.embedding.batch_size)
+        embedder.warm_up()
+        pooled = None
+        try:
+            if settings.mode == "pooled":
+                pooled = pooled_store(data, embedder, model, progress=progress)
+            if fan_out is not None:
+                pooled_dir = None
+                if pooled is not None:  # the workers copy it: they cannot share its lock
+                    pooled_dir = str(pooled.directory)
+                    release_store(pooled)
+                    pooled = None
+                _write_run_file(out, settings, {})
+                opener = functools.partial(worker_answerer, data, prof, settings, pooled_dir)
+                answer_many = fan_out(opener)
+            else:
+                answer_fn = stack.enter_context(answering(data, pipe, settings, embedder, pooled))
+                memories = _ready_memories(pipe) if pooled is not None else {}
+                _write_run_file(out, settings, memories)
+                answer_many = None
+            return run_eval(
+                data,
+                answer_fn if answer_many is None else _unused_answer_fn,
+                out,
+                limit=limit,
+                resume=resume,
+                progress=progress,
+                k_values=k_values,
+                skip=skip,
+                answer_many=answer_many,
+            )
+        finally:
+            close_pipeline(pipe)
+            if pooled is not None:
+                release_store(pooled)
+    raise AssertionError("unreachable")  # pragma: no cover - the with block returns or raises
+
+
+def _unused_answer_fn(example: Any) -> AnswerResult:
+    """Stands in for ``answer_fn`` when Ray workers answer every question."""
+    raise AssertionError(f"question {example.id} was to be answered by a Ray worker")
+
+
+def _write_run_file(out: Path, settings: EvalSettings, memories: dict[str, Any]) -> None:
+    """Record the run's settings (and the pooled store's memories) in ``run.json``."""
+    from ragkit.atomic import write_json_atomic
+
+    write_json_atomic(
+        out / RUN_FILE,
+        {
+            "format": _RUN_FORMAT,
+            "key": settings.key(),
+            "settings": asdict(settings),
+            **({"memories": memories} if memories else {}),
+        },
+    )
+
+
+@contextlib.contextmanager
+def answering(
+    data: Dataset,
+    pipe: Any,
+    settings: EvalSettings,
+    embedder: DocumentEmbedder,
+    pooled: RagkitStore | None,
+) -> Iterator[Callable[[QAExample], AnswerResult]]:
+    """Warm ``pipe`` over ``pooled`` (or per-question stores); yield the per-question answerer.
+
+    The one answering path of ``ragkit eval``, in this process or on a Ray worker, so both
+    score the same answers.
+    """
+    from ragkit.answering.run import answer_question, strip_citations
+    from ragkit.evaluation.runner import AnswerResult
+    from ragkit.evaluation.stores import empty_store, question_store
+    from ragkit.models.chat import reader_timings
+    from ragkit.pipeline import bind_store
+    from ragkit.stores.store import release_store
+
+    model = embedder.model
     placeholder = None
     try:
-        if settings.mode == "pooled":
-            pooled = pooled_store(data, embedder, model, progress=progress)
+        if pooled is not None:
             bind_store(pipe, pooled)
         else:
             # Warm-up binds an empty store first: a store-bound component left unbound would open
@@ -422,7 +516,6 @@ def _run(
             placeholder = empty_store(model)
             bind_store(pipe, placeholder)
         pipe.warm_up()
-        memories = _ready_memories(pipe) if pooled is not None else {}
 
         def answer_fn(example: Any) -> AnswerResult:
             store = pooled
@@ -467,27 +560,60 @@ def _run(
                 },
             )
 
-        write_json_atomic(
-            out / RUN_FILE,
-            {
-                "format": _RUN_FORMAT,
-                "key": settings.key(),
-                "settings": asdict(settings),
-                **({"memories": memories} if memories else {}),
-            },
-        )
-        return run_eval(
-            data,
-            answer_fn,
-            out,
-            limit=limit,
-            resume=resume,
-            progress=progress,
-            k_values=k_values,
-            skip=skip,
-        )
+        yield answer_fn
+    finally:
+        if placeholder is not None:
+            release_store(placeholder)
+
+
+@contextlib.contextmanager
+def worker_answerer(
+    data: Dataset, prof: Profile, settings: EvalSettings, pooled_dir: str | None
+) -> Iterator[Callable[[QAExample], AnswerResult]]:
+    """:func:`answering` built from scratch on a Ray worker: its own pipeline, reader, store.
+
+    The pooled store is copied to a private directory first (an embedded store is locked to
+    one process); the copy is removed on exit. The directory must be readable from the worker
+    (one machine, or a shared filesystem); per-question modes need no store at all.
+    """
+    import shutil
+    import tempfile
+
+    from ragkit.config import EmbeddedStore, profile_label
+    from ragkit.errors import RagkitError
+    from ragkit.models.registry import model_files
+    from ragkit.pipeline import close_pipeline, load_pipeline
+    from ragkit.retrieval.embedders import DocumentEmbedder
+    from ragkit.stores.store import open_store, release_store
+
+    pipe = load_pipeline(
+        settings.pipeline,
+        overrides=prof.component_overrides(),
+        overrides_from=profile_label(prof),
+    )
+    model = prof.embedding.model
+    embedder = DocumentEmbedder(model=model, batch_size=prof.embedding.batch_size)
+    embedder.warm_up()
+    private = Path(tempfile.mkdtemp(prefix="ragkit-eval-worker-"))
+    pooled = None
+    try:
+        if pooled_dir is not None:
+            if not Path(pooled_dir).is_dir():
+                raise RagkitError(
+                    f"the pooled store {pooled_dir} is not on this Ray worker's machine; put "
+                    "ragkit's cache on a shared filesystem or use --mode per-question"
+                )
+            copy = private / "store"
+            shutil.copytree(pooled_dir, copy, ignore=shutil.ignore_patterns(".lock"))
+            pooled = open_store(
+                EmbeddedStore(path=str(copy)), embedding_model=model, model_files=model_files
+            )
+        with answering(data, pipe, settings, embedder, pooled) as answer_fn:
+            if pooled is not None:
+                _ready_memories(pipe)  # in the copy: a memory built by an earlier run is reused
+            yield answer_fn
     finally:
         close_pipeline(pipe)
-        for opened in (pooled, placeholder):
-            if opened is not None:
-                release_store(opened)
+        if pooled is not None:
+            release_store(pooled)
+        shutil.rmtree(private, ignore_errors=True)

@@ -7,16 +7,24 @@ wraps whatever pipeline is being evaluated.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ragkit.errors import RagkitError
 from ragkit.evaluation.datasets import Dataset, QAExample
 from ragkit.evaluation.metrics import answer_metrics, recall_at_k
 from ragkit.evaluation.report import ResultsWriter, read_records, summarize, write_json_atomic
 
-__all__ = ["RESULTS_FILE", "SUMMARY_FILE", "AnswerResult", "run_eval", "score_example"]
+__all__ = [
+    "RESULTS_FILE",
+    "SUMMARY_FILE",
+    "AnswerMany",
+    "AnswerResult",
+    "run_eval",
+    "score_example",
+]
 
 RESULTS_FILE = "results.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -45,6 +53,11 @@ class AnswerResult:
     seconds_prefill: float | None = None
     seconds_decode: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+# answers many questions elsewhere (``ragkit eval --ray``): yields (question id, result) as each
+# finishes, in any order, each exactly once
+AnswerMany = Callable[[list[QAExample]], Iterator[tuple[str, AnswerResult]]]
 
 
 def score_example(
@@ -91,6 +104,7 @@ def run_eval(
     progress: bool = True,
     k_values: Iterable[int] = (1, 5, 10),
     skip: int = 0,
+    answer_many: AnswerMany | None = None,
 ) -> dict[str, Any]:
     """Evaluate `answer_fn` on a dataset, writing `results.jsonl` and `summary.json` in `out_dir`.
 
@@ -111,6 +125,8 @@ def run_eval(
         skip: Leave out the first `skip` examples: tune settings on one slice of a dataset
             (e.g. `skip=100, limit=100`) and report another, so a gain is not fitted to the
             questions it is reported on.
+        answer_many: Answers the questions elsewhere instead of `answer_fn` (Ray workers): each
+            result is scored and appended here as it arrives, so `resume` works the same.
 
     Returns:
         The summary dict (also written to out_dir/summary.json).
@@ -137,27 +153,8 @@ def run_eval(
         bar = tqdm(total=len(examples), initial=len(examples) - len(todo), desc=dataset.name)
     try:
         with ResultsWriter(results_path, append=resume) as writer:
-            for example in todo:
-                start = time.perf_counter()
-                result = answer_fn(example)
-                elapsed = time.perf_counter() - start
-                writer.write(
-                    {
-                        "id": example.id,
-                        "question": example.question,
-                        "answers": example.answers,
-                        "prediction": result.answer,
-                        "retrieved_ids": list(result.retrieved_ids),
-                        "gold_passage_ids": example.gold_passage_ids,
-                        "metrics": score_example(
-                            example, result.answer, result.retrieved_ids, ks, result.pool_ids
-                        ),
-                        "seconds": result.seconds if result.seconds is not None else elapsed,
-                        "seconds_prefill": result.seconds_prefill,
-                        "seconds_decode": result.seconds_decode,
-                        "extra": result.extra,
-                    }
-                )
+            for example, result, elapsed in _answers(todo, answer_fn, answer_many):
+                writer.write(_record(example, result, elapsed, ks))
                 if bar is not None:
                     bar.update(1)
     finally:
@@ -174,3 +171,53 @@ def run_eval(
     summary = {"dataset": dataset.name, **summary, "k_values": ks, "limit": limit, "skip": skip}
     write_json_atomic(out_dir / SUMMARY_FILE, summary)
     return summary
+
+
+def _answers(
+    todo: list[QAExample],
+    answer_fn: Callable[[QAExample], AnswerResult],
+    answer_many: AnswerMany | None,
+) -> Iterator[tuple[QAExample, AnswerResult, float]]:
+    """Each question with its result and wall time: answered here, or by ``answer_many``.
+
+    From ``answer_many`` a question that comes back twice is recorded once, and one that
+    never comes back is an error after the others are recorded (``--resume`` makes it).
+    """
+    if answer_many is None:
+        for example in todo:
+            start = time.perf_counter()
+            result = answer_fn(example)
+            yield example, result, time.perf_counter() - start
+        return
+    by_id = {ex.id: ex for ex in todo}
+    seen: set[str] = set()
+    for qid, result in answer_many(todo):
+        if qid in seen or qid not in by_id:
+            continue
+        seen.add(qid)
+        yield by_id[qid], result, 0.0 if result.seconds is None else result.seconds
+    missing = [ex.id for ex in todo if ex.id not in seen]
+    if missing:
+        raise RagkitError(
+            f"{len(missing)} questions never came back from the workers (first: {missing[0]}); "
+            "run again with --resume to answer them"
+        )
+
+
+def _record(
+    example: QAExample, result: AnswerResult, elapsed: float, ks: list[int]
+) -> dict[str, Any]:
+    """The results.jsonl record of one answered question."""
+    return {
+        "id": example.id,
+        "question": example.question,
+        "answers": example.answers,
+        "prediction": result.answer,
+        "retrieved_ids": list(result.retrieved_ids),
+        "gold_passage_ids": example.gold_passage_ids,
+        "metrics": score_example(example, result.answer, result.retrieved_ids, ks, result.pool_ids),
+        "seconds": result.seconds if result.seconds is not None else elapsed,
+        "seconds_prefill": result.seconds_prefill,
+        "seconds_decode": result.seconds_decode,
+        "extra": result.extra,
+    }

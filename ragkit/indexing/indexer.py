@@ -19,11 +19,13 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ragkit.atomic import file_sha256
+from ragkit.errors import RagkitError
 from ragkit.indexing.integrity import check_store, repair_command
 from ragkit.indexing.loaders import is_supported
 from ragkit.indexing.manifest import FileEntry, Manifest
@@ -130,6 +132,27 @@ def discover(paths: list[Path], report: IndexReport) -> tuple[list[Path], list[P
     return list(dict.fromkeys(files)), roots
 
 
+# the indexing pipeline's result for one batch, in the shape ``Pipeline.run`` returns it
+BatchResult = dict[str, dict[str, Any]]
+
+
+class BatchProducer(Protocol):
+    """Runs what comes before the store writer for many batches elsewhere (a Ray cluster).
+
+    The indexer stays the one writer: a producer only hands back, per batch, a callable that
+    runs the writer on this process and returns the batch's full pipeline result. The indexer
+    marks the batch pending before calling it, so a crash keeps today's guarantees.
+    ``parallelism`` is how many batches it works on at once: the indexer cuts at least two
+    batches per worker when there are enough files, so a small corpus still spreads out.
+    """
+
+    parallelism: int
+
+    def produce(self, batches: list[list[str]]) -> Iterator[tuple[int, Callable[[], BatchResult]]]:
+        """Yield ``(batch index, write)`` as batches finish, in any order."""
+        ...
+
+
 class Indexer:
     """Drives an indexing pipeline (``sources`` in, store writes out) over changed files only."""
 
@@ -139,6 +162,8 @@ class Indexer:
         pipeline: Pipeline,
         batch_bytes: int = 400_000,
         progress: bool = True,
+        producer: BatchProducer | None = None,
+        batch_files: int = 256,
     ) -> None:
         """Create an indexer.
 
@@ -147,6 +172,9 @@ class Indexer:
             pipeline: a pipeline whose loader takes ``sources`` and whose writer writes to ``store``.
             batch_bytes: file bytes per durable batch (smaller = less redone after a crash).
             progress: show a progress bar on stderr.
+            producer: runs loading, splitting and embedding elsewhere (``ragkit index --ray``);
+                None runs the whole pipeline here.
+            batch_files: at most this many files per batch (small batches spread over workers).
         """
         if store.directory is None:
             raise ValueError("incremental indexing needs a store with a directory (not :memory:)")
@@ -163,6 +191,8 @@ class Indexer:
         self.pipeline = pipeline
         self.batch_bytes = batch_bytes
         self.progress = progress
+        self.producer = producer
+        self.batch_files = max(1, batch_files)
         self.manifest = Manifest.load(store.directory / "manifest.json")
         self._reasons: dict[str, tuple[str, ...]] = {}
         self.fingerprint = indexing_fingerprint(pipeline, store.embedding_dim)
@@ -283,9 +313,10 @@ class Indexer:
             from tqdm import tqdm
 
             bar = tqdm(total=len(todo), unit="file", desc="indexing", file=sys.stderr, leave=False)
+        batches = self._batches(todo)
         try:
-            for batch in self._batches(todo):
-                report.chunks_written += self._run_batch(batch, report)
+            for batch, write in self._produced(batches):
+                report.chunks_written += self._run_batch(batch, report, write)
                 if bar is not None:
                     bar.update(len(batch))
                     bar.set_postfix(chunks=report.chunks_written)
@@ -300,17 +331,52 @@ class Indexer:
         batches: list[list[tuple[Path, FileEntry]]] = []
         cur: list[tuple[Path, FileEntry]] = []
         size = 0
+        most = self.batch_files
+        if self.producer is not None:  # two batches per worker at least, when there are files
+            most = min(most, max(1, -(-len(todo) // (2 * self.producer.parallelism))))
         for item in todo:
             cur.append(item)
             size += item[1].size
-            if size >= self.batch_bytes or len(cur) >= 256:
+            if size >= self.batch_bytes or len(cur) >= most:
                 batches.append(cur)
                 cur, size = [], 0
         if cur:
             batches.append(cur)
         return batches
 
-    def _run_batch(self, batch: list[tuple[Path, FileEntry]], report: IndexReport) -> int:
+    def _produced(
+        self, batches: list[list[tuple[Path, FileEntry]]]
+    ) -> Iterator[tuple[list[tuple[Path, FileEntry]], Callable[[], BatchResult] | None]]:
+        """Each batch once with how to get its result: run here (None) or from the producer.
+
+        A batch the producer hands back twice is written once; one it never hands back is an
+        error after the others are committed (those files stay pending or unindexed, so the
+        next run redoes them: no gap is ever recorded as done).
+        """
+        if self.producer is None:
+            for batch in batches:
+                yield batch, None
+            return
+        seen: set[int] = set()
+        for i, write in self.producer.produce([[str(f) for f, _ in b] for b in batches]):
+            if i in seen or not 0 <= i < len(batches):
+                logger.warning("batch %d came back twice or out of range; written once", i)
+                continue
+            seen.add(i)
+            yield batches[i], write
+        missing = sorted(set(range(len(batches))) - seen)
+        if missing:
+            raise RagkitError(
+                f"{len(missing)} of {len(batches)} batches never came back from the workers "
+                f"(first: {batches[missing[0]][0][0]}); run the same command again to index them"
+            )
+
+    def _run_batch(
+        self,
+        batch: list[tuple[Path, FileEntry]],
+        report: IndexReport,
+        write: Callable[[], BatchResult] | None = None,
+    ) -> int:
         sources = [str(f) for f, _ in batch]
         previous = {src: self.manifest.files.get(src) for src in sources}
         # 1. durably mark the batch pending; 2. load -> split -> embed -> write (the writer
@@ -320,7 +386,7 @@ class Indexer:
                 sha256=entry.sha256, size=entry.size, fingerprint=self.fingerprint
             )
         self.manifest.save()
-        result = self.pipeline.run({"sources": sources})
+        result = self.pipeline.run({"sources": sources}) if write is None else write()
         errors: list[str] = []
         counts: dict[str, int] = {}
         failed: set[str] = set()

@@ -12,7 +12,7 @@ more with the same locked store (``ragkit memory add``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -25,7 +25,8 @@ from ragkit.models.registry import model_files
 if TYPE_CHECKING:
     from haystack import Pipeline
 
-    from ragkit.indexing.indexer import Indexer, IndexReport
+    from ragkit.indexing.indexer import BatchProducer, Indexer, IndexReport
+    from ragkit.scale.cluster import RayOptions
     from ragkit.stores.store import RagkitStore
 
 __all__ = [
@@ -245,6 +246,8 @@ def open_indexer(
     must_exist: bool = False,
     progress: bool = False,
     rebuilt: list[str] | None = None,
+    producer: Callable[[Pipeline], BatchProducer] | None = None,
+    batch_files: int = 256,
 ) -> Iterator[Indexer]:
     """An :class:`Indexer` over the opened, locked store; the pipeline is closed after success.
 
@@ -265,6 +268,9 @@ def open_indexer(
         rebuilt: A list to rebuild damaged store metadata into (``ragkit repair``): a lost or
             corrupt ``store.json`` or Qdrant ``meta.json`` is rebuilt from the intact data
             before the store is opened, and one line per rebuilt file is appended.
+        producer: Makes the batch producer that loads, splits and embeds elsewhere (Ray) from
+            the store-bound pipeline; None runs the whole pipeline in this process.
+        batch_files: At most this many files per durable batch.
 
     Raises:
         PipelineNotFoundError, PipelineError, StoreError, StoreInUseError: As for
@@ -300,7 +306,14 @@ def open_indexer(
     )
     try:
         bind_store(pipe, st)
-        yield Indexer(st, pipe, batch_bytes=profile.indexing.batch_bytes, progress=progress)
+        yield Indexer(
+            st,
+            pipe,
+            batch_bytes=profile.indexing.batch_bytes,
+            progress=progress,
+            producer=producer(pipe) if producer is not None else None,
+            batch_files=batch_files,
+        )
         close_pipeline(pipe)
     finally:
         release_store(st)
@@ -333,6 +346,7 @@ def index_files(
     profile: ProfileArg = None,
     indexer: str | PathLike[str] = "default",
     progress: bool = False,
+    ray: RayOptions | None = None,
 ) -> IndexResult:
     """Index files and folders incrementally into a store (created when missing).
 
@@ -350,6 +364,8 @@ def index_files(
             default profile (``$RAGKIT_PROFILE``, else ``default``).
         indexer: Indexing pipeline: a name in ``indexers/`` or a YAML path.
         progress: Show a progress bar on stderr.
+        ray: Load, split and embed on a Ray cluster (:class:`~ragkit.scale.cluster.RayOptions`);
+            this process still writes every chunk, so the store equals a single-process run's.
 
     Returns:
         The run's :class:`IndexResult`; ``errors`` lists the files that were skipped, and
@@ -362,6 +378,8 @@ def index_files(
         PipelineError: Invalid indexer YAML.
         StoreError: The store cannot be opened or was built with another embedding model.
         StoreInUseError: Another process holds the store.
+        RayMissingError, RayUnavailableError: ``ray`` given without Ray installed, or no
+            cluster at its address.
     """
     to_index = _paths(paths)
     to_delete = _paths(delete)
@@ -371,19 +389,40 @@ def index_files(
     _refuse_memory_store(store, prof)
     if to_index and not to_delete:
         _refuse_nothing_to_index(to_index, store, prof)
-    with open_indexer(
-        store,
-        prof,
-        indexer,
-        overrides_from=profile_label(prof),
-        measure=bool(to_index),
-        must_exist=False,
-        progress=progress,
-    ) as idx:
+    with contextlib.ExitStack() as stack:
+        producer = None
+        batch_files = 256
+        if ray is not None and to_index:
+            producer = stack.enter_context(_ray_producer(ray))
+            batch_files = ray.batch_files
+        idx = stack.enter_context(
+            open_indexer(
+                store,
+                prof,
+                indexer,
+                overrides_from=profile_label(prof),
+                measure=bool(to_index),
+                must_exist=False,
+                progress=progress,
+                producer=producer,
+                batch_files=batch_files,
+            )
+        )
         unmatched = _unmatched(idx, to_delete)
         removed = idx.delete(to_delete) if to_delete else 0
         report = idx.index(to_index) if to_index else None
     return IndexResult(report, removed, unmatched)
+
+
+@contextlib.contextmanager
+def _ray_producer(options: RayOptions) -> Iterator[Callable[[Pipeline], BatchProducer]]:
+    """Connect to the cluster (before the store is touched) and make Ray batch producers."""
+    from ragkit.scale.cluster import default_workers, ray_session
+    from ragkit.scale.indexing import RayProducer
+
+    with ray_session(options.address) as ray:
+        workers, gpus = default_workers(ray, options)
+        yield lambda pipe: RayProducer(pipe, ray, workers, gpus)
 
 
 def _unmatched(idx: Indexer, paths: list[Path]) -> list[str]:

@@ -23,6 +23,7 @@ __all__ = [
     "MANIFEST_NAME",
     "file_problem",
     "list_files",
+    "manifest_problem",
     "read_manifest",
     "read_verified",
     "write_verified",
@@ -41,6 +42,23 @@ def read_manifest(directory: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def manifest_problem(directory: Path, format_version: int) -> tuple[dict[str, Any], str | None]:
+    """An artifact directory's manifest, and what makes it unusable before any source check.
+
+    Every cache (converted GGUFs, ONNX exports) starts its check the same way: the directory,
+    a readable manifest, the format its reader understands. Returns the manifest (empty when
+    none) and ``None``, or a short reason (for the rebuild warning).
+    """
+    if not directory.is_dir():
+        return {}, "missing"
+    manifest = read_manifest(directory)
+    if manifest is None:
+        return {}, "manifest missing or unreadable"
+    if manifest.get("format_version") != format_version:
+        return manifest, f"format version {manifest.get('format_version')} != {format_version}"
+    return manifest, None
 
 
 def file_problem(directory: Path, files: Any, *, full: bool = True) -> str | None:

@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from ragkit.atomic import file_sha256, publish_dir
-from ragkit.models.artifact import MANIFEST_NAME, file_problem, list_files, read_manifest
+from ragkit.models.artifact import (
+    MANIFEST_NAME,
+    file_problem,
+    list_files,
+    manifest_problem,
+    read_manifest,
+)
 from ragkit.models.errors import ModelLoadError
 
 __all__ = [
@@ -87,13 +93,9 @@ def verify_converted(directory: Path, gguf_path: Path, *, full: bool = True) -> 
     """
     import transformers
 
-    if not directory.is_dir():
-        return "missing"
-    manifest = read_manifest(directory)
-    if manifest is None:
-        return "manifest missing or unreadable"
-    if manifest.get("format_version") != FORMAT_VERSION:
-        return f"format version {manifest.get('format_version')} != {FORMAT_VERSION}"
+    manifest, problem = manifest_problem(directory, FORMAT_VERSION)
+    if problem:
+        return problem
     if manifest.get("transformers_version") != transformers.__version__:
         return (
             f"written by transformers {manifest.get('transformers_version')}, "

@@ -36,7 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from ragkit.atomic import file_sha256, publish_dir
-from ragkit.models.artifact import MANIFEST_NAME, file_problem, list_files, read_manifest
+from ragkit.models.artifact import (
+    MANIFEST_NAME,
+    file_problem,
+    list_files,
+    manifest_problem,
+    read_manifest,
+)
 from ragkit.models.errors import ModelLoadError
 
 __all__ = [
@@ -153,13 +159,9 @@ def verify_onnx_dir(directory: Path, source: Path, *, full: bool = True) -> str 
     Returns:
         ``None`` when valid, else a short reason (for the rebuild warning).
     """
-    if not directory.is_dir():
-        return "missing"
-    manifest = read_manifest(directory)
-    if manifest is None:
-        return "manifest missing or unreadable"
-    if manifest.get("format_version") != FORMAT_VERSION:
-        return f"format version {manifest.get('format_version')} != {FORMAT_VERSION}"
+    manifest, problem = manifest_problem(directory, FORMAT_VERSION)
+    if problem:
+        return problem
     stored = manifest.get("source") or {}
     if not _same_source(stored, _source_info(source, stored)):
         return "source model changed"

@@ -21,6 +21,7 @@ from haystack import Document, component
 from ragkit.errors import InvalidParameter, check_count, clip
 from ragkit.models.errors import ModelLoadError
 from ragkit.models.registry import DEFAULT_CAUSAL_MODEL, DEFAULT_EMBEDDING_MODEL, resolve_model
+from ragkit.models.spec import ModelSpec
 
 if TYPE_CHECKING:
     from ragkit.models.causal_lm import CausalLM
@@ -72,7 +73,9 @@ class RelevanceScorerBase:
 
     top_k: int | None
 
-    def _set_common(self, model: str, device: str, batch_size: int, top_k: int | None) -> None:
+    def _set_common(
+        self, model: str | dict[str, Any], device: str, batch_size: int, top_k: int | None
+    ) -> None:
         """The settings every scorer has, checked once here."""
         _check_top_k(top_k)
         check_count("batch_size", batch_size)
@@ -159,7 +162,7 @@ class LLMRelevanceScorer(RelevanceScorerBase):
 
     def __init__(
         self,
-        model: str = DEFAULT_CAUSAL_MODEL,
+        model: str | ModelSpec | dict[str, Any] = DEFAULT_CAUSAL_MODEL,
         batch_size: int = 8,
         max_passage_tokens: int = 384,
         device: str = "auto",
@@ -170,7 +173,10 @@ class LLMRelevanceScorer(RelevanceScorerBase):
         """Store settings; the model loads in :meth:`warm_up`.
 
         Args:
-            model: Causal model name (must expose logits).
+            model: Causal model name (must expose logits), loaded with transformers on
+                ``device``/``dtype``; or a :class:`~ragkit.models.spec.ModelSpec` (mapping in
+                YAML) that picks its backend. On llama.cpp the passages of one question share
+                the prompt up to the passage, so that prefix is computed once per question.
             batch_size: Prompts per forward pass.
             max_passage_tokens: Passages are cut to this many tokens to bound prompt length.
             device: ``auto``, ``cpu`` or ``cuda``.
@@ -178,6 +184,10 @@ class LLMRelevanceScorer(RelevanceScorerBase):
             cache_dir: Converted GGUF cache root.
             top_k: Documents returned by :meth:`run` (None: all).
         """
+        if not isinstance(model, str):
+            from ragkit.models.spec import resolve_spec
+
+            model = resolve_spec(model, ModelSpec(), "model").model_dump()
         self._set_common(model, device, batch_size, top_k)
         self.max_passage_tokens = check_count("max_passage_tokens", max_passage_tokens)
         self.dtype = dtype
@@ -200,6 +210,8 @@ class LLMRelevanceScorer(RelevanceScorerBase):
         """Load the model and find the single-token spellings of yes/no."""
         from ragkit.models.base import require_capability
 
+        if self._lm is None and isinstance(self.model, dict):
+            self._lm = ModelSpec.model_validate(self.model).load()
         if self._lm is None:
             from ragkit.models.causal_lm import CausalLM
 

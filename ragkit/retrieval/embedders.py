@@ -66,6 +66,32 @@ def _is_onnx(impl: Any) -> bool:
     return isinstance(impl, OnnxEncoder)
 
 
+def _load_encoder(kind: str, model: str, device: str, batch_size: int | None = None) -> Any:
+    """A warmed-up encoder for ``model``: the ONNX export where one is asked for, else ``kind``.
+
+    ``kind`` names the Haystack sentence-transformers embedder class (document or text); both
+    get ragkit's settings (normalized vectors, the packaged model's files only), so documents
+    and queries are embedded alike.
+    """
+    onnx = _onnx_encoder(model, device)
+    if onnx is not None:
+        return onnx
+    from haystack.utils import ComponentDevice
+    from haystack_integrations.components.embedders import sentence_transformers
+
+    options: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}
+    impl = getattr(sentence_transformers, kind)(
+        model=_embedding_model_path(model),
+        progress_bar=False,
+        normalize_embeddings=True,
+        local_files_only=True,
+        device=None if device == "auto" else ComponentDevice.from_str(device),
+        **options,
+    )
+    impl.warm_up()
+    return impl
+
+
 @component
 class DocumentEmbedder:
     """Adds dense embeddings to documents with a sentence-transformers model.
@@ -89,24 +115,9 @@ class DocumentEmbedder:
         """Load the model once."""
         if self._impl is not None:
             return
-        self._impl = _onnx_encoder(self.model, self.device)
-        if self._impl is not None:
-            return
-        from haystack.utils import ComponentDevice
-        from haystack_integrations.components.embedders.sentence_transformers import (
-            SentenceTransformersDocumentEmbedder,
+        self._impl = _load_encoder(
+            "SentenceTransformersDocumentEmbedder", self.model, self.device, self.batch_size
         )
-
-        device = None if self.device == "auto" else ComponentDevice.from_str(self.device)
-        self._impl = SentenceTransformersDocumentEmbedder(
-            model=_embedding_model_path(self.model),
-            batch_size=self.batch_size,
-            progress_bar=False,
-            normalize_embeddings=True,
-            local_files_only=True,
-            device=device,
-        )
-        self._impl.warm_up()
 
     @component.output_types(documents=list[Document])
     def run(self, documents: list[Document]) -> dict[str, list[Document]]:
@@ -151,23 +162,7 @@ class TextEmbedder(StoreConsumer):
         """Load the model once."""
         if self._impl is not None:
             return
-        self._impl = _onnx_encoder(self.model, self.device)
-        if self._impl is not None:
-            return
-        from haystack.utils import ComponentDevice
-        from haystack_integrations.components.embedders.sentence_transformers import (
-            SentenceTransformersTextEmbedder,
-        )
-
-        device = None if self.device == "auto" else ComponentDevice.from_str(self.device)
-        self._impl = SentenceTransformersTextEmbedder(
-            model=_embedding_model_path(self.model),
-            progress_bar=False,
-            normalize_embeddings=True,
-            local_files_only=True,
-            device=device,
-        )
-        self._impl.warm_up()
+        self._impl = _load_encoder("SentenceTransformersTextEmbedder", self.model, self.device)
 
     @component.output_types(embedding=list[float])
     def run(self, text: str) -> dict[str, list[float]]:

@@ -28,34 +28,15 @@ Pure numpy; embeddings come from the caller.
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
 
+from ragkit.text import match_text as _norm
+from ragkit.text import title_key as _title_key
 from ragkit.text import tokenize
 
 __all__ = ["CombinationUtility", "link_masks"]
-
-_PARENTHETICAL = re.compile(r"\s*\([^)]*\)\s*$")
-_MIN_TITLE_CHARS = 4
-
-
-def _norm(text: str) -> str:
-    """The text's words (the store's tokenizer, stopwords kept), accents dropped, space-padded,
-    so that ``" key " in _norm(text)`` is a whole-word match."""
-    text = unicodedata.normalize("NFKD", text.casefold())
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    return " " + " ".join(tokenize(text, stopwords=False)) + " "
-
-
-def _title_key(title: str | None) -> str | None:
-    """A title as matched in text: the disambiguation suffix ``(2013 film)`` dropped."""
-    if not title:
-        return None
-    key = _norm(_PARENTHETICAL.sub("", title))
-    return key if len(key.strip()) >= _MIN_TITLE_CHARS else None
 
 
 def link_masks(

@@ -360,16 +360,21 @@ class EdgeDocumentStore:
         """Every document matching ``filters`` (all without), vectors included."""
         return list(self._scroll(convert_filters(filters, self._qe), with_vector=True))
 
-    def get_documents_by_id(self, ids: list[str]) -> list[Document]:
-        """Documents with these Haystack ids (missing ones are left out)."""
+    def get_documents_by_id(self, ids: list[str], vectors: bool = False) -> list[Document]:
+        """Documents with these Haystack ids (missing ones are left out), vectors if asked."""
         from haystack_integrations.document_stores.qdrant.converters import convert_id
 
         if not ids:
             return []
         records = self._shard.retrieve(
-            [convert_id(i) for i in ids], with_payload=True, with_vector=False
+            [convert_id(i) for i in ids], with_payload=True, with_vector=vectors
         )
-        return [self._document(r.payload, None) for r in records]
+        return [self._document(r.payload, None, r.vector if vectors else None) for r in records]
+
+    def id_meta(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """``(id, meta)`` of every document (payloads only)."""
+        for doc in self._scroll(None, with_vector=False):
+            yield doc.id, dict(doc.meta or {})
 
     def embedding_retrieval(
         self, query_embedding: list[float], top_k: int = 10, filters: dict[str, Any] | None = None

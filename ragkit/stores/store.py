@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -441,6 +441,50 @@ class RagkitStore:
                 counts[str(meta.get("source", ""))] += 1
             if offset is None:
                 return dict(counts)
+
+    def title_ids(self) -> dict[str, list[str]]:
+        """Chunk ids per ``meta.title`` (payloads only, no vectors), for following title links.
+
+        One pass over the store; chunks without a title are left out.
+        """
+        titles: dict[str, list[str]] = {}
+        pairs = self.qdrant.id_meta() if self.engine == "edge" else self._local_id_meta()
+        for doc_id, meta in pairs:
+            title = meta.get("title")
+            if isinstance(title, str) and title:
+                titles.setdefault(title, []).append(doc_id)
+        return titles
+
+    def _local_id_meta(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """``(id, meta)`` of every point of a local-mode or server collection."""
+        self.qdrant._initialize_client()
+        client = self.qdrant._client
+        offset = None
+        while True:
+            points, offset = client.scroll(
+                collection_name=self.config.collection,
+                limit=1024,
+                offset=offset,
+                with_payload=["id", "meta"],
+                with_vectors=False,
+            )
+            for point in points:
+                payload = point.payload or {}
+                yield str(payload.get("id", point.id)), payload.get("meta") or {}
+            if offset is None:
+                return
+
+    def documents_by_id(self, ids: Sequence[str]) -> list[Document]:
+        """The chunks with these ids, dense vectors included, in the order of ``ids``.
+
+        Missing ids are left out.
+        """
+        if not ids:
+            return []
+        found = {d.id: d for d in self.qdrant.get_documents_by_id(list(ids))}
+        if self.engine == "edge" and any(d.embedding is None for d in found.values()):
+            found = {d.id: d for d in self.qdrant.get_documents_by_id(list(ids), vectors=True)}
+        return [found[i] for i in ids if i in found]
 
     def bm25_count(self) -> int | None:
         """Chunks in ragkit's BM25 index; None when BM25 lives in Qdrant."""

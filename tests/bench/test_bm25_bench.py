@@ -81,11 +81,11 @@ def test_bm25_bench_refuses_too_few_oracle_queries() -> None:
 
 
 def test_cli_bench_bm25_exits_non_zero_with_one_line() -> None:
-    from typer.testing import CliRunner
+    from cli_run import runner
 
     from ragkit.cli import app
 
-    result = CliRunner().invoke(app, ["bench", "bm25", "--chunks", "500", "--oracle-queries", "5"])
+    result = runner.invoke(app, ["bench", "bm25", "--chunks", "500", "--oracle-queries", "5"])
     assert result.exit_code != 0
     assert "oracle-queries must be >= 20" in result.output
 

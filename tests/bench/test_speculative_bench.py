@@ -8,11 +8,10 @@ command itself.
 from __future__ import annotations
 
 import pytest
-from typer.testing import CliRunner
+from cli_run import runner
 
 from ragkit.cli import app
 
-runner = CliRunner()
 MODEL = "smollm2-135m-instruct"
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
-from typer.testing import CliRunner
+from cli_run import runner
 
 from ragkit.decoding.rapid import (
     DocumentPrefixStore,
@@ -305,9 +306,26 @@ SELF_NGRAM = {"drafter": {}, "speculation": {"fallback": {"kind": "ngram"}}}
 """A second instance of the target drafts, n-gram lookup where it is not confident."""
 
 
+@pytest.fixture(scope="module")
+def plain_greedy(smol):
+    """The target's own greedy reply to a prompt, from an empty cache: the reference every
+    drafter must reproduce. Each prompt is decoded once per module (llama.cpp greedy is
+    deterministic), not once per drafter."""
+    target, _ = smol
+    replies: dict[tuple[int, ...], Any] = {}
+
+    def reply(ids: list[int]):
+        if tuple(ids) not in replies:
+            target.truncate(0)
+            replies[tuple(ids)] = target.generate(ids, max_new_tokens=24)
+        return replies[tuple(ids)]
+
+    return reply
+
+
 @pytest.mark.parametrize("drafter", [{"drafter": "ngram"}, SELF_NGRAM], ids=["ngram", "self+ngram"])
 def test_greedy_answer_is_the_targets_and_the_prefix_is_reused_from_disk(
-    smol, tmp_path: Path, drafter: dict
+    smol, plain_greedy, tmp_path: Path, drafter: dict
 ) -> None:
     target, draft = smol
     target.truncate(0)
@@ -324,8 +342,7 @@ def test_greedy_answer_is_the_targets_and_the_prefix_is_reused_from_disk(
     assert docs and [d.meta["chunk"] for d in docs] == sorted(d.meta["chunk"] for d in docs)
 
     prompt = build_rapid_prompt(target, DOC, QUESTION, budget_tokens=256, reserve_tokens=256)
-    target.truncate(0)
-    plain = target.generate(prompt.target_ids, max_new_tokens=24)
+    plain = plain_greedy(prompt.target_ids)
     assert first["replies"][0].text == plain.text
     assert first["replies"][0].meta["speculative"]["emitted"] >= len(plain.token_ids)
 
@@ -340,8 +357,7 @@ def test_greedy_answer_is_the_targets_and_the_prefix_is_reused_from_disk(
         target, DOC, "How deep is station 7?", budget_tokens=256, reserve_tokens=256
     )
     assert p2.prefix_ids == prompt.prefix_ids
-    target.truncate(0)
-    assert second["replies"][0].text == target.generate(p2.target_ids, max_new_tokens=24).text
+    assert second["replies"][0].text == plain_greedy(p2.target_ids).text
 
 
 def test_a_too_long_document_is_cut_with_a_warning(smol, tmp_path: Path) -> None:
@@ -371,8 +387,6 @@ def test_a_drafter_with_another_vocabulary_is_refused_naming_both(smol, tmp_path
 
 
 # ---------------------------------------------------------------------- the CLI
-
-runner = CliRunner()
 
 
 def _cli(*args: str):

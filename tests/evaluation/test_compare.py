@@ -6,13 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from cli_run import runner
 
 from ragkit.cli import app
 from ragkit.errors import InvalidInputError
 from ragkit.evaluation.compare import compare_runs, paired_bootstrap, read_ids
-
-runner = CliRunner()
 
 
 def _record(qid: str, em: float, f1: float, retrieved: list[str], **extra: object) -> dict:

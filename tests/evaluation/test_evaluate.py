@@ -7,7 +7,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from cli_run import runner
 
 from ragkit.cli import app
 from ragkit.config import Profile
@@ -22,8 +22,6 @@ from ragkit.evaluation.evaluate import (
     evaluate,
     profile_fingerprint,
 )
-
-runner = CliRunner()
 
 SETTINGS = EvalSettings(
     dataset="mini",

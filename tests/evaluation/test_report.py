@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
+from cli_run import runner
 
 from ragkit.cli import app
 from ragkit.errors import InvalidInputError, RagkitError
@@ -226,21 +226,18 @@ def test_missing_matplotlib_says_how_to_install(
     rows, _ = load_run_rows([run])
     with pytest.raises(RagkitError, match=r"pip install 'ragkit\[bench\]'.*--no-chart"):
         plot_f1(rows, tmp_path / "f1.png")
-    result = CliRunner().invoke(app, ["report", str(run), "--out", str(tmp_path / "rep")])
+    result = runner.invoke(app, ["report", str(run), "--out", str(tmp_path / "rep")])
     assert result.exit_code == 1 and result.stderr.startswith(
         "error: the F1 chart needs matplotlib"
     )
     assert not (tmp_path / "rep").exists()  # nothing written before the failure
-    result = CliRunner().invoke(
-        app, ["report", str(run), "--out", str(tmp_path / "rep"), "--no-chart"]
-    )
+    result = runner.invoke(app, ["report", str(run), "--out", str(tmp_path / "rep"), "--no-chart"])
     assert result.exit_code == 0 and (tmp_path / "rep" / "results.md").is_file()
 
 
 def test_cli_report(tmp_path: Path) -> None:
     runs = [make_run(tmp_path / n, n, "2wiki", [1.0, 0.5]) for n in ("rag", "reorder_rag")]
     (tmp_path / "peer.txt").write_text(PEER_LINE)
-    runner = CliRunner()
     args = ["report", *map(str, runs), "--reference", f"2wiki={tmp_path / 'peer.txt'}"]
     args += ["--out", str(tmp_path / "rep"), "--no-chart", "--machine", "test box"]
     args += ["--commit", "abc1234"]

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from cli_run import ragkit
+
 from ragkit.config import EmbeddedStore
 from ragkit.indexing.manifest import Manifest
 from ragkit.stores.store import open_store, release_store
@@ -52,18 +54,8 @@ def test_kill_mid_index_then_rerun(tmp_path: Path) -> None:
     store = tmp_path / "store"
     profile = tmp_path / "small-batches.yaml"
     profile.write_text("indexing:\n  batch_bytes: 8000\n")  # many small durable batches
-    cmd = [
-        sys.executable,
-        "-m",
-        "ragkit.cli",
-        "index",
-        str(corpus),
-        "--store",
-        str(store),
-        "--profile",
-        str(profile),
-        "-q",
-    ]
+    args = ["index", str(corpus), "--store", str(store), "--profile", str(profile), "-q"]
+    cmd = [sys.executable, "-m", "ragkit.cli", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     manifest = store / "manifest.json"
     deadline = time.time() + 240
@@ -84,8 +76,9 @@ def test_kill_mid_index_then_rerun(tmp_path: Path) -> None:
     partial = Manifest.load(manifest)
     assert 0 < sum(e.status == "done" for e in partial.files.values()) < 60
 
-    rerun = subprocess.run(cmd, capture_output=True, text=True)
-    assert rerun.returncode == 0, rerun.stderr
+    # the re-run in this process: a second interpreter would only load torch and the model again
+    code, _, err = ragkit(*args)
+    assert code == 0, err
 
     st = open_store(EmbeddedStore(path=str(store)))
     try:

@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from cli_run import runner
 
 from ragkit.cli import app
-
-runner = CliRunner()
 
 
 def ragkit(*args: str) -> tuple[int, str, str]:

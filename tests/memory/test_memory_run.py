@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
+from cli_run import runner
 
 import ragkit
 from ragkit.cli import app
@@ -199,7 +199,6 @@ def test_a_name_that_is_a_path_never_reaches_the_store(corpus: tuple[Path, Path,
     _, _, store = corpus
     ragkit.build_store_memory(str(store), lm=ScriptedMemoryLM(script))
     before = sorted(p.name for p in store.iterdir())
-    runner = CliRunner()
     for name in ("..", ".", "../store", "a/b"):
         with pytest.raises(InvalidInputError, match="invalid memory name") as info:
             ragkit.drop_store_memory(str(store), name=name)

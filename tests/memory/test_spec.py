@@ -68,16 +68,18 @@ def test_pipeline_without_memory_is_a_clear_error() -> None:
 
 
 def test_lite_pipeline_is_memorag_over_a_gist_memory() -> None:
-    """memorag_lite.yaml copies memorag.yaml (pipelines are self-contained): they stay in step.
+    """memorag_lite.yaml is ``same_as: memorag`` plus two settings: they stay in step.
 
-    Two settings differ on purpose: the memory kind, and the union's order (fused score for the
-    many-document corpora a gist memory serves, corpus order as upstream for memorag.yaml).
+    The memory kind, and the union's order (fused score for the many-document corpora a gist
+    memory serves, corpus order as upstream for memorag.yaml).
     """
     import yaml
 
+    from ragkit.pipeline import read_pipeline_yaml
+
     root = Path(__file__).resolve().parents[2] / "pipelines"
     base = yaml.safe_load((root / "memorag.yaml").read_text())
-    lite = yaml.safe_load((root / "memorag_lite.yaml").read_text())
+    lite, _ = read_pipeline_yaml(root / "memorag_lite.yaml")
     assert lite["components"]["memory_recall"]["init_parameters"]["memory"].pop("kind") == "gist"
     assert base["components"]["memory_recall"]["init_parameters"]["memory"].pop("kind") == "kv"
     assert lite["components"]["clue_retriever"]["init_parameters"].pop("order") == "score"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import warnings
 from pathlib import Path
 
 import pytest
 
+from ragkit.models import gguf_cache
 from ragkit.models.errors import ModelLoadError
 from ragkit.models.gguf_cache import (
     MANIFEST_NAME,
@@ -49,8 +51,21 @@ def test_reuse_does_not_reconvert(lm, gguf: Path, model_cache_dir: Path) -> None
     assert (target / MANIFEST_NAME).stat().st_mtime_ns == before
 
 
-def test_corrupt_cache_is_detected_and_rebuilt(lm, gguf: Path, model_cache_dir: Path) -> None:
+def test_corrupt_cache_is_detected_and_rebuilt(
+    lm, gguf: Path, model_cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = converted_dir_for(gguf, model_cache_dir)
+    # The rebuild's dequantization would write the bytes the session's conversion wrote
+    # (~20-35 s again): it copies them from before the damage; the rest of the rebuild is real.
+    pristine = tmp_path / "pristine"
+    shutil.copytree(target, pristine, ignore=shutil.ignore_patterns(MANIFEST_NAME))
+    converted: list[Path] = []
+
+    def convert(source: Path, out: Path) -> None:
+        converted.append(source)
+        shutil.copytree(pristine, out, dirs_exist_ok=True)
+
+    monkeypatch.setattr(gguf_cache, "_convert", convert)
     weights = target / "model.safetensors"
     with open(weights, "r+b") as fh:  # same size, different bytes: only the hash can tell
         fh.seek(weights.stat().st_size // 2)
@@ -58,6 +73,7 @@ def test_corrupt_cache_is_detected_and_rebuilt(lm, gguf: Path, model_cache_dir: 
     assert verify_converted(target, gguf) == "model.safetensors checksum mismatch"
     with pytest.warns(RuntimeWarning, match="invalid .*checksum mismatch.*rebuilding"):
         assert ensure_converted(gguf, model_cache_dir) == target
+    assert converted == [gguf.resolve()]  # rebuilt from the GGUF, not patched in place
     assert verify_converted(target, gguf) is None
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no temp leftovers
 

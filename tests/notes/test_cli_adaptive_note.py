@@ -15,7 +15,6 @@ from cli_run import ragkit, reader_profile
 from ragkit.testing import OpenAICompatServer
 
 REPO = Path(__file__).resolve().parent.parent.parent
-SAMPLE = REPO / "ragkit" / "data" / "sample"
 
 
 QA = [
@@ -49,14 +48,6 @@ def make_dataset(tmp_path: Path) -> Path:
     path = tmp_path / "mini.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return path
-
-
-@pytest.fixture(scope="module")
-def sample_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    store = tmp_path_factory.mktemp("notes") / "store"
-    code, _, err = ragkit("index", str(SAMPLE), "--store", str(store), "-q")
-    assert code == 0, err
-    return store
 
 
 def scripted(messages: list[dict[str, Any]]) -> str:

@@ -5,20 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from cli_run import ragkit
 
 from ragkit.answering.run import shaping_lines
-
-
-@pytest.fixture(scope="module")
-def sample_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    store = tmp_path_factory.mktemp("shaping") / "store"
-    sample = Path(__file__).resolve().parents[2] / "ragkit" / "data" / "sample"
-    code, _, err = ragkit("index", str(sample), "--store", str(store), "-q")
-    assert code == 0, err
-    return store
-
 
 QUESTION = "Which planet has the strongest winds?"
 

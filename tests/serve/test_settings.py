@@ -7,14 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from cli_run import runner
 
 from ragkit.cli import app
 from ragkit.errors import InvalidInputError
 from ragkit.serve.engine import Engine
 from ragkit.serve.settings import ServeSettings, is_local_host
-
-runner = CliRunner()
 
 
 def _serve(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_run import runner
 from haystack import Document
 from haystack.components.joiners import DocumentJoiner
-from typer.testing import CliRunner
 
 from ragkit.config import EmbeddedStore, store_from_location
 from ragkit.errors import RagkitError
@@ -215,7 +215,6 @@ def test_cli_edge_profile_indexes_queries_and_repairs(sample_corpus: Path, tmp_p
     """Same pipeline YAML on both engines; a damaged edge shard is reported, then repaired."""
     from ragkit.cli import app
 
-    runner = CliRunner()
     profile = tmp_path / "edge.yaml"
     profile.write_text("store:\n  kind: embedded\n  engine: edge\n")
 
