@@ -424,23 +424,10 @@ class RagkitStore:
         if self.engine == "edge":
             return self.qdrant.source_counts()
 
-        self.qdrant._initialize_client()
-        client = self.qdrant._client
         counts: Counter[str] = Counter()
-        offset = None
-        while True:
-            points, offset = client.scroll(
-                collection_name=self.config.collection,
-                limit=1024,
-                offset=offset,
-                with_payload=["meta"],
-                with_vectors=False,
-            )
-            for point in points:
-                meta = (point.payload or {}).get("meta") or {}
-                counts[str(meta.get("source", ""))] += 1
-            if offset is None:
-                return dict(counts)
+        for _, meta in self._local_id_meta():
+            counts[str(meta.get("source", ""))] += 1
+        return dict(counts)
 
     def title_ids(self) -> dict[str, list[str]]:
         """Chunk ids per ``meta.title`` (payloads only, no vectors), for following title links.
