@@ -469,12 +469,14 @@ def pipeline_sha256(path: str | Path) -> str:
     """
     import hashlib
 
+    from ragkit.atomic import file_sha256
+
     chain = pipeline_chain(path)
     if len(chain) == 1:
-        return hashlib.sha256(chain[0].read_bytes()).hexdigest()
+        return file_sha256(chain[0])
     digest = hashlib.sha256()
     for p in chain:
-        digest.update(hashlib.sha256(p.read_bytes()).digest())
+        digest.update(bytes.fromhex(file_sha256(p)))
     return digest.hexdigest()
 
 
