@@ -1209,6 +1209,7 @@ def bench_context(
         import importlib.util
 
         from ragkit.bench.context_sweep import format_markdown, run_context_sweep
+        from ragkit.evaluation.evaluate import eval_embedding_model
 
         try:
             k_values = [int(k) for k in ks.split(",") if k.strip()]
@@ -1227,7 +1228,7 @@ def bench_context(
             variants=[v.strip() for v in variants.split(",") if v.strip()],
             limit=limit,
             overrides=prof.component_overrides(),
-            embedding_model=prof.embedding.model,
+            embedding_model=eval_embedding_model(prof),
             progress=not as_json,
         )
         if as_json:

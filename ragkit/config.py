@@ -126,9 +126,15 @@ StoreConfig = Annotated[EmbeddedStore | MemoryStore | ServerStore, Field(discrim
 
 
 class EmbeddingConfig(_Strict):
-    """Which embedding model indexes and queries use; both must agree, so it is recorded."""
+    """Which embedding model indexes and queries use; both must agree, so a store records it.
 
-    model: str = "minilm"
+    ``model`` left out (the shipped profiles leave it out) means: an existing store's recorded
+    model, and for a new store the default, int8 MiniLM on a CPU with onnxruntime installed and
+    MiniLM on torch elsewhere (:func:`ragkit.models.registry.default_embedding_model`). Naming a
+    model pins it: a store built with another one is refused rather than mixed.
+    """
+
+    model: str | None = None
     batch_size: int = Field(default=64, ge=1)
     device: str = "auto"
 

@@ -34,7 +34,8 @@ def test_bare_names_resolve_from_an_unrelated_directory(elsewhere: Path) -> None
     assert resolve_yaml("rag", "pipelines") == REPO / "pipelines" / "rag.yaml"
     assert resolve_yaml("retrieve.yaml", "pipelines") == REPO / "pipelines" / "retrieve.yaml"
     assert resolve_yaml("default", "indexers") == REPO / "indexers" / "default.yaml"
-    assert load_profile("cpu-small").embedding.model == "minilm"
+    reader = load_profile("cpu-small").components["generator"].init_parameters["model"]
+    assert reader == "smollm2-135m-instruct"
 
 
 def test_user_files_override_shipped_ones(elsewhere: Path) -> None:

@@ -28,7 +28,9 @@ from ragkit.bench.table import make_row
 from ragkit.bench.timing import timed
 
 BASE_EMBEDDER = "minilm"
-"""Today's ``ragkit index`` embedder (sentence-transformers on torch, fp32): the baseline."""
+"""The baseline: ``ragkit index``'s embedder before new stores defaulted to ``minilm-int8``
+(sentence-transformers on torch, fp32; existing stores and GPU profiles still use it). Its row
+keeps the label ``ragkit index`` so earlier reports compare."""
 EMBEDDERS = (BASE_EMBEDDER, "minilm-int8")
 
 

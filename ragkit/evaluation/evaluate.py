@@ -128,9 +128,23 @@ def dataset_fingerprint(data: Dataset) -> str:
 
 
 def profile_fingerprint(profile: Profile) -> str:
-    """sha256 of the validated profile: two files with the same settings give the same hash."""
-    dumped = json.dumps(profile.model_dump(mode="json"), sort_keys=True)
+    """sha256 of the validated profile: two files with the same settings give the same hash.
+
+    The embedding model enters as the one the run embeds with, so a profile that names none is
+    keyed by the default it gets (a run made before the default changed is not resumed by one
+    after it).
+    """
+    data = profile.model_dump(mode="json")
+    data["embedding"]["model"] = eval_embedding_model(profile)
+    dumped = json.dumps(data, sort_keys=True)
     return hashlib.sha256(dumped.encode()).hexdigest()
+
+
+def eval_embedding_model(profile: Profile) -> str:
+    """The model an eval store is embedded with: the profile's, else the default for new stores."""
+    from ragkit.models.registry import choose_embedding_model
+
+    return choose_embedding_model(profile.embedding.model, profile.embedding.device)
 
 
 def _slug(text: str) -> str:
@@ -426,7 +440,7 @@ def _run(
             from ragkit.scale.evaluation import ray_fan_out
 
             fan_out = stack.enter_context(ray_fan_out(ray))
-        model = prof.embedding.model
+        model = eval_embedding_model(prof)
         embedder = DocumentEmbedder(model=model, batch_size=prof.embedding.batch_size)
         embedder.warm_up()
         pooled = None
@@ -591,7 +605,7 @@ def worker_answerer(
         overrides=prof.component_overrides(),
         overrides_from=profile_label(prof),
     )
-    model = prof.embedding.model
+    model = eval_embedding_model(prof)
     embedder = DocumentEmbedder(model=model, batch_size=prof.embedding.batch_size)
     embedder.warm_up()
     private = Path(tempfile.mkdtemp(prefix="ragkit-eval-worker-"))

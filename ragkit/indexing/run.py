@@ -277,7 +277,7 @@ def open_indexer(
             :func:`index_files`.
     """
     from ragkit.indexing.indexer import Indexer
-    from ragkit.indexing.settings import embedding_model
+    from ragkit.indexing.settings import settle_embedding_model
     from ragkit.pipeline import bind_store, close_pipeline, load_pipeline
     from ragkit.resources import find_pipeline_file
     from ragkit.stores.locate import open_store_at
@@ -292,7 +292,7 @@ def open_indexer(
     )
     check_indexing_pipeline(pipe, pipe_file)
     # the model that actually embeds, loaded and measured before the store is touched
-    model = embedding_model(pipe) or profile.embedding.model
+    model = settle_embedding_model(pipe, store_from_location(store, profile))
     dim = indexing_embedding_dim(store, profile, pipe, model) if measure else None
     if rebuilt is not None:
         rebuilt.extend(_rebuild_metadata(store, profile, pipe, model, dim))

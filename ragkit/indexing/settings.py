@@ -18,6 +18,8 @@ from ragkit.pipeline import PipelineError
 if TYPE_CHECKING:
     from haystack import Document, Pipeline
 
+    from ragkit.stores.store import AnyStore
+
 # init parameters that change how fast or where work runs, never which chunks or vectors result
 OPERATIONAL_PARAMS = frozenset(
     {
@@ -47,13 +49,54 @@ def embedding_model(pipe: Pipeline) -> str | None:
     Raises:
         PipelineError: two embedders with different models would mix vectors in one store.
     """
-    models = {str(comp.model) for _, comp in document_embedders(pipe)}
+    models = {str(comp.model) for _, comp in document_embedders(pipe) if comp.model is not None}
     if len(models) > 1:
         names = ", ".join(f"{n} ({c.model})" for n, c in document_embedders(pipe))
         raise PipelineError(
             [f"the indexing pipeline has document embedders with different models: {names}"]
         )
     return models.pop() if models else None
+
+
+def settle_embedding_model(pipe: Pipeline, config: AnyStore) -> str:
+    """Choose the model this indexing run embeds with, and set it where the pipeline names none.
+
+    A model named by the pipeline (or by the profile, whose ``embedding.model`` lands on the
+    embedder) is kept: a store built with another one is then refused, never mixed. Otherwise an
+    existing embedded store keeps its recorded model, so stores built before the default changed
+    (``minilm``) go on as they were, and a new one gets the default
+    (:func:`ragkit.models.registry.default_embedding_model`). A Qdrant server collection records
+    no model and its queries embed with ``minilm``, so it keeps ``minilm`` unless one is named.
+
+    Unnamed document embedders and store writers get the choice before anything loads, so the
+    settings fingerprint of an old store's files is the one they were indexed with.
+
+    Raises:
+        PipelineError: Two embedders name different models.
+    """
+    from ragkit.config import EmbeddedStore
+    from ragkit.indexing.writer import StoreWriter
+    from ragkit.models.registry import TORCH_EMBEDDING_MODEL, default_embedding_model
+    from ragkit.stores.store import recorded_embedding
+
+    embedders = document_embedders(pipe)
+    model = embedding_model(pipe)
+    if model is None:
+        recorded = recorded_embedding(config)
+        if recorded is not None:
+            model = recorded[0]
+        elif isinstance(config, EmbeddedStore):
+            device = str(getattr(embedders[0][1], "device", "auto")) if embedders else "auto"
+            model = default_embedding_model(device)
+        else:
+            model = TORCH_EMBEDDING_MODEL
+    for _, comp in embedders:
+        if comp.model is None:
+            comp.model = model
+    for _, comp in pipe.walk():
+        if isinstance(comp, StoreWriter) and comp.embedding_model is None:
+            comp.embedding_model = model
+    return model
 
 
 def probe_embedding_dim(pipe: Pipeline) -> int | None:

@@ -6,7 +6,7 @@ from collections import Counter
 
 from haystack import Document, component
 
-from ragkit.models.registry import model_files
+from ragkit.models.registry import choose_embedding_model, model_files
 from ragkit.stores.components import StoreBound
 from ragkit.stores.store import RagkitStore  # at run time: the loader resolves the hints
 
@@ -27,7 +27,7 @@ class StoreWriter(StoreBound):
     def __init__(
         self,
         store: str | RagkitStore | None = None,
-        embedding_model: str = "minilm",
+        embedding_model: str | None = None,
         replace_sources: bool = True,
     ) -> None:
         """Create a writer.
@@ -35,7 +35,9 @@ class StoreWriter(StoreBound):
         Args:
             store: store location (directory, ``:memory:`` or URL), or an open store
                 (``ragkit.open_store``); ``ragkit index --store`` binds its own store.
-            embedding_model: recorded in the store so queries use the same model.
+            embedding_model: recorded in the store so queries use the same model; None is
+                the default for new stores, which :class:`DocumentEmbedder` also embeds with
+                when it names no model (``ragkit index`` sets both to an existing store's).
             replace_sources: delete the earlier chunks of every source in the batch before
                 writing, so a changed file never keeps stale chunks. Files that failed to load
                 never reach the writer, so their earlier chunks stay.
@@ -43,6 +45,10 @@ class StoreWriter(StoreBound):
         self.init_store(store)
         self.embedding_model = embedding_model
         self.replace_sources = replace_sources
+
+    def asked_embedding_model(self) -> str:
+        """The model named, or the default for new stores (what an unnamed embedder uses)."""
+        return choose_embedding_model(self.embedding_model)
 
     def warm_up(self) -> None:
         """Open the store early so a locked or broken store fails before any work."""

@@ -97,7 +97,7 @@ class MemoryRecall(StoreBound):
         draft: bool = True,
         answer_hint: bool = True,
         auto_build: bool = False,
-        embedding_model: str = "minilm",
+        embedding_model: str | None = None,
     ) -> None:
         """Configure the memory; the model loads in :meth:`warm_up`.
 
@@ -115,7 +115,8 @@ class MemoryRecall(StoreBound):
             answer_hint: Pass the draft on as ``draft`` for the prompt ("the answer might be").
             auto_build: Build a missing memory for an on-disk store on first use (otherwise
                 that is an error naming ``ragkit memory build``).
-            embedding_model: The store's embedding model (the store checks it).
+            embedding_model: The store's embedding model (the store checks it); None takes
+                the store's record.
 
         Raises:
             InvalidParameter: Naming the bad key (``store``, ``model.n_ctx``, ``memory.kind``).
@@ -277,7 +278,7 @@ class ClueRetriever(StoreBound):
         dense: bool = True,
         bm25: bool = True,
         max_documents: int | None = None,
-        embedding_model: str = "minilm",
+        embedding_model: str | None = None,
     ) -> None:
         """Configure retrieval per clue.
 
@@ -292,7 +293,7 @@ class ClueRetriever(StoreBound):
             dense: Use dense retrieval.
             bm25: Use BM25 retrieval.
             max_documents: Cap on the union (best fused score kept), ``None`` for all.
-            embedding_model: The store's embedding model.
+            embedding_model: The store's embedding model; None takes the store's record.
 
         Raises:
             InvalidParameter: Naming the bad parameter.
@@ -323,12 +324,11 @@ class ClueRetriever(StoreBound):
 
     def warm_up(self) -> None:
         """Load the query embedder and open the store."""
+        store = self.open_bound_store()
         if self.dense and self._embedder is None:
-            from ragkit.retrieval.embedders import TextEmbedder
+            from ragkit.retrieval.embedders import query_embedder_for
 
-            self._embedder = TextEmbedder(model=self.embedding_model)
-            self._embedder.warm_up()
-        self.open_bound_store()
+            self._embedder = query_embedder_for(store, self.embedding_model)
 
     def _search(self, store: RagkitStore, text: str, top_k: int) -> list[Document]:
         lists: list[list[Document]] = []

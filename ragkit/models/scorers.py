@@ -20,7 +20,7 @@ from haystack import Document, component
 
 from ragkit.errors import InvalidParameter, check_count, clip
 from ragkit.models.errors import ModelLoadError
-from ragkit.models.registry import DEFAULT_CAUSAL_MODEL, DEFAULT_EMBEDDING_MODEL, resolve_model
+from ragkit.models.registry import DEFAULT_CAUSAL_MODEL, TORCH_EMBEDDING_MODEL, resolve_model
 from ragkit.models.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -309,7 +309,7 @@ class EmbeddingSimilarityScorer(_SentenceTransformersScorer):
 
     def __init__(
         self,
-        model: str = DEFAULT_EMBEDDING_MODEL,
+        model: str = TORCH_EMBEDDING_MODEL,
         device: str = "auto",
         batch_size: int = 32,
         top_k: int | None = None,

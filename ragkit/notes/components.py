@@ -183,7 +183,7 @@ class AdaptiveNoteAnswerer(StoreBound):
         generator: ChatGenerator | dict[str, Any] | None = None,
         fitter: ContextFitter | dict[str, Any] | None = None,
         store: str | RagkitStore | None = None,
-        embedding_model: str = "minilm",
+        embedding_model: str | None = None,
         candidates: int = 20,
         weights: list[float] | None = None,
         loop: NoteSettings | dict[str, Any] | None = None,
@@ -200,7 +200,8 @@ class AdaptiveNoteAnswerer(StoreBound):
                 8k).
             store: Store location, or an open store (``ragkit.open_store``);
                 ``ragkit.load_pipeline`` binds its own store.
-            embedding_model: Query embedder (the model the store was built with).
+            embedding_model: Query embedder (the model the store was built with); None
+                takes the store's record.
             candidates: Passages each of BM25 and dense retrieval hand to the fusion.
             weights: Fusion weights of BM25 and dense (default equal).
             loop: The loop's settings (:class:`~ragkit.notes.loop.NoteSettings` or its mapping:
@@ -278,19 +279,18 @@ class AdaptiveNoteAnswerer(StoreBound):
         """Load the generator, tokenizer and query embedder; open the store."""
         from haystack.components.joiners.document_joiner import DocumentJoiner
 
-        from ragkit.retrieval.embedders import TextEmbedder
+        from ragkit.retrieval.embedders import query_embedder_for
 
         for part in (self.generator, self.fitter):
             if hasattr(part, "warm_up"):
                 part.warm_up()
+        store = self.open_bound_store()
         if self._embedder is None:
-            self._embedder = TextEmbedder(model=self.embedding_model)
-            self._embedder.warm_up()
+            self._embedder = query_embedder_for(store, self.embedding_model)
         if self._joiner is None:
             self._joiner = DocumentJoiner(
                 join_mode="reciprocal_rank_fusion", weights=self.weights or [0.5, 0.5]
             )
-        self.open_bound_store()
 
     def close(self) -> None:
         """Release the generator's model and a store this component opened itself."""

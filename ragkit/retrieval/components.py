@@ -47,7 +47,7 @@ class StoreRetriever(StoreBound):
         self,
         store: str | RagkitStore | None = None,
         top_k: int = 10,
-        embedding_model: str = "minilm",
+        embedding_model: str | None = None,
     ) -> None:
         """Create a retriever.
 
@@ -55,7 +55,8 @@ class StoreRetriever(StoreBound):
             store: store location (a directory, ``:memory:`` or a URL), or an open store
                 (``ragkit.open_store``); ``ragkit.load_pipeline`` binds its own store.
             top_k: how many documents to return (a call's ``top_k`` overrides it).
-            embedding_model: the model the store was built with (the store checks it).
+            embedding_model: the model the store was built with (the store checks it);
+                None takes the store's record.
 
         Raises:
             InvalidParameter: ``store`` or ``top_k`` is invalid.

@@ -59,6 +59,25 @@ def _onnx_encoder(name: str, device: str) -> OnnxEncoder | None:
     return OnnxEncoder(ensure_onnx_int8(spec.path))
 
 
+def _chosen(model: str | None, device: str) -> str:
+    """``model``, or the default for new stores when it is None."""
+    from ragkit.models.registry import choose_embedding_model
+
+    return choose_embedding_model(model, device)
+
+
+def query_embedder_for(store: Any, model: str | None, device: str = "auto") -> TextEmbedder:
+    """A loaded query embedder in ``store``'s vector space (its recorded model; else ``model``).
+
+    For components that embed their own queries (clue retrieval, adaptive notes): the store is
+    open first, so the embedder follows the model it was built with, not a default.
+    """
+    embedder = TextEmbedder(model=model, device=device)
+    embedder.bind_store(store)
+    embedder.warm_up()
+    return embedder
+
+
 def _is_onnx(impl: Any) -> bool:
     """Whether a warmed-up embedder is the ONNX encoder (else a Haystack ST embedder)."""
     from ragkit.models.onnx_embedder import OnnxEncoder  # light: onnxruntime loads on use
@@ -104,8 +123,15 @@ class DocumentEmbedder:
     ```
     """
 
-    def __init__(self, model: str = "minilm", batch_size: int = 64, device: str = "auto") -> None:
-        """Create an embedder for ``model`` (packaged name, local directory or hub id)."""
+    def __init__(
+        self, model: str | None = None, batch_size: int = 64, device: str = "auto"
+    ) -> None:
+        """Create an embedder for ``model`` (packaged name, local directory or hub id).
+
+        ``None`` is the default for new stores (:func:`ragkit.models.registry.default_embedding_model`:
+        ``minilm-int8`` on a CPU with onnxruntime, else ``minilm``), chosen when the model loads;
+        ``ragkit index`` sets it to an existing store's model before that.
+        """
         self.model = model
         self.batch_size = batch_size
         self.device = device
@@ -115,6 +141,7 @@ class DocumentEmbedder:
         """Load the model once."""
         if self._impl is not None:
             return
+        self.model = _chosen(self.model, self.device)
         self._impl = _load_encoder(
             "SentenceTransformersDocumentEmbedder", self.model, self.device, self.batch_size
         )
@@ -145,8 +172,11 @@ class TextEmbedder(StoreConsumer):
     store's recorded embedding model, so queries always live in the vector space of the chunks.
     """
 
-    def __init__(self, model: str = "minilm", device: str = "auto") -> None:
-        """Create a query embedder for ``model`` (replaced by the store's model when bound)."""
+    def __init__(self, model: str | None = None, device: str = "auto") -> None:
+        """Create a query embedder for ``model`` (replaced by the store's model when bound).
+
+        ``None``, unbound, loads the default for new stores, as :class:`DocumentEmbedder` does.
+        """
         self.model = model
         self.device = device
         self._impl: Any = None
@@ -162,6 +192,7 @@ class TextEmbedder(StoreConsumer):
         """Load the model once."""
         if self._impl is not None:
             return
+        self.model = _chosen(self.model, self.device)
         self._impl = _load_encoder("SentenceTransformersTextEmbedder", self.model, self.device)
 
     @component.output_types(embedding=list[float])

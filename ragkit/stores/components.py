@@ -65,7 +65,7 @@ class StoreBound(StoreConsumer):
     """
 
     store: str | None
-    embedding_model: str = "minilm"
+    embedding_model: str | None = None
     model_files: ClassVar[ModelFiles | None] = None
     """Model name -> local files; components set :func:`ragkit.models.registry.model_files`
     (the store layer does not import the models) so the store's model check knows aliases."""
@@ -138,6 +138,14 @@ class StoreBound(StoreConsumer):
         self._store_handle = store
         self._owns_store = False
 
+    def asked_embedding_model(self) -> str | None:
+        """The model this component opens its store with; None takes the store's record.
+
+        Readers take the record; a writer overrides this, because a store it creates must
+        record the model its chunks were embedded with.
+        """
+        return self.embedding_model
+
     def current_store(self) -> RagkitStore | None:
         """The store bound or opened so far (None before ``bind_store`` or ``warm_up``)."""
         return self._store_handle
@@ -147,7 +155,7 @@ class StoreBound(StoreConsumer):
         if self._store_handle is None:
             self._store_handle = open_store(
                 store_from_location(self.store),
-                embedding_model=self.embedding_model,
+                embedding_model=self.asked_embedding_model(),
                 model_files=type(self).model_files,
             )
             self._owns_store = True

@@ -37,8 +37,10 @@ __all__ = ["STORE_FILES", "StoreDamage", "diagnose_store", "holds_store", "rebui
 STORE_FILES = frozenset({"qdrant", "edge", "bm25", "manifest.json"})
 # where `ragkit repair` moves a Qdrant Edge shard that failed its seal (kept for inspection)
 EDGE_QUARANTINE = "edge.damaged"
-# a stored chunk re-embedded with the model that made it comes back (almost) the same vector
-SAME_MODEL_SIMILARITY = 0.99
+# a stored chunk re-embedded with the model that made it comes back as the same vector (cosine
+# above 1 - 1e-6 for torch and ONNX alike); minilm-int8 and minilm differ at 0.987-0.999, so
+# anything looser would record the one for vectors the other made
+SAME_MODEL_SIMILARITY = 0.9999
 
 
 @dataclass(frozen=True)
@@ -247,7 +249,10 @@ class _CannotRebuild(Exception):
         self.hint = hint
 
 
-_OTHER_PIPELINE = "run `ragkit repair` with the --profile / --indexer that built the store"
+_OTHER_PIPELINE = (
+    "run `ragkit repair` with the --profile / --indexer that built the store (one built before "
+    "minilm-int8 became the default: a profile with `embedding: {model: minilm}`)"
+)
 
 
 @contextlib.contextmanager
@@ -423,7 +428,7 @@ def _rebuild_store_json(
         if similarity < SAME_MODEL_SIMILARITY:
             raise _CannotRebuild(
                 f"its vectors were not made by the indexing pipeline's model {model!r} (a stored "
-                f"chunk re-embedded with it has similarity {similarity:.2f})",
+                f"chunk re-embedded with it has similarity {similarity:.4f})",
                 _OTHER_PIPELINE,
             )
     final_dim = found_dim or dim or EMBEDDING_DIM

@@ -211,7 +211,9 @@ def test_embedder_override_cannot_bypass_the_model_check(
     sample_corpus: Path, tmp_path: Path
 ) -> None:
     store = tmp_path / "store"
-    assert index(sample_corpus / "faq.jsonl", store)[0] == 0
+    pinned = tmp_path / "minilm.yaml"  # the name whose files the override's directory holds
+    pinned.write_text("embedding:\n  model: minilm\n")
+    assert index(sample_corpus / "faq.jsonl", store, "--profile", str(pinned))[0] == 0
     profile = tmp_path / "other-model.yaml"
     profile.write_text(
         f"components:\n  embedder:\n    init_parameters:\n      model: {minilm_dir()}\n"

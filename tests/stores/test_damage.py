@@ -179,6 +179,6 @@ def test_repair_does_not_record_another_model_for_the_vectors(
     code, out, err = ragkit("repair", "--store", str(store), "-q")
     assert code == 1 and err.count("\n") == 1, err
     assert f"{store / 'store.json'} is missing, and cannot be rebuilt: " in err
-    assert "not made by the indexing pipeline's model 'minilm'" in err
+    assert "not made by the indexing pipeline's model 'minilm-int8'" in err
     assert "--profile / --indexer that built the store" in err and "re-index" in err
     assert not (store / "store.json").exists()
