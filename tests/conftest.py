@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -19,8 +20,15 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 # the shipped default profile reads with Qwen 1.5B through llama.cpp, which CI does not fetch:
 # commands without --profile use the small packaged reader here
 os.environ.setdefault("RAGKIT_PROFILE", "cpu-small")
-# one model/eval-store cache per test session: SmolLM2 is converted from GGUF once, not per test
-os.environ.setdefault("RAGKIT_CACHE", tempfile.mkdtemp(prefix="ragkit-test-cache-"))
+# one model/eval-store cache per test process: SmolLM2 is converted from GGUF once, not per test.
+# Each xdist worker gets its own (the controller's is inherited otherwise): some tests damage the
+# cache on purpose (tests/models/test_gguf_cache.py) or assert that they computed a prefix
+# themselves, which a worker beside them sharing the directory would see or spoil. A RAGKIT_CACHE
+# set before pytest starts is used as it is.
+if "RAGKIT_CACHE" not in os.environ or os.environ.get("RAGKIT_TEST_OWN_CACHE") == "1":
+    os.environ["RAGKIT_CACHE"] = tempfile.mkdtemp(prefix="ragkit-test-cache-")
+    os.environ["RAGKIT_TEST_OWN_CACHE"] = "1"
+    atexit.register(shutil.rmtree, os.environ["RAGKIT_CACHE"], True)
 # On a 2-core machine (CI, or one shared with other jobs) two OpenMP threads spin-wait on each
 # other: the small models here take several times the CPU time they take on one thread. Set before
 # torch is imported (its default thread count reads it) and inherited by the CLI processes the
@@ -35,8 +43,23 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "ragkit" / "data" / "sample"
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (the default run): one worker per core, at most 4.
+
+    Most of the suite's time is single-threaded (one OpenMP thread on small machines, subprocess
+    and server waits), so a worker per core runs it about as many times faster; each worker
+    builds its own session fixtures (the sample store, SmolLM2's conversion is shared through
+    the cache), which is why more than 4 stop paying.
+    """
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip ``gpu`` tests when CUDA is absent (CI never has a GPU)."""
+    """Keep the Ray tests on one xdist worker (one local cluster); skip ``gpu`` without CUDA."""
+    ray_dir = Path(__file__).resolve().parent / "ray"
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(ray_dir):
+            item.add_marker(pytest.mark.xdist_group("ray"))
     if not any("gpu" in item.keywords for item in items):
         return
     try:
