@@ -48,8 +48,8 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
     Most of the suite's time is single-threaded (one OpenMP thread on small machines, subprocess
     and server waits), so a worker per core runs it about as many times faster; each worker
-    builds its own session fixtures (the sample store, SmolLM2's conversion is shared through
-    the cache), which is why more than 4 stop paying.
+    builds its own session fixtures and model cache (the sample store, SmolLM2's conversion,
+    the int8 embedder's export), which is why more than 4 stop paying.
     """
     return max(1, min(os.cpu_count() or 1, 4))
 

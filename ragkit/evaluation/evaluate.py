@@ -454,7 +454,11 @@ def _run(
                     release_store(pooled)
                     pooled = None
                 _write_run_file(out, settings, {})
-                opener = functools.partial(worker_answerer, data, prof, settings, pooled_dir)
+                # the workers embed with the driver's model (the run key's), not their own default
+                pinned = prof.model_copy(
+                    update={"embedding": prof.embedding.model_copy(update={"model": model})}
+                )
+                opener = functools.partial(worker_answerer, data, pinned, settings, pooled_dir)
                 answer_many = fan_out(opener)
             else:
                 answer_fn = stack.enter_context(answering(data, pipe, settings, embedder, pooled))

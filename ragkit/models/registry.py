@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
+from ragkit.defaults import INT8_EMBEDDING_MODEL, TORCH_EMBEDDING_MODEL, default_embedding_model
 from ragkit.models.chunked_gguf import CHUNKED_MODELS, ChunkedGGUF
 from ragkit.models.chunked_gguf import locate as locate_chunked
 from ragkit.models.errors import ModelLoadError, UnknownModelError
@@ -43,8 +44,9 @@ ModelSource = Literal["packaged", "hub", "local_dir", "gguf"]
 EmbeddingBackend = Literal["torch", "onnx-int8"]
 """How an embedding model runs: sentence-transformers on torch, or an int8 ONNX export of it."""
 
-TORCH_EMBEDDING_MODEL = "minilm"
-INT8_EMBEDDING_MODEL = "minilm-int8"
+# the embedding defaults live in ragkit.defaults (the store layer reads them too)
+DEFAULT_EMBEDDING_MODEL = TORCH_EMBEDDING_MODEL
+"""Deprecated alias of TORCH_EMBEDDING_MODEL; new stores get :func:`default_embedding_model`."""
 DEFAULT_CAUSAL_MODEL = "smollm2-135m-instruct"
 
 # org/name on the Hugging Face hub: no leading dot or slash, exactly one slash.
@@ -247,22 +249,6 @@ def resolve_model(name: str, kind: ModelKind | None = None) -> ResolvedModel:
     if _HUB_ID.match(name):
         return ResolvedModel(name, kind or "causal", "hub", None, name)
     raise _unknown(name, "not a packaged name, existing path or hub id")
-
-
-def default_embedding_model(device: str = "auto") -> str:
-    """The embedding model a new store gets when no profile, pipeline or store names one.
-
-    ``minilm-int8`` where it can run: indexing is 5-6x faster on a CPU than with the torch model,
-    at recall@5 within 1 point (docs/benchmarks/embeddings.md). It needs the CPU and onnxruntime
-    plus onnx (the ``cpu`` and ``onnx`` extras install them), so a GPU device (``cuda``,
-    ``mps``...) or an install without them gets ``minilm`` on torch. Only new stores are decided
-    here: a store records its model, and an existing one keeps it.
-    """
-    if device not in ("auto", "cpu"):
-        return TORCH_EMBEDDING_MODEL
-    if all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx")):
-        return INT8_EMBEDDING_MODEL
-    return TORCH_EMBEDDING_MODEL
 
 
 def choose_embedding_model(named: str | None, device: str = "auto") -> str:

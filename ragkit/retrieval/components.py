@@ -118,13 +118,13 @@ class DenseRetriever(StoreRetriever):
         >>> from ragkit import DenseRetriever, DocumentEmbedder, MemoryStore, TextEmbedder
         >>> from ragkit import open_store, release_store
         >>> store = open_store(MemoryStore())
-        >>> docs = DocumentEmbedder(model="minilm").run(documents=[
+        >>> docs = DocumentEmbedder().run(documents=[
         ...     Document(content="The Nile flows north into the Mediterranean."),
         ...     Document(content="Etna is an active volcano in Sicily."),
         ... ])["documents"]
         >>> store.write(docs)
         2
-        >>> query = TextEmbedder(model="minilm").run(text="Where is the volcano Etna?")
+        >>> query = TextEmbedder().run(text="Where is the volcano Etna?")
         >>> retriever = DenseRetriever(store=store, top_k=1)
         >>> retriever.run(query_embedding=query["embedding"])["documents"][0].content
         'Etna is an active volcano in Sicily.'

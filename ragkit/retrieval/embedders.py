@@ -112,8 +112,12 @@ def _load_encoder(kind: str, model: str, device: str, batch_size: int | None = N
 
 
 @component
-class DocumentEmbedder:
+class DocumentEmbedder(StoreConsumer):
     """Adds dense embeddings to documents with a sentence-transformers model.
+
+    Naming no model, it embeds with the model of the store it is bound to (an existing store's
+    record), so a pipeline loaded with a store never writes other vectors into it; unbound, with
+    the default for new stores.
 
     ### Usage example
     ```python
@@ -136,6 +140,14 @@ class DocumentEmbedder:
         self.batch_size = batch_size
         self.device = device
         self._impl: Any = None
+
+    def bind_store(self, store: Any) -> None:
+        """Embed with ``store``'s model when this embedder names none (a named one is kept:
+        the indexer and the store refuse it if it differs)."""
+        model = getattr(store, "embedding_model", None)
+        if self.model is None and model:
+            self.model = str(model)
+            self._impl = None
 
     def warm_up(self) -> None:
         """Load the model once."""

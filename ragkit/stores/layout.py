@@ -13,7 +13,6 @@ from typing import Any
 from ragkit.errors import RagkitError
 
 __all__ = [
-    "DEFAULT_EMBEDDING_MODEL",
     "DEFAULT_ENGINE",
     "EMBEDDING_DIM",
     "LOCAL_HINT_CHUNKS",
@@ -23,7 +22,6 @@ __all__ = [
 ]
 
 STORE_FORMAT = 1
-DEFAULT_EMBEDDING_MODEL = "minilm"
 EMBEDDING_DIM = 384  # MiniLM's; the dimension of a new store when nothing else is known
 # the vector engine of a new embedded store without `engine:`; stores record theirs in store.json.
 # Qdrant Edge (HNSW) since it keeps every guarantee local mode keeps (tests/stores/test_edge_faults.py)

@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 from ragkit.atomic import write_json_atomic
 from ragkit.config import EmbeddedStore, MemoryStore, ServerStore
+from ragkit.defaults import TORCH_EMBEDDING_MODEL, default_embedding_model
 from ragkit.redact import credentials, redact_url
 from ragkit.stores.damage import StoreDamage, diagnose_store, holds_store
 from ragkit.stores.layout import (
-    DEFAULT_EMBEDDING_MODEL,
     DEFAULT_ENGINE,
     EMBEDDING_DIM,
     LOCAL_HINT_CHUNKS,
@@ -76,7 +76,9 @@ class RagkitStore:
         Args:
             config: where the store lives.
             embedding_model: the model whose vectors the caller writes or queries with; None
-                takes the store's recorded model (MiniLM for a new store). A store recorded
+                takes the store's recorded model (for a new store the default,
+                :func:`ragkit.defaults.default_embedding_model`; MiniLM on torch for a Qdrant
+                server collection, which records none). A store recorded
                 with another model is refused.
             embedding_dim: that model's vector size; None takes the recorded one (384 for a
                 new store). A store recorded with another dimension is refused.
@@ -92,7 +94,7 @@ class RagkitStore:
         self._model_files = model_files
         self._asked_model = embedding_model
         self._asked_dim = embedding_dim
-        self.embedding_model = embedding_model or DEFAULT_EMBEDDING_MODEL
+        self.embedding_model = embedding_model or _new_store_model(config)
         self.embedding_dim = embedding_dim or EMBEDDING_DIM
         self.directory: Path | None = None
         # embedded stores: "local" (Qdrant local mode) or "edge" (Qdrant Edge); None otherwise
@@ -541,6 +543,18 @@ class RagkitStore:
         else:
             out["bm25"] = {"backend": "qdrant-sparse-idf"}
         return out
+
+
+def _new_store_model(config: AnyStore) -> str:
+    """The model a store opened without one records (or, for a server collection, assumes).
+
+    Embedded and in-memory stores get the default, the model an embedder naming none uses, so
+    chunks embedded by ``DocumentEmbedder()`` land in a store that says so. A server collection
+    records no model, and its queries have always embedded with MiniLM on torch.
+    """
+    if isinstance(config, ServerStore):
+        return TORCH_EMBEDDING_MODEL
+    return default_embedding_model()
 
 
 def recorded_embedding(config: AnyStore) -> tuple[str, int] | None:

@@ -175,3 +175,35 @@ def test_repair_of_a_lost_record_never_takes_int8_for_minilm(tmp_path: Path) -> 
     code, out, err = ragkit("repair", "--store", str(store), "-q", "--profile", str(pinned))
     assert code == 0, err
     assert _recorded(store) == TORCH_EMBEDDING_MODEL
+
+
+def test_stores_and_embedders_in_python_agree_without_naming_a_model(tmp_path: Path) -> None:
+    """Outside ``ragkit index``: a new store records the model an unnamed embedder uses, and an
+    embedder bound to an existing store takes that store's model (no int8 into a minilm store)."""
+    from ragkit.config import MemoryStore
+    from ragkit.pipeline import bind_store
+    from ragkit.retrieval.embedders import DocumentEmbedder
+    from ragkit.stores.store import _new_store_model
+
+    fresh = open_store(MemoryStore())
+    try:
+        assert fresh.embedding_model == INT8_EMBEDDING_MODEL
+        embedder = DocumentEmbedder()
+        embedder.bind_store(fresh)
+        assert embedder.model == INT8_EMBEDDING_MODEL
+    finally:
+        release_store(fresh)
+    old = open_store(EmbeddedStore(path=str(tmp_path / "old")), embedding_model="minilm")
+    release_store(old)
+    st = open_store(EmbeddedStore(path=str(tmp_path / "old")))
+    try:
+        assert st.embedding_model == TORCH_EMBEDDING_MODEL  # the record, not the default
+        pipe = load_pipeline(find_pipeline_file("default", "indexers", "indexer"))
+        bind_store(pipe, st)
+        assert pipe.get_component("embedder").model == TORCH_EMBEDDING_MODEL
+        named = DocumentEmbedder(model=INT8_EMBEDDING_MODEL)
+        named.bind_store(st)  # a named model is kept: the indexer and the store refuse it
+        assert named.model == INT8_EMBEDDING_MODEL
+    finally:
+        release_store(st)
+    assert _new_store_model(ServerStore(url="http://127.0.0.1:1")) == TORCH_EMBEDDING_MODEL
