@@ -55,11 +55,17 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep the Ray tests on one xdist worker (one local cluster); skip ``gpu`` without CUDA."""
+    """Group tests for xdist by file, the Ray tests all together; skip ``gpu`` without CUDA.
+
+    A file's tests then run on one worker in file order, as in one process: a module-scoped
+    fixture (a server, a loaded model) starts once, and no test sees another worker's share of
+    its module. The Ray files share one group, so one worker starts the one local cluster.
+    """
     ray_dir = Path(__file__).resolve().parent / "ray"
     for item in items:
-        if Path(str(item.fspath)).is_relative_to(ray_dir):
-            item.add_marker(pytest.mark.xdist_group("ray"))
+        path = Path(str(item.fspath))
+        group = "ray" if path.is_relative_to(ray_dir) else str(path)
+        item.add_marker(pytest.mark.xdist_group(group))
     if not any("gpu" in item.keywords for item in items):
         return
     try:
