@@ -130,7 +130,7 @@ class EmbeddingConfig(_Strict):
 
     ``model`` left out (the shipped profiles leave it out) means: an existing store's recorded
     model, and for a new store the default, int8 MiniLM on a CPU with onnxruntime installed and
-    MiniLM on torch elsewhere (:func:`ragkit.models.registry.default_embedding_model`). Naming a
+    MiniLM on torch elsewhere (:func:`ragkit.defaults.default_embedding_model`). Naming a
     model pins it: a store built with another one is refused rather than mixed.
     """
 

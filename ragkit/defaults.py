@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import importlib.util
 
-__all__ = ["INT8_EMBEDDING_MODEL", "TORCH_EMBEDDING_MODEL", "default_embedding_model"]
+__all__ = [
+    "INT8_EMBEDDING_MODEL",
+    "TORCH_EMBEDDING_MODEL",
+    "choose_embedding_model",
+    "default_embedding_model",
+]
 
 TORCH_EMBEDDING_MODEL = "minilm"
 """MiniLM on torch (fp32): GPU profiles, installs without onnxruntime, stores built before
@@ -32,3 +37,8 @@ def default_embedding_model(device: str = "auto") -> str:
     if all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx")):
         return INT8_EMBEDDING_MODEL
     return TORCH_EMBEDDING_MODEL
+
+
+def choose_embedding_model(named: str | None, device: str = "auto") -> str:
+    """``named`` when a profile or pipeline names a model, else :func:`default_embedding_model`."""
+    return named or default_embedding_model(device)

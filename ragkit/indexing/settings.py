@@ -65,7 +65,7 @@ def settle_embedding_model(pipe: Pipeline, config: AnyStore) -> str:
     embedder) is kept: a store built with another one is then refused, never mixed. Otherwise an
     existing embedded store keeps its recorded model, so stores built before the default changed
     (``minilm``) go on as they were, and a new one gets the default
-    (:func:`ragkit.models.registry.default_embedding_model`). A Qdrant server collection records
+    (:func:`ragkit.stores.store.new_store_model`). A Qdrant server collection records
     no model and its queries embed with ``minilm``, so it keeps ``minilm`` unless one is named.
 
     Unnamed document embedders and store writers get the choice before anything loads, so the
@@ -74,22 +74,15 @@ def settle_embedding_model(pipe: Pipeline, config: AnyStore) -> str:
     Raises:
         PipelineError: Two embedders name different models.
     """
-    from ragkit.config import EmbeddedStore
     from ragkit.indexing.writer import StoreWriter
-    from ragkit.models.registry import TORCH_EMBEDDING_MODEL, default_embedding_model
-    from ragkit.stores.store import recorded_embedding
+    from ragkit.stores.store import new_store_model, recorded_embedding
 
     embedders = document_embedders(pipe)
     model = embedding_model(pipe)
     if model is None:
         recorded = recorded_embedding(config)
-        if recorded is not None:
-            model = recorded[0]
-        elif isinstance(config, EmbeddedStore):
-            device = str(getattr(embedders[0][1], "device", "auto")) if embedders else "auto"
-            model = default_embedding_model(device)
-        else:
-            model = TORCH_EMBEDDING_MODEL
+        device = str(getattr(embedders[0][1], "device", "auto")) if embedders else "auto"
+        model = recorded[0] if recorded is not None else new_store_model(config, device)
     for _, comp in embedders:
         if comp.model is None:
             comp.model = model

@@ -16,7 +16,12 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
-from ragkit.defaults import INT8_EMBEDDING_MODEL, TORCH_EMBEDDING_MODEL, default_embedding_model
+from ragkit.defaults import (
+    INT8_EMBEDDING_MODEL,
+    TORCH_EMBEDDING_MODEL,
+    choose_embedding_model,
+    default_embedding_model,
+)
 from ragkit.models.chunked_gguf import CHUNKED_MODELS, ChunkedGGUF
 from ragkit.models.chunked_gguf import locate as locate_chunked
 from ragkit.models.errors import ModelLoadError, UnknownModelError
@@ -249,11 +254,6 @@ def resolve_model(name: str, kind: ModelKind | None = None) -> ResolvedModel:
     if _HUB_ID.match(name):
         return ResolvedModel(name, kind or "causal", "hub", None, name)
     raise _unknown(name, "not a packaged name, existing path or hub id")
-
-
-def choose_embedding_model(named: str | None, device: str = "auto") -> str:
-    """``named`` when a profile or pipeline names a model, else :func:`default_embedding_model`."""
-    return named or default_embedding_model(device)
 
 
 def model_files(name: str) -> Path | None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from haystack import Document, component
 
+from ragkit.defaults import choose_embedding_model
 from ragkit.stores.components import StoreConsumer
 
 if TYPE_CHECKING:
@@ -57,13 +58,6 @@ def _onnx_encoder(name: str, device: str) -> OnnxEncoder | None:
     if spec.path is None:
         raise ModelLoadError(f"embedding model {name!r} has no local files to export")
     return OnnxEncoder(ensure_onnx_int8(spec.path))
-
-
-def _chosen(model: str | None, device: str) -> str:
-    """``model``, or the default for new stores when it is None."""
-    from ragkit.models.registry import choose_embedding_model
-
-    return choose_embedding_model(model, device)
 
 
 def query_embedder_for(store: Any, model: str | None, device: str = "auto") -> TextEmbedder:
@@ -132,7 +126,7 @@ class DocumentEmbedder(StoreConsumer):
     ) -> None:
         """Create an embedder for ``model`` (packaged name, local directory or hub id).
 
-        ``None`` is the default for new stores (:func:`ragkit.models.registry.default_embedding_model`:
+        ``None`` is the default for new stores (:func:`ragkit.defaults.default_embedding_model`:
         ``minilm-int8`` on a CPU with onnxruntime, else ``minilm``), chosen when the model loads;
         ``ragkit index`` sets it to an existing store's model before that.
         """
@@ -153,7 +147,7 @@ class DocumentEmbedder(StoreConsumer):
         """Load the model once."""
         if self._impl is not None:
             return
-        self.model = _chosen(self.model, self.device)
+        self.model = choose_embedding_model(self.model, self.device)
         self._impl = _load_encoder(
             "SentenceTransformersDocumentEmbedder", self.model, self.device, self.batch_size
         )
@@ -204,7 +198,7 @@ class TextEmbedder(StoreConsumer):
         """Load the model once."""
         if self._impl is not None:
             return
-        self.model = _chosen(self.model, self.device)
+        self.model = choose_embedding_model(self.model, self.device)
         self._impl = _load_encoder("SentenceTransformersTextEmbedder", self.model, self.device)
 
     @component.output_types(embedding=list[float])

@@ -94,7 +94,7 @@ class RagkitStore:
         self._model_files = model_files
         self._asked_model = embedding_model
         self._asked_dim = embedding_dim
-        self.embedding_model = embedding_model or _new_store_model(config)
+        self.embedding_model = embedding_model or new_store_model(config)
         self.embedding_dim = embedding_dim or EMBEDDING_DIM
         self.directory: Path | None = None
         # embedded stores: "local" (Qdrant local mode) or "edge" (Qdrant Edge); None otherwise
@@ -545,16 +545,17 @@ class RagkitStore:
         return out
 
 
-def _new_store_model(config: AnyStore) -> str:
+def new_store_model(config: AnyStore, device: str = "auto") -> str:
     """The model a store opened without one records (or, for a server collection, assumes).
 
-    Embedded and in-memory stores get the default, the model an embedder naming none uses, so
-    chunks embedded by ``DocumentEmbedder()`` land in a store that says so. A server collection
-    records no model, and its queries have always embedded with MiniLM on torch.
+    Embedded and in-memory stores get the default for ``device``, the model an embedder naming
+    none uses, so chunks embedded by ``DocumentEmbedder()`` land in a store that says so. A
+    server collection records no model, and its queries have always embedded with MiniLM on
+    torch. ``ragkit index`` asks this too, for a store without a record.
     """
     if isinstance(config, ServerStore):
         return TORCH_EMBEDDING_MODEL
-    return default_embedding_model()
+    return default_embedding_model(device)
 
 
 def recorded_embedding(config: AnyStore) -> tuple[str, int] | None:

@@ -183,7 +183,7 @@ def test_stores_and_embedders_in_python_agree_without_naming_a_model(tmp_path: P
     from ragkit.config import MemoryStore
     from ragkit.pipeline import bind_store
     from ragkit.retrieval.embedders import DocumentEmbedder
-    from ragkit.stores.store import _new_store_model
+    from ragkit.stores.store import new_store_model
 
     fresh = open_store(MemoryStore())
     try:
@@ -206,4 +206,4 @@ def test_stores_and_embedders_in_python_agree_without_naming_a_model(tmp_path: P
         assert named.model == INT8_EMBEDDING_MODEL
     finally:
         release_store(st)
-    assert _new_store_model(ServerStore(url="http://127.0.0.1:1")) == TORCH_EMBEDDING_MODEL
+    assert new_store_model(ServerStore(url="http://127.0.0.1:1")) == TORCH_EMBEDDING_MODEL
