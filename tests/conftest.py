@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,15 +21,25 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 # the shipped default profile reads with Qwen 1.5B through llama.cpp, which CI does not fetch:
 # commands without --profile use the small packaged reader here
 os.environ.setdefault("RAGKIT_PROFILE", "cpu-small")
-# one model/eval-store cache per test process: SmolLM2 is converted from GGUF once, not per test.
-# Each xdist worker gets its own (the controller's is inherited otherwise): some tests damage the
-# cache on purpose (tests/models/test_gguf_cache.py) or assert that they computed a prefix
-# themselves, which a worker beside them sharing the directory would see or spoil. A RAGKIT_CACHE
-# set before pytest starts is used as it is.
+# one cache (models, eval stores, prefixes, gists) per test process: SmolLM2 is converted from
+# GGUF once, not per test. Each xdist worker gets its own (the controller's is inherited
+# otherwise): some tests assert that they computed a prefix or built an eval store themselves,
+# which a worker beside them sharing the directory would spoil. Only the converted models are
+# shared by every worker (the cache's gguf/ and onnx/ link to one directory): SmolLM2's
+# conversion (~20 s) and the int8 embedder's export (~4 s) hold a file lock, so each runs once
+# per test run, not once per worker; the test that damages a converted model damages a private
+# copy. A RAGKIT_CACHE set before pytest starts is used as it is.
 if "RAGKIT_CACHE" not in os.environ or os.environ.get("RAGKIT_TEST_OWN_CACHE") == "1":
     os.environ["RAGKIT_CACHE"] = tempfile.mkdtemp(prefix="ragkit-test-cache-")
     os.environ["RAGKIT_TEST_OWN_CACHE"] = "1"
     atexit.register(shutil.rmtree, os.environ["RAGKIT_CACHE"], True)
+    if "RAGKIT_TEST_MODELS" not in os.environ:  # the first process (xdist's controller)
+        os.environ["RAGKIT_TEST_MODELS"] = tempfile.mkdtemp(prefix="ragkit-test-models-")
+        atexit.register(shutil.rmtree, os.environ["RAGKIT_TEST_MODELS"], True)
+    for _kind in ("gguf", "onnx"):
+        _shared = Path(os.environ["RAGKIT_TEST_MODELS"]) / _kind
+        _shared.mkdir(exist_ok=True)
+        (Path(os.environ["RAGKIT_CACHE"]) / _kind).symlink_to(_shared, target_is_directory=True)
 # On a 2-core machine (CI, or one shared with other jobs) two OpenMP threads spin-wait on each
 # other: the small models here take several times the CPU time they take on one thread. Set before
 # torch is imported (its default thread count reads it) and inherited by the CLI processes the
@@ -48,24 +59,34 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
     Most of the suite's time is single-threaded (one OpenMP thread on small machines, subprocess
     and server waits), so a worker per core runs it about as many times faster; each worker
-    builds its own session fixtures and model cache (the sample store, SmolLM2's conversion,
-    the int8 embedder's export), which is why more than 4 stop paying.
+    builds its own session fixtures (the sample store, a loaded model per module), which is why
+    more than 4 stop paying.
     """
     return max(1, min(os.cpu_count() or 1, 4))
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Group tests for xdist by file, the Ray tests all together; skip ``gpu`` without CUDA.
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile`` (the default run) with the Ray files as one unit.
 
-    A file's tests then run on one worker in file order, as in one process: a module-scoped
-    fixture (a server, a loaded model) starts once, and no test sees another worker's share of
-    its module. The Ray files share one group, so one worker starts the one local cluster.
+    A file's tests run on one worker in file order, as in one process: a module-scoped fixture
+    (a server, a loaded model, an indexed store) starts once, and no test sees another worker's
+    share of its module. The Ray files share one worker, so one local cluster starts. (xdist's
+    ``loadgroup`` marks cannot do this under pytest 9: they rename ``item._nodeid``, which
+    pytest 9 no longer reads.)
     """
-    ray_dir = Path(__file__).resolve().parent / "ray"
-    for item in items:
-        path = Path(str(item.fspath))
-        group = "ray" if path.is_relative_to(ray_dir) else str(path)
-        item.add_marker(pytest.mark.xdist_group(group))
+    if config.getvalue("dist") != "loadfile":
+        return None  # another --dist asked for on the command line: xdist's own scheduler
+    from xdist.scheduler import LoadFileScheduling
+
+    class RayTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "tests/ray" if nodeid.startswith("tests/ray/") else super()._split_scope(nodeid)
+
+    return RayTogether(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``gpu`` tests without CUDA."""
     if not any("gpu" in item.keywords for item in items):
         return
     try:

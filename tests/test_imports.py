@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import ragkit
 
 ROOT = Path(ragkit.__file__).parent
@@ -49,9 +51,10 @@ def _imports(tree: ast.Module, *, top_level_only: bool) -> list[tuple[str, list[
     return found
 
 
-def _loaded_after(imports: str) -> list[str]:
-    """Which heavy libraries a fresh interpreter has loaded after running ``imports``."""
-    code = f"import sys, json\n{imports}\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+def _loaded_after(imports: str, also: tuple[str, ...] = ()) -> list[str]:
+    """Which heavy libraries (and ``also``) a fresh interpreter has loaded after ``imports``."""
+    names = (*HEAVY, *also)
+    code = f"import sys, json\n{imports}\nprint(json.dumps([m for m in {names!r} if m in sys.modules]))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -76,6 +79,27 @@ def test_importing_components_loads_no_transformers() -> None:
         "import ragkit.models.llamacpp_components, ragkit.models.chat, ragkit.models.driver"
     )
     assert set(_loaded_after(imports)) <= {"torch"}
+
+
+def test_embedding_with_the_cached_int8_export_loads_no_transformers_and_no_onnx() -> None:
+    """The default CPU embedder runs on onnxruntime and tokenizers alone once exported:
+    transformers (~0.6 s) and onnx (~0.7 s, the exporter) would be paid by every ``ragkit
+    index`` and ``ragkit query``."""
+    pytest.importorskip("onnxruntime")
+    from ragkit.models.onnx_embedder import ensure_onnx_int8
+    from ragkit.models.registry import INT8_EMBEDDING_MODEL, resolve_model
+
+    source = resolve_model(INT8_EMBEDDING_MODEL).path
+    ensure_onnx_int8(source)  # the export (in this session's cache), which does need them
+    code = (
+        "from ragkit.retrieval.embedders import TextEmbedder\n"
+        f"embedder = TextEmbedder(model={INT8_EMBEDDING_MODEL!r})\n"
+        "embedder.warm_up()\n"
+        "assert len(embedder.run(text='Which planet has the strongest winds?')['embedding']) == 384"
+    )
+    loaded = _loaded_after(code, also=("onnx",))
+    assert "transformers" not in loaded and "onnx" not in loaded, loaded
+    assert "tokenizers" in loaded  # the probe sees what the encoder does load
 
 
 def test_heavy_libraries_are_imported_only_inside_ragkit_models() -> None:

@@ -491,8 +491,11 @@ class RapidReader(_TargetAndDrafter):
             )
             for c in prompt.chunks
         ]
+        # the decoder first: it refuses a drafter of another vocabulary, before the document's
+        # prefill (seconds to minutes) is spent
+        decoder = self._decoder(prompt.draft_ids, chunks)
         state, cache_info = self.prefix_state(prompt.prefix_ids)
-        run = _SpeculativeRun(self._decoder(prompt.draft_ids, chunks), target)
+        run = _SpeculativeRun(decoder, target)
         run.fixed_prompt = prompt.target_ids
         run.prefix_cache = state
         out = chat_reply(

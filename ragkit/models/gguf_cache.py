@@ -175,31 +175,43 @@ def ensure_converted(
     Raises:
         ModelLoadError: The GGUF is missing or fails to convert; the message names the file.
     """
+    from filelock import FileLock
+
     gguf_path = Path(gguf_path).resolve()
     if not gguf_path.is_file():
         raise ModelLoadError(f"GGUF file not found: {gguf_path}")
     target = converted_dir_for(gguf_path, cache_dir)
-    if target.exists():
-        reason = verify_converted(target, gguf_path, full=verify)
-        if reason is None:
-            return target
-        message = f"converted model cache {target} is invalid ({reason}); rebuilding"
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
-        logger.warning(message)
     target.parent.mkdir(parents=True, exist_ok=True)
-    previous = (read_manifest(target) or {}).get("source") if target.exists() else None
-    source = _source_info(gguf_path, previous)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    started = time.perf_counter()
-    try:
-        _convert(gguf_path, tmp)
-        _write_manifest(tmp, source)
-    except ModelLoadError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    except Exception as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ModelLoadError(f"failed to convert GGUF file {gguf_path}: {exc}") from exc
-    _publish(tmp, target)
+    # two processes loading the model for the first time (a server and an eval, test workers
+    # sharing a cache) convert it once: the second waits, then finds the first one's result
+    with FileLock(str(target.with_name(target.name + ".lock"))):
+        if target.exists():
+            reason = verify_converted(target, gguf_path, full=verify)
+            if reason is None:
+                return target
+            message = f"converted model cache {target} is invalid ({reason}); rebuilding"
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            logger.warning(message)
+        for stale in target.parent.glob(f".{target.name}.tmp-*"):
+            shutil.rmtree(
+                stale, ignore_errors=True
+            )  # left by a killed conversion; we hold the lock
+        previous = (read_manifest(target) or {}).get("source") if target.exists() else None
+        source = _source_info(gguf_path, previous)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        started = time.perf_counter()
+        try:
+            _convert(gguf_path, tmp)
+            _write_manifest(tmp, source)
+        except ModelLoadError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        except Exception as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise ModelLoadError(f"failed to convert GGUF file {gguf_path}: {exc}") from exc
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _publish(tmp, target)
     logger.info("converted %s in %.1f s into %s", gguf_path, time.perf_counter() - started, target)
     return target

@@ -384,6 +384,7 @@ def test_a_drafter_with_another_vocabulary_is_refused_naming_both(smol, tmp_path
     with pytest.raises(InvalidParameter) as err:
         reader.run(question=QUESTION, document=DOC)
     assert "other-model" in str(err.value) and MODEL in str(err.value)
+    assert not list(tmp_path.rglob("manifest.json"))  # refused before the document prefill
 
 
 # ---------------------------------------------------------------------- the CLI

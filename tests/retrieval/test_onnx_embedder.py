@@ -89,6 +89,17 @@ def test_missing_onnxruntime_names_the_install(
     assert list(tmp_path.iterdir()) == []  # refused before anything is written
 
 
+def test_missing_onnx_is_named_before_any_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """onnx is only checked for (importing it costs ~0.7 s per command), yet still named."""
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setitem(sys.modules, "onnx", None)  # makes `import onnx` fail
+    with pytest.raises(ModelLoadError, match=r"\(onnx is not installed\).*pip install"):
+        onnx_embedder.ensure_onnx_int8(_minilm_dir(), tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
 # ---------------------------------------------------------------- atomic export (fake exporter)
 
 
