@@ -2,9 +2,9 @@
 
 Loading a GGUF through transformers dequantizes every tensor (~35 s for SmolLM2 on 2 cores);
 loading the converted safetensors takes about a second. The converted directory carries a
-``manifest.json`` (format version, source size/mtime/sha256, transformers version, sha256 of
-every written file) that is verified on reuse, so a corrupt or stale cache is rebuilt instead of
-silently loaded.
+``manifest.json`` (format version, source size/mtime/sha256, transformers version, size, time
+and sha256 of every written file) that is verified on reuse, so a corrupt or stale cache is
+rebuilt instead of silently loaded: a file written to since the conversion is hashed again.
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ def verify_converted(directory: Path, gguf_path: Path, *, full: bool = True) -> 
     Args:
         directory: The converted model directory.
         gguf_path: The GGUF it should have been converted from.
-        full: Also hash every written file (slower: ~0.5 s per GB); otherwise sizes only.
+        full: Also hash every file written to since the conversion (~0.5 s per GB; see
+            :func:`ragkit.models.artifact.file_problem`); otherwise sizes only.
 
     Returns:
         ``None`` when valid, else a short reason (for the rebuild warning).
@@ -167,7 +168,8 @@ def ensure_converted(
     Args:
         gguf_path: The GGUF file.
         cache_dir: Cache root (default :func:`default_cache_dir`); tests pass a tmp dir.
-        verify: Hash every cached file on reuse (detects corruption); ``False`` checks sizes.
+        verify: On reuse, hash every cached file changed since the conversion (detects
+            corruption); ``False`` checks sizes.
 
     Returns:
         The directory to pass to ``from_pretrained``.
