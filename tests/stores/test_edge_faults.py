@@ -35,7 +35,7 @@ from haystack import Document
 from ragkit.config import EmbeddedStore
 from ragkit.indexing.manifest import Manifest
 from ragkit.stores.edge import seal_path
-from ragkit.stores.store import StoreError, open_store, release_store
+from ragkit.stores.store import StoreError, migrate_to_edge, open_store, release_store
 
 pytest.importorskip("qdrant_edge")
 
@@ -150,8 +150,8 @@ def test_sigkill_mid_index_then_rerun_has_no_duplicate_and_no_gap(
     if engine == "edge":  # the killed writer left its shard unsealed, never wrongly sealed
         assert not seal_path(store / "edge").exists()
 
-    rerun = subprocess.run(cmd, capture_output=True, text=True)
-    assert rerun.returncode == 0, rerun.stderr
+    code, _, err = ragkit(*cmd[3:])  # the re-run: the real CLI, in this process
+    assert code == 0, err
     st = open_store(EmbeddedStore(path=str(store)), read_only=True)
     try:
         assert st.engine == engine
@@ -581,10 +581,8 @@ def test_sigkill_mid_migration_leaves_the_local_store_and_a_rerun_finishes(
         want = [d.id for d in st.dense_search(vecs[7].tolist(), top_k=5)]
     finally:
         release_store(st)
-    run = subprocess.run(
-        [sys.executable, "-c", MIGRATE, str(store)], capture_output=True, text=True
-    )
-    assert run.returncode == 0 and "1500 chunks copied" in run.stdout, run.stderr
+    rerun = migrate_to_edge(EmbeddedStore(path=str(store)))  # the re-run, in this process
+    assert "1500 chunks copied" in rerun.line()
     assert not (store / "edge.migrating").exists()
     st = open_store(EmbeddedStore(path=str(store)), read_only=True)
     try:
