@@ -4,15 +4,18 @@ Prefix caches (transformers KV tensors, llama.cpp context states) and converted 
 expensive to build and dangerous to misuse, so each is a directory holding its files and a
 ``manifest.json`` (format version, owner identity, ``files: {name: {size, sha256}}``). This
 module writes such a directory into a temp dir and renames it into place, and reads one back,
-checking the manifest and every file before anything is trusted. The callers add only what is
-specific to them (which model owns it, what the files contain).
+checking the manifest and every file before anything is trusted; :func:`build_once` builds a
+cached one under a file lock. The callers add only what is specific to them (which model owns
+it, what the files contain).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from ragkit.atomic import file_sha256, publish_dir
 
 __all__ = [
     "MANIFEST_NAME",
+    "build_once",
     "file_problem",
     "list_files",
     "manifest_problem",
@@ -30,6 +34,8 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "manifest.json"
+
+logger = logging.getLogger(__name__)
 
 Writer = Callable[[Path], None]
 """Writes one file at the path it is given."""
@@ -204,3 +210,66 @@ def read_verified(
     if problem is not None:
         raise error(f"{what} {root} is corrupt: {problem} (checksum check)")
     return manifest
+
+
+def build_once(
+    target: Path,
+    *,
+    what: str,
+    problem: Callable[[], str | None],
+    build: Callable[[Path, dict[str, Any] | None], None],
+    failure: Callable[[Exception], Exception],
+) -> bool:
+    """Reuse a valid cached artifact directory, or build it once under a file lock.
+
+    Two processes that first need the artifact at the same time (a server and an eval) build it
+    once: the second waits on the lock, then finds the first one's result. A stale or corrupt
+    directory is rebuilt with a warning; temp dirs left by a killed build are removed.
+
+    Args:
+        target: The artifact directory.
+        what: Its name in the rebuild warning (``"converted model cache"``).
+        problem: Checks the existing ``target``: ``None`` when valid, else a short reason.
+        build: Writes the artifact (files and manifest) into the temp dir it is given; gets the
+            old manifest's ``source`` entry (``None`` if there was none) to reuse its hashes.
+        failure: Turns an exception of ``build`` into the error raised (a
+            :class:`~ragkit.models.errors.ModelLoadError` passes through as it is).
+
+    Returns:
+        Whether it was built (``False``: the cached one was valid); a build is logged with its
+        time.
+    """
+    import time
+
+    from filelock import FileLock
+
+    from ragkit.models.errors import ModelLoadError
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target.with_name(target.name + ".lock"))):
+        if target.exists():
+            reason = problem()
+            if reason is None:
+                return False
+            message = f"{what} {target} is invalid ({reason}); rebuilding"
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+            logger.warning(message)
+        for stale in target.parent.glob(f".{target.name}.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # left by a killed build; we hold the lock
+        previous = (read_manifest(target) or {}).get("source") if target.exists() else None
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        started = time.perf_counter()
+        try:
+            build(tmp, previous)
+        except ModelLoadError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        except Exception as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise failure(exc) from exc
+        except BaseException:  # interrupted: leave nothing half-written behind
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        publish_dir(tmp, target)
+    logger.info("built %s %s in %.1f s", what, target, time.perf_counter() - started)
+    return True

@@ -13,16 +13,14 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
-from ragkit.atomic import file_sha256, publish_dir
+from ragkit.atomic import file_sha256
 from ragkit.models.artifact import (
     MANIFEST_NAME,
+    build_once,
     file_problem,
     list_files,
     manifest_problem,
@@ -152,11 +150,6 @@ def _write_manifest(out: Path, source: dict[str, Any]) -> None:
     (out / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
 
 
-def _publish(tmp: Path, target: Path) -> None:
-    """Move a finished temp dir into place (see :func:`ragkit.atomic.publish_dir`)."""
-    publish_dir(tmp, target)
-
-
 def ensure_converted(
     gguf_path: Path | str,
     cache_dir: Path | str | None = None,
@@ -177,43 +170,21 @@ def ensure_converted(
     Raises:
         ModelLoadError: The GGUF is missing or fails to convert; the message names the file.
     """
-    from filelock import FileLock
-
     gguf_path = Path(gguf_path).resolve()
     if not gguf_path.is_file():
         raise ModelLoadError(f"GGUF file not found: {gguf_path}")
     target = converted_dir_for(gguf_path, cache_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # two processes loading the model for the first time (a server and an eval, test workers
-    # sharing a cache) convert it once: the second waits, then finds the first one's result
-    with FileLock(str(target.with_name(target.name + ".lock"))):
-        if target.exists():
-            reason = verify_converted(target, gguf_path, full=verify)
-            if reason is None:
-                return target
-            message = f"converted model cache {target} is invalid ({reason}); rebuilding"
-            warnings.warn(message, RuntimeWarning, stacklevel=2)
-            logger.warning(message)
-        for stale in target.parent.glob(f".{target.name}.tmp-*"):
-            shutil.rmtree(
-                stale, ignore_errors=True
-            )  # left by a killed conversion; we hold the lock
-        previous = (read_manifest(target) or {}).get("source") if target.exists() else None
+
+    def convert(tmp: Path, previous: dict[str, Any] | None) -> None:
         source = _source_info(gguf_path, previous)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        started = time.perf_counter()
-        try:
-            _convert(gguf_path, tmp)
-            _write_manifest(tmp, source)
-        except ModelLoadError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        except Exception as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise ModelLoadError(f"failed to convert GGUF file {gguf_path}: {exc}") from exc
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        _publish(tmp, target)
-    logger.info("converted %s in %.1f s into %s", gguf_path, time.perf_counter() - started, target)
+        _convert(gguf_path, tmp)
+        _write_manifest(tmp, source)
+
+    build_once(
+        target,
+        what="converted model cache",
+        problem=lambda: verify_converted(target, gguf_path, full=verify),
+        build=convert,
+        failure=lambda exc: ModelLoadError(f"failed to convert GGUF file {gguf_path}: {exc}"),
+    )
     return target

@@ -29,20 +29,19 @@ import importlib.util
 import json
 import logging
 import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ragkit.atomic import file_sha256, publish_dir
+from ragkit.atomic import file_sha256
 from ragkit.models.artifact import (
     MANIFEST_NAME,
+    build_once,
     file_problem,
     list_files,
     manifest_problem,
-    read_manifest,
 )
 from ragkit.models.errors import ModelLoadError
 
@@ -325,53 +324,38 @@ def ensure_onnx_int8(
     Raises:
         ModelLoadError: onnxruntime/onnx missing, an unsupported model, or a failed export.
     """
-    from filelock import FileLock
-
     source = Path(source).resolve()
     settings = encoder_settings(source)
     _import_onnxruntime()
     target = onnx_dir_for(source, cache_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target.with_name(target.name + ".lock"))):
-        if target.exists():
-            reason = verify_onnx_dir(target, source, full=verify)
-            if reason is None:
-                return target
-            message = f"ONNX embedding cache {target} is invalid ({reason}); rebuilding"
-            warnings.warn(message, RuntimeWarning, stacklevel=2)
-            logger.warning(message)
-        for stale in target.parent.glob(f".{target.name}.tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)  # left by a killed export; we hold the lock
-        previous = (read_manifest(target) or {}).get("source") if target.exists() else None
+
+    def export(tmp: Path, previous: dict[str, Any] | None) -> None:
         info = _source_info(source, previous)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        started = time.perf_counter()
-        try:
-            _export(source, tmp, settings)
-            manifest = {
-                "format_version": FORMAT_VERSION,
-                "backend": "onnx-int8",
-                "source": info,
-                "versions": _versions(),
-                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "files": list_files(tmp),
-            }
-            (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-        except ModelLoadError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        except Exception as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            raise ModelLoadError(
-                f"exporting {source} to ONNX int8 failed ({type(exc).__name__}: {first[:200]}); "
-                "use the torch model instead"
-            ) from exc
-        except BaseException:  # interrupted: leave nothing half-written behind
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        publish_dir(tmp, target)
-    logger.info("exported %s to ONNX int8 in %.1f s", source, time.perf_counter() - started)
+        _export(source, tmp, settings)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "backend": "onnx-int8",
+            "source": info,
+            "versions": _versions(),
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "files": list_files(tmp),
+        }
+        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+
+    def failure(exc: Exception) -> ModelLoadError:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        return ModelLoadError(
+            f"exporting {source} to ONNX int8 failed ({type(exc).__name__}: {first[:200]}); "
+            "use the torch model instead"
+        )
+
+    build_once(
+        target,
+        what="ONNX embedding cache",
+        problem=lambda: verify_onnx_dir(target, source, full=verify),
+        build=export,
+        failure=failure,
+    )
     return target
 
 
