@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -25,8 +27,10 @@ from ragkit.atomic import file_sha256, publish_dir
 __all__ = [
     "MANIFEST_NAME",
     "build_once",
+    "file_entry",
     "file_problem",
     "list_files",
+    "unchanged_since",
     "manifest_problem",
     "read_manifest",
     "read_verified",
@@ -67,6 +71,30 @@ def manifest_problem(directory: Path, format_version: int) -> tuple[dict[str, An
     return manifest, None
 
 
+def unchanged_since(meta: Mapping[str, Any], stat: os.stat_result) -> bool:
+    """Whether a file is the one an entry ``{size, mtime_ns, sha256}`` recorded when it was hashed.
+
+    Nothing has written to it since: a write, a truncation or a replacement changes its time.
+    Its recorded hash can then be trusted without reading the file again (~0.5 s per GB).
+    """
+    return (
+        meta.get("size") == stat.st_size
+        and meta.get("mtime_ns") == stat.st_mtime_ns
+        and isinstance(meta.get("sha256"), str)
+    )
+
+
+def file_entry(path: Path, previous: Any = None) -> dict[str, Any]:
+    """``{size, mtime_ns, sha256}`` of a file; ``previous``'s hash is reused when unchanged."""
+    stat = path.stat()
+    entry: dict[str, Any] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    if isinstance(previous, Mapping) and unchanged_since(previous, stat):
+        entry["sha256"] = previous["sha256"]
+    else:
+        entry["sha256"] = file_sha256(path)
+    return entry
+
+
 def file_problem(directory: Path, files: Any, *, full: bool = True) -> str | None:
     """Check the files a manifest lists; ``None`` when all match, else a short reason.
 
@@ -93,8 +121,7 @@ def file_problem(directory: Path, files: Any, *, full: bool = True) -> str | Non
             return f"{name} missing"
         if stat.st_size != meta.get("size"):
             return f"{name} has the wrong size"
-        unchanged = meta.get("mtime_ns") == stat.st_mtime_ns
-        if full and not unchanged and file_sha256(path) != meta.get("sha256"):
+        if full and not unchanged_since(meta, stat) and file_sha256(path) != meta.get("sha256"):
             return f"{name} checksum mismatch"
     return None
 
@@ -116,11 +143,8 @@ def list_files(
     for path in sorted(paths):
         if not path.is_file() or path == directory / MANIFEST_NAME:
             continue
-        stat = path.stat()
-        entry: dict[str, Any] = {"size": stat.st_size}
-        if hash_limit is None or entry["size"] < hash_limit:
-            entry["sha256"] = file_sha256(path)
-            entry["mtime_ns"] = stat.st_mtime_ns  # see file_problem: unchanged files skip a hash
+        size = path.stat().st_size
+        entry = file_entry(path) if hash_limit is None or size < hash_limit else {"size": size}
         listed[str(path.relative_to(directory))] = entry
     return listed
 
@@ -239,8 +263,6 @@ def build_once(
         Whether it was built (``False``: the cached one was valid); a build is logged with its
         time.
     """
-    import time
-
     from filelock import FileLock
 
     from ragkit.models.errors import ModelLoadError

@@ -21,6 +21,7 @@ from ragkit.atomic import file_sha256
 from ragkit.models.artifact import (
     MANIFEST_NAME,
     build_once,
+    file_entry,
     file_problem,
     list_files,
     manifest_problem,
@@ -63,19 +64,8 @@ def converted_dir_for(gguf_path: Path, cache_dir: Path | str | None = None) -> P
 
 
 def _source_info(gguf_path: Path, previous: dict[str, Any] | None) -> dict[str, Any]:
-    """Size, mtime and sha256 of the source; reuses the stored hash when size and mtime match."""
-    stat = gguf_path.stat()
-    info = {"path": str(gguf_path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    if (
-        previous
-        and previous.get("size") == stat.st_size
-        and previous.get("mtime_ns") == stat.st_mtime_ns
-        and isinstance(previous.get("sha256"), str)
-    ):
-        info["sha256"] = previous["sha256"]
-    else:
-        info["sha256"] = file_sha256(gguf_path)
-    return info
+    """Path, size, mtime and sha256 of the source; the stored hash is reused when unchanged."""
+    return {"path": str(gguf_path), **file_entry(gguf_path, previous)}
 
 
 def verify_converted(directory: Path, gguf_path: Path, *, full: bool = True) -> str | None:

@@ -35,10 +35,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ragkit.atomic import file_sha256
 from ragkit.models.artifact import (
     MANIFEST_NAME,
     build_once,
+    file_entry,
     file_problem,
     list_files,
     manifest_problem,
@@ -122,21 +122,13 @@ def encoder_settings(source: Path) -> dict[str, Any]:
 
 
 def _source_info(source: Path, previous: dict[str, Any] | None) -> dict[str, Any]:
-    """Size, mtime and sha256 of the source files; a stored hash is reused when size+mtime match."""
+    """Size, mtime and sha256 of the source files; a stored hash is reused when unchanged."""
     old = (previous or {}).get("files") or {}
-    files: dict[str, Any] = {}
-    for name in _SOURCE_FILES:
-        path = source / name
-        if not path.is_file():
-            continue
-        stat = path.stat()
-        entry: dict[str, Any] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-        before = old.get(name) or {}
-        if before.get("size") == stat.st_size and before.get("mtime_ns") == stat.st_mtime_ns:
-            entry["sha256"] = before.get("sha256")
-        else:
-            entry["sha256"] = file_sha256(path)
-        files[name] = entry
+    files = {
+        name: file_entry(source / name, old.get(name))
+        for name in _SOURCE_FILES
+        if (source / name).is_file()
+    }
     return {"path": str(source.resolve()), "files": files}
 
 
